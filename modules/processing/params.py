@@ -1,0 +1,119 @@
+"""The request and result shapes of generation, with A1111's field names
+(StableDiffusionProcessingTxt2Img fields, a1111-compat.md §3.1 / §3.6)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GenerationParams:
+    """One txt2img request after validation. Field names and defaults are A1111's API ones."""
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] | None = None
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: str | None = None
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: float | None = None
+    denoising_strength: float | None = 0.75
+    s_min_uncond: float | None = None
+    s_churn: float | None = None
+    s_tmax: float | None = None
+    s_tmin: float | None = None
+    s_noise: float | None = None
+    override_settings: dict[str, Any] | None = None
+    override_settings_restore_afterwards: bool = True
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float | None = None
+    disable_extra_networks: bool = False
+    comments: dict[str, Any] | None = None
+    enable_hr: bool = False
+    firstphase_width: int = 0
+    firstphase_height: int = 0
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    sampler_index: str = "Euler"
+    # where the request came from: "api" coerces float fields in infotext as A1111's API does
+    is_api: bool = False
+    outpath_samples: str | None = None
+    outpath_grids: str | None = None
+
+
+@dataclass
+class Processed:
+    """Result of one generation job (A1111's `Processed`). `js()` gives the API's `info` string."""
+    images: list[Any]                      # PIL images; a grid first when index_of_first_image == 1
+    prompt: str
+    all_prompts: list[str]
+    negative_prompt: str
+    all_negative_prompts: list[str]
+    seed: int
+    all_seeds: list[int]
+    subseed: int
+    all_subseeds: list[int]
+    subseed_strength: float
+    width: int
+    height: int
+    sampler_name: str
+    cfg_scale: float
+    steps: int
+    batch_size: int
+    restore_faces: bool
+    face_restoration_model: str | None
+    sd_model_name: str | None
+    sd_model_hash: str | None
+    sd_vae_name: str | None
+    sd_vae_hash: str | None
+    seed_resize_from_w: int
+    seed_resize_from_h: int
+    denoising_strength: float | None
+    extra_generation_params: dict[str, Any]
+    index_of_first_image: int
+    infotexts: list[str]
+    styles: list[str]
+    job_timestamp: str
+    clip_skip: int
+    is_using_inpainting_conditioning: bool
+    version: str | None
+    comments: str = ""
+    saved_files: list[str] = field(default_factory=list)
+
+    INFO_KEYS = (
+        "prompt", "all_prompts", "negative_prompt", "all_negative_prompts", "seed", "all_seeds",
+        "subseed", "all_subseeds", "subseed_strength", "width", "height", "sampler_name",
+        "cfg_scale", "steps", "batch_size", "restore_faces", "face_restoration_model",
+        "sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash", "seed_resize_from_w",
+        "seed_resize_from_h", "denoising_strength", "extra_generation_params",
+        "index_of_first_image", "infotexts", "styles", "job_timestamp", "clip_skip",
+        "is_using_inpainting_conditioning", "version",
+    )
+
+    def info_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.INFO_KEYS}
+
+    def js(self) -> str:
+        import json
+        return json.dumps(self.info_dict(), default=lambda _: None)
