@@ -1,0 +1,62 @@
+"""The application's services, built once at start-up and passed to the API and UI explicitly."""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from modules.app.checkpoints import CheckpointRegistry, HashCache, VaeRegistry
+from modules.app.devices import plan_devices
+from modules.app.model_manager import ModelManager
+from modules.app.option_defs import default_option_definitions
+from modules.app.options import Options
+from modules.app.paths import Paths
+from modules.jobs.progress import JobProgress
+from modules.jobs.queue import JobQueue
+from modules.processing.context import ProcessingContext
+from modules.processing.styles import StyleDatabase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    args: argparse.Namespace
+    paths: Paths
+    options: Options
+    checkpoints: CheckpointRegistry
+    vaes: VaeRegistry
+    styles: StyleDatabase
+    model_manager: ModelManager
+    jobs: JobQueue
+
+    def processing_context(self, progress: JobProgress) -> ProcessingContext:
+        return ProcessingContext(options=self.options, model_manager=self.model_manager,
+                                 paths=self.paths, styles=self.styles, vaes=self.vaes,
+                                 progress=progress)
+
+    def close(self) -> None:
+        self.jobs.shutdown()
+
+
+def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
+    paths = Paths.from_args(args, root)
+    options = Options(default_option_definitions(), paths.config_file,
+                      frozen=bool(getattr(args, "freeze_settings", False)))
+    options.load()
+    hash_cache = HashCache(paths.cache_file)
+    checkpoints = CheckpointRegistry(
+        paths.ckpt_dir,
+        extra_dirs=[Path(d) for d in ([args.ckpt_dir] if getattr(args, "ckpt_dir", None) else [])],
+        extra_files=[Path(args.ckpt)] if getattr(args, "ckpt", None) else [],
+        hash_cache=hash_cache, no_hashing=bool(getattr(args, "no_hashing", False)))
+    checkpoints.refresh()
+    vaes = VaeRegistry(paths.vae_dir, extra_dirs=[paths.ckpt_dir])
+    vaes.refresh()
+    styles = StyleDatabase(paths.styles_files)
+    manager = ModelManager(checkpoints, plan_devices(args), checkpoint_dir=paths.ckpt_dir,
+                           allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
+                           force_v_prediction=lambda: bool(options.get("sd_v_prediction")))
+    return AppContext(args=args, paths=paths, options=options, checkpoints=checkpoints,
+                      vaes=vaes, styles=styles, model_manager=manager, jobs=JobQueue())

@@ -1,0 +1,134 @@
+"""Owns the loaded checkpoint: load on demand, switch, keep the previous model when a load fails.
+
+One model is kept in memory (A1111's `sd_checkpoints_limit` default). A new checkpoint is read and
+validated before the old one is released, so a corrupt file leaves the current model usable.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, v_prediction_hint
+from modules.app.devices import DevicePlan
+from modules.engine.sd_model import StableDiffusionModel, load_model, load_vae_weights
+
+log = logging.getLogger(__name__)
+
+# Documented name hint for SD2.x v-prediction files that come without a sidecar .yaml:
+# "768-v", "v-pred", "vpred", "v_prediction" in the file name.
+_V_NAME_HINT = re.compile(r"(768-v|v[-_]?pred|v[-_]prediction)", re.IGNORECASE)
+
+
+class NoCheckpointError(RuntimeError):
+    """No checkpoint file exists (or none matches the request)."""
+
+
+@dataclass
+class LoadedModel:
+    info: CheckpointInfo
+    model: StableDiffusionModel
+    vae_path: str | None = None
+
+
+class ModelManager:
+    def __init__(self, checkpoints: CheckpointRegistry, plan: DevicePlan, *, checkpoint_dir: Path,
+                 allow_unsafe_pickle: bool = False,
+                 force_v_prediction: Callable[[], bool] = lambda: False):
+        self.checkpoints = checkpoints
+        self.plan = plan
+        self.checkpoint_dir = checkpoint_dir
+        self.allow_unsafe_pickle = allow_unsafe_pickle
+        self.force_v_prediction = force_v_prediction
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.RLock()
+
+    # -- queries -------------------------------------------------------------------------------
+    def current(self) -> LoadedModel | None:
+        return self._loaded
+
+    def current_checkpoint(self) -> CheckpointInfo | None:
+        return self._loaded.info if self._loaded else None
+
+    def no_checkpoint_message(self) -> str:
+        return (f"No Stable Diffusion checkpoint found. Put a .safetensors checkpoint into "
+                f"{self.checkpoint_dir} (or pass --ckpt / --ckpt-dir), then refresh the list.")
+
+    def resolve(self, title: str | None) -> CheckpointInfo:
+        """A checkpoint by any A1111 alias; None = the loaded one, else the first on disk."""
+        if title:
+            info = self.checkpoints.get_closest(title)
+            if info is None:
+                raise NoCheckpointError(f"Checkpoint '{title}' not found. Available: "
+                                        f"{[c.title for c in self.checkpoints.list()] or 'none'}. "
+                                        f"Checkpoints live in {self.checkpoint_dir}.")
+            return info
+        if self._loaded is not None:
+            return self._loaded.info
+        available = self.checkpoints.list()
+        if not available:
+            raise NoCheckpointError(self.no_checkpoint_message())
+        return available[0]
+
+    # -- loading -------------------------------------------------------------------------------
+    def get(self, title: str | None = None, *, vae_path: str | None = None) -> LoadedModel:
+        """The model for `title` (loading it if needed) with `vae_path` applied (None = its own)."""
+        with self._lock:
+            info = self.resolve(title)
+            loaded = self._loaded
+            if loaded is None or loaded.info.filename != info.filename:
+                loaded = self._load(info)
+            if loaded.vae_path != vae_path:
+                self._apply_vae(loaded, vae_path)
+            return loaded
+
+    def _wants_v_prediction(self, info: CheckpointInfo) -> bool | None:
+        hint = v_prediction_hint(info)
+        if hint is not None:
+            return hint
+        if self.force_v_prediction():
+            return True
+        if _V_NAME_HINT.search(Path(info.filename).name):
+            return True
+        return None
+
+    def _load(self, info: CheckpointInfo) -> LoadedModel:
+        log.info("Loading checkpoint %s", info.filename)
+        # load_model validates every key before anything is returned; on failure self._loaded is
+        # untouched and the exception (naming the file) reaches the caller.
+        model = load_model(info.filename, device=self.plan.device, dtype=self.plan.dtype,
+                           v_prediction=self._wants_v_prediction(info),
+                           allow_unsafe_pickle=self.allow_unsafe_pickle)
+        if self.plan.vae_dtype != self.plan.dtype:
+            model.first_stage_model.to(self.plan.vae_dtype)
+        self.checkpoints.ensure_hashed(info)
+        self.unload()
+        self._loaded = LoadedModel(info=info, model=model)
+        log.info("Loaded %s (%s, %s prediction) on %s", info.title, model.config.family,
+                 model.prediction, self.plan.describe())
+        return self._loaded
+
+    def _apply_vae(self, loaded: LoadedModel, vae_path: str | None) -> None:
+        source = vae_path or loaded.info.filename
+        if vae_path is None:
+            # back to the checkpoint's own VAE: re-read only the first_stage_model weights
+            load_vae_weights(loaded.model, loaded.info.filename,
+                             allow_unsafe_pickle=self.allow_unsafe_pickle, from_checkpoint=True)
+        else:
+            load_vae_weights(loaded.model, source, allow_unsafe_pickle=self.allow_unsafe_pickle)
+        loaded.vae_path = vae_path
+
+    def unload(self) -> None:
+        with self._lock:
+            if self._loaded is None:
+                return
+            self._loaded = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

@@ -1,0 +1,207 @@
+"""The job queue: one worker thread owns the device and runs jobs first-in, first-out.
+
+The UI and the API both submit work here; A1111's synchronous endpoints simply wait for their job.
+Task ids follow A1111: `task(<kind>-<7 random [A-Z0-9]>)`.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+import string
+import threading
+from typing import Any, Callable
+
+from modules.jobs.progress import JobProgress
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED_STATES = (DONE, FAILED, CANCELLED)
+RECENT_FINISHED_LIMIT = 16
+_TASK_ID_ALPHABET = string.ascii_uppercase + string.digits
+
+
+class JobCancelled(Exception):
+    """The job was removed from the queue before it started."""
+
+
+def create_task_id(kind: str) -> str:
+    suffix = "".join(secrets.choice(_TASK_ID_ALPHABET) for _ in range(7))
+    return f"task({kind}-{suffix})"
+
+
+class Job:
+    """One unit of work. `fn` receives the job's JobProgress and returns the result."""
+
+    def __init__(self, queue: "JobQueue", job_id: str, kind: str,
+                 fn: Callable[[JobProgress], Any]) -> None:
+        self._queue = queue
+        self.id = job_id
+        self.kind = kind
+        self.fn = fn
+        self.state = QUEUED
+        self.progress = JobProgress(job=kind)
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._finished = threading.Event()
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the job ends; return its result or re-raise its exception.
+        TimeoutError when `timeout` seconds pass first, JobCancelled if it was cancelled."""
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"{self.id} did not finish within {timeout} s")
+        if self.state == CANCELLED:
+            raise JobCancelled(f"{self.id} was cancelled before it started")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def queue_position(self) -> int | None:
+        """1-based position among the waiting jobs; 0 while running; None once finished."""
+        return self._queue.position_of(self)
+
+    def _finish(self, state: str, result: Any = None, error: BaseException | None = None) -> None:
+        self.state, self.result, self.error = state, result, error
+        self._finished.set()
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, {self.state})"
+
+
+class JobQueue:
+    """FIFO queue served by a single worker thread (started on construction)."""
+
+    def __init__(self, *, name: str = "job-worker") -> None:
+        self._condition = threading.Condition()
+        self._pending: collections.deque[Job] = collections.deque()
+        self._current: Job | None = None
+        # finished jobs by id, oldest first, so late progress polls can still see "completed"
+        self._finished: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._run_worker, name=name, daemon=True)
+        self._worker.start()
+
+    # -- submitting ----------------------------------------------------------------------------
+    def submit(self, kind: str, fn: Callable[[JobProgress], Any], *,
+               task_id: str | None = None) -> Job:
+        job = Job(self, task_id or create_task_id(kind), kind, fn)
+        with self._condition:
+            if self._stopping:
+                raise RuntimeError("the job queue is shut down")
+            self._pending.append(job)
+            self._condition.notify_all()
+        return job
+
+    def run(self, kind: str, fn: Callable[[JobProgress], Any], *, task_id: str | None = None,
+            timeout: float | None = None) -> Any:
+        """Submit and wait: the synchronous endpoints' way of using the queue."""
+        return self.submit(kind, fn, task_id=task_id).wait(timeout)
+
+    def cancel(self, job_id: str) -> bool:
+        """Remove a job that has not started yet; False when it is running, finished or unknown."""
+        with self._condition:
+            job = next((j for j in self._pending if j.id == job_id), None)
+            if job is None:
+                return False
+            self._pending.remove(job)
+            self._remember_finished(job)
+        job._finish(CANCELLED)
+        return True
+
+    # -- queries -------------------------------------------------------------------------------
+    def current(self) -> Job | None:
+        with self._condition:
+            return self._current
+
+    def pending_ids(self) -> list[str]:
+        """Ids of jobs waiting to start, in the order they will run."""
+        with self._condition:
+            return [job.id for job in self._pending]
+
+    def recent_finished_ids(self) -> list[str]:
+        """Ids of the last finished jobs (at most 16), oldest first."""
+        with self._condition:
+            return list(self._finished)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._condition:
+            if self._current is not None and self._current.id == job_id:
+                return self._current
+            for job in self._pending:
+                if job.id == job_id:
+                    return job
+            return self._finished.get(job_id)
+
+    def position_of(self, job: Job) -> int | None:
+        with self._condition:
+            if job is self._current:
+                return 0
+            for index, pending in enumerate(self._pending):
+                if pending is job:
+                    return index + 1
+            return None
+
+    def interrupt_current(self) -> bool:
+        job = self.current()
+        if job is not None:
+            job.progress.interrupt()
+        return job is not None
+
+    def skip_current(self) -> bool:
+        job = self.current()
+        if job is not None:
+            job.progress.skip()
+        return job is not None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def shutdown(self, *, timeout: float | None = 10.0) -> None:
+        """Cancel waiting jobs, interrupt the running one and stop the worker."""
+        with self._condition:
+            self._stopping = True
+            cancelled = list(self._pending)
+            self._pending.clear()
+            for job in cancelled:
+                self._remember_finished(job)
+            running = self._current
+            self._condition.notify_all()
+        for job in cancelled:
+            job._finish(CANCELLED)
+        if running is not None:
+            running.progress.interrupt()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout)
+
+    def _remember_finished(self, job: Job) -> None:
+        """Caller holds the condition lock."""
+        self._finished[job.id] = job
+        while len(self._finished) > RECENT_FINISHED_LIMIT:
+            self._finished.popitem(last=False)
+
+    def _run_worker(self) -> None:
+        while True:
+            with self._condition:
+                while not self._pending and not self._stopping:
+                    self._condition.wait()
+                if self._stopping:
+                    return
+                job = self._pending.popleft()
+                job.state = RUNNING
+                # counted as one sub-job until the processing layer says how many it has
+                job.progress.begin(1)
+                self._current = job
+            try:
+                result = job.fn(job.progress)
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+                log.debug("job %s failed: %r", job.id, error)
+                state, result = FAILED, None
+            else:
+                state, error = DONE, None
+            with self._condition:
+                self._current = None
+                self._remember_finished(job)
+            job._finish(state, result, error)

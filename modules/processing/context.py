@@ -1,0 +1,27 @@
+"""What processing needs from the application, passed in explicitly (no globals)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modules.app.checkpoints import VaeRegistry
+    from modules.app.model_manager import ModelManager
+    from modules.app.options import Options
+    from modules.app.paths import Paths
+    from modules.jobs.progress import JobProgress
+    from modules.processing.styles import StyleDatabase
+
+
+class UnsupportedRequestError(ValueError):
+    """A request asks for something this build cannot do (yet): the API answers 4xx with it."""
+
+
+@dataclass
+class ProcessingContext:
+    options: "Options"
+    model_manager: "ModelManager"
+    paths: "Paths"
+    styles: "StyleDatabase"
+    vaes: "VaeRegistry | None"
+    progress: "JobProgress | Any"
