@@ -17,6 +17,7 @@ from modules.engine.tiling import circular_padding
 from modules.engine.tokenizer import get_clip_tokenizer
 from modules.processing.context import ProcessingContext
 from modules.processing.generation_info import InfotextSource, infotext_for
+from modules.processing.image_conditioning import txt2img_image_conditioning
 from modules.processing.images import image_grid, save_image, write_params_txt
 from modules.processing.params import GenerationParams, Processed
 from modules.processing.setup import GenerationPlan, plan_generation, reject_unsupported
@@ -106,6 +107,8 @@ def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:
                                                       enabled=tiling):
             conditioning = build_batch_conditioning(encoder, prompts, negatives, params.steps,
                                                     width=plan.width, height=plan.height)
+            conditioning.image_cond = txt2img_image_conditioning(model, len(prompts), plan.width,
+                                                                 plan.height)
             try:
                 result = sample(
                     model, conditioning, rng, sampler_name=plan.sampler_name,
@@ -184,7 +187,8 @@ def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:
         denoising_strength=params.denoising_strength, extra_generation_params=extra_params,
         index_of_first_image=index_of_first_image, infotexts=infotexts, styles=plan.styles,
         job_timestamp=job_timestamp, clip_skip=clip_skip,
-        is_using_inpainting_conditioning=False, version=INFOTEXT_VERSION, saved_files=saved)
+        is_using_inpainting_conditioning=model.config.variant == "inpaint",
+        version=INFOTEXT_VERSION, saved_files=saved)
 
 
 def _pick(value, default):

@@ -1,0 +1,79 @@
+"""A1111's error envelope (a1111-compat.md §1.4) for every HTTPException and unexpected exception:
+`{"error": <class name>, "detail": ..., "body": ..., "errors": str(exception)}`.
+
+Request-body validation keeps FastAPI's default 422 shape. Errors whose cause is the request or the
+installation (no checkpoint, a feature not available yet) get a 4xx/503 with a readable message
+instead of A1111's bare 500.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import HTTPException as FastAPIHTTPException
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modules.app.model_manager import NoCheckpointError
+from modules.processing.context import UnsupportedRequestError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(FastAPIHTTPException):
+    """An HTTPException whose message also reaches `errors` verbatim (not "<code>: <detail>")."""
+
+    def __str__(self) -> str:
+        return str(self.detail)
+
+
+def status_for_exception(error: BaseException) -> int:
+    if isinstance(error, StarletteHTTPException):
+        return error.status_code
+    if isinstance(error, NoCheckpointError):
+        return 503   # the server works, but cannot generate until a checkpoint is added
+    if isinstance(error, UnsupportedRequestError):
+        return 400
+    return 500
+
+
+def error_envelope(error: BaseException) -> dict[str, Any]:
+    detail = getattr(error, "detail", None)
+    if detail is None and not isinstance(error, StarletteHTTPException):
+        # non-HTTP errors: the message is the useful part for a client
+        detail = str(error)
+    return {
+        "error": type(error).__name__,
+        "detail": detail if detail is not None else "",
+        "body": getattr(error, "body", None) or "",
+        "errors": str(error),
+    }
+
+
+def envelope_response(request: Request, error: BaseException) -> JSONResponse:
+    status = status_for_exception(error)
+    if status >= 500 and not isinstance(error, (StarletteHTTPException, NoCheckpointError)):
+        log.error("API error: %s %s: %s", request.method, request.url.path, error,
+                  exc_info=error)
+    headers = getattr(error, "headers", None)
+    return JSONResponse(status_code=status, content=error_envelope(error), headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Envelope for HTTPException and any other exception raised by a route."""
+
+    async def handle_http_exception(request: Request, error: Exception) -> JSONResponse:
+        return envelope_response(request, error)
+
+    async def catch_everything(request: Request, call_next):
+        try:
+            return await call_next(request)
+        except Exception as error:  # noqa: BLE001 - every route error becomes an envelope
+            return envelope_response(request, error)
+
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(NoCheckpointError, handle_http_exception)
+    app.add_exception_handler(UnsupportedRequestError, handle_http_exception)
+    app.add_exception_handler(Exception, handle_http_exception)
+    app.middleware("http")(catch_everything)

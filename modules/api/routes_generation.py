@@ -1,0 +1,167 @@
+"""Generation routes: POST /sdapi/v1/txt2img, and the job controls that go with it
+(GET /sdapi/v1/progress, POST /sdapi/v1/interrupt, POST /sdapi/v1/skip)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Callable
+
+from fastapi import APIRouter
+
+from modules.api.errors import ApiError
+from modules.api.models import ProgressResponse, StableDiffusionTxt2ImgProcessingAPI, \
+    TextToImageResponse
+from modules.engine.samplers import get_sampler_and_scheduler
+from modules.jobs.progress import JobProgress
+from modules.processing.images import encode_image_to_base64
+from modules.processing.params import GenerationParams, Processed
+
+if TYPE_CHECKING:
+    from modules.app.context import AppContext
+    from modules.processing.context import ProcessingContext
+
+log = logging.getLogger(__name__)
+
+Txt2ImgRunner = Callable[[GenerationParams, "ProcessingContext"], Processed]
+
+_PARAM_FIELDS = frozenset(field.name for field in dataclasses.fields(GenerationParams))
+
+
+def default_txt2img_runner() -> Txt2ImgRunner:
+    # imported on first use: the processing stack pulls in torch and the engine
+    from modules.processing.txt2img import run_txt2img
+    return run_txt2img
+
+
+def resolve_sampler_fields(request: StableDiffusionTxt2ImgProcessingAPI) -> tuple[str, str | None]:
+    """A1111 §3.3 steps 3-4: (sampler name, scheduler) as processing receives them. Unknown sampler
+    names fall back to the first sampler; "<sampler> <Scheduler>" legacy names are split."""
+    sampler, scheduler = get_sampler_and_scheduler(request.sampler_name or request.sampler_index,
+                                                   request.scheduler)
+    if not request.scheduler and scheduler != "Automatic":
+        return sampler, scheduler
+    return sampler, request.scheduler
+
+
+def build_generation_params(request: StableDiffusionTxt2ImgProcessingAPI) -> GenerationParams:
+    sampler, scheduler = resolve_sampler_fields(request)
+    values = {key: value for key, value in request.model_dump().items() if key in _PARAM_FIELDS}
+    values.update(
+        sampler_name=sampler, scheduler=scheduler, is_api=True,
+        # A1111 ignores the request's own flags: saving follows save_images
+        do_not_save_samples=not request.save_images, do_not_save_grid=not request.save_images)
+    return GenerationParams(**values)
+
+
+def _known_option_keys(ctx: "AppContext") -> set[str]:
+    return set(ctx.options.data_dict())
+
+
+def prepare_override_settings(ctx: "AppContext", overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """§3.4: a checkpoint override that names no known checkpoint is dropped, a known one is
+    replaced by its title; unknown keys are dropped with a warning (A1111 raises a 500)."""
+    prepared: dict[str, Any] = {}
+    known = _known_option_keys(ctx)
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            log.warning("override_settings: unknown setting %r ignored", key)
+            continue
+        if key == "sd_model_checkpoint":
+            info = ctx.checkpoints.get_closest(str(value)) if value else None
+            if info is None:
+                log.warning("override_settings: checkpoint %r not found, ignored", value)
+                continue
+            value = info.title
+        prepared[key] = value
+    return prepared
+
+
+def make_txt2img_job(ctx: "AppContext", params: GenerationParams, overrides: dict[str, Any],
+                     restore_afterwards: bool,
+                     runner: Txt2ImgRunner) -> Callable[[JobProgress], Processed]:
+    """The function the worker runs: settings overrides are applied inside the job, so a queued
+    request never changes the settings of the job running before it."""
+
+    def job(progress: JobProgress) -> Processed:
+        if not restore_afterwards:
+            for key, value in overrides.items():
+                ctx.options.set(key, value, is_api=True)
+        scope = ctx.options.override(overrides) if restore_afterwards and overrides \
+            else nullcontext()
+        with scope:
+            return runner(params, ctx.processing_context(progress))
+
+    return job
+
+
+def encode_result_images(ctx: "AppContext", processed: Processed) -> list[str]:
+    """Base64 files in opts.samples_format, each with its infotext when opts.enable_pnginfo."""
+    options = ctx.options
+    fmt = options.get("samples_format") or "png"
+    with_info = bool(options.get("enable_pnginfo"))
+    encoded = []
+    for index, image in enumerate(processed.images):
+        infotext = None
+        if with_info:
+            if index < len(processed.infotexts):
+                infotext = processed.infotexts[index]
+            else:
+                infotext = getattr(image, "info", {}).get("parameters")
+        encoded.append(encode_image_to_base64(image, fmt=fmt, infotext=infotext,
+                                              jpeg_quality=int(options.get("jpeg_quality") or 80)))
+    return encoded
+
+
+def progress_response(ctx: "AppContext", skip_current_image: bool) -> ProgressResponse:
+    """§4.4: progress is 0.01 + the done fraction while a job runs, 0 when idle."""
+    job = ctx.jobs.current()
+    if job is None or job.progress.job_count == 0:
+        idle = job.progress if job is not None else JobProgress()
+        return ProgressResponse(progress=0, eta_relative=0, state=idle.state_dict(),
+                                textinfo=idle.textinfo,
+                                current_task=job.id if job is not None else None)
+    progress = job.progress
+    fraction = min(0.01 + progress.progress_fraction(), 1.0)
+    eta = progress.eta_seconds(fraction) or 0.0
+    current_image = None
+    if not skip_current_image and progress.current_image is not None:
+        current_image = encode_image_to_base64(progress.current_image, fmt="png")
+    return ProgressResponse(progress=fraction, eta_relative=eta, state=progress.state_dict(),
+                            current_image=current_image, textinfo=progress.textinfo,
+                            current_task=job.id)
+
+
+def generation_router(ctx: "AppContext", *, dependencies: list[Any],
+                      txt2img_runner: Txt2ImgRunner | None = None) -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+
+    @router.post("/txt2img", response_model=TextToImageResponse, tags=["generation"])
+    def text2imgapi(request: StableDiffusionTxt2ImgProcessingAPI) -> TextToImageResponse:
+        if request.script_name:
+            # no selectable scripts are installed yet (§3.3 step 2)
+            raise ApiError(status_code=422, detail=f"Script '{request.script_name}' not found")
+        params = build_generation_params(request)
+        overrides = prepare_override_settings(ctx, request.override_settings)
+        runner = txt2img_runner or default_txt2img_runner()
+        job_fn = make_txt2img_job(ctx, params, overrides,
+                                  request.override_settings_restore_afterwards, runner)
+        processed = ctx.jobs.run("txt2img", job_fn, task_id=request.force_task_id)
+        images = encode_result_images(ctx, processed) if request.send_images else []
+        return TextToImageResponse(images=images, parameters=request.model_dump(),
+                                   info=processed.js())
+
+    @router.get("/progress", response_model=ProgressResponse, tags=["progress"])
+    def progressapi(skip_current_image: bool = False) -> ProgressResponse:
+        return progress_response(ctx, skip_current_image)
+
+    @router.post("/interrupt", tags=["progress"])
+    def interruptapi() -> dict:
+        ctx.jobs.interrupt_current()
+        return {}
+
+    @router.post("/skip", tags=["progress"])
+    def skip() -> None:
+        ctx.jobs.skip_current()
+
+    return router

@@ -1,0 +1,138 @@
+"""Reading checkpoint files and hashing them.
+
+safetensors files are read through the safetensors library (memory-mapped); pickle formats
+(`.ckpt/.pt/.pth/.bin`) only through `torch.load(weights_only=True)` unless the user opted out
+with `--disable-safe-unpickle`. Hash functions follow A1111 (a1111-compat.md §5.5).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+SAFETENSORS_SUFFIX = ".safetensors"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+HASH_BLOCK_SIZE = 1024 * 1024
+LEGACY_HASH_OFFSET = 0x100000
+LEGACY_HASH_LENGTH = 0x10000
+
+StrPath = str | os.PathLike[str]
+
+
+class CheckpointLoadError(Exception):
+    """A checkpoint could not be read or does not fit the model; the message names the file."""
+
+    def __init__(self, path: StrPath, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot load checkpoint {self.path}: {reason}")
+
+
+def read_state_dict(path: StrPath, *, allow_unsafe_pickle: bool = False,
+                    device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint file, keyed by their names in the file.
+
+    A top-level `state_dict` entry (LDM `.ckpt` training files) is unwrapped; non-tensor entries
+    (`global_step`, `epoch`, ...) are dropped.
+    """
+    file_path = Path(path)
+    if not file_path.is_file():
+        raise CheckpointLoadError(path, "file not found")
+    suffix = file_path.suffix.lower()
+    if suffix == SAFETENSORS_SUFFIX:
+        loaded = _read_safetensors(file_path, device)
+    elif suffix in PICKLE_SUFFIXES:
+        loaded = _read_pickle(file_path, device, allow_unsafe_pickle)
+    else:
+        raise CheckpointLoadError(path, f"unsupported file type {suffix!r}")
+    return _tensors_only(file_path, loaded)
+
+
+def _read_safetensors(path: Path, device: str | torch.device) -> dict:
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as error:  # safetensors raises its own (Rust) error types
+        raise CheckpointLoadError(path, f"corrupt or truncated safetensors file ({error})") from error
+
+
+def _read_pickle(path: Path, device: str | torch.device, allow_unsafe_pickle: bool) -> object:
+    weights_only = not allow_unsafe_pickle
+    try:
+        try:
+            return torch.load(path, map_location=device, weights_only=weights_only, mmap=True)
+        except RuntimeError as error:
+            # mmap needs the zip-based format; files from torch < 1.6 are read fully instead
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location=device, weights_only=weights_only)
+    except pickle.UnpicklingError as error:
+        if not weights_only:
+            raise CheckpointLoadError(path, f"corrupt pickle checkpoint ({error})") from error
+        # torch's message is long; keep the line naming the refused global
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f"a non-tensor object ({refused.group(1)})" if refused else "non-tensor objects"
+        raise CheckpointLoadError(
+            path, f"the pickle contains {what} and is refused by the safe loader "
+                  "(use --disable-safe-unpickle only for files you trust)") from error
+    except Exception as error:
+        raise CheckpointLoadError(
+            path, f"corrupt, truncated or unreadable pickle checkpoint ({error})") from error
+
+
+def _tensors_only(path: Path, loaded: object) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise CheckpointLoadError(path, f"expected a dict of tensors, found {type(loaded).__name__}")
+    tensors = {key: value for key, value in loaded.items()
+               if isinstance(key, str) and isinstance(value, torch.Tensor)}
+    if not tensors:
+        raise CheckpointLoadError(path, "the file contains no tensors")
+    return tensors
+
+
+def read_safetensors_metadata(path: StrPath) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file ({} when absent or for other formats)."""
+    if Path(path).suffix.lower() != SAFETENSORS_SUFFIX:
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as error:
+        raise CheckpointLoadError(path, f"cannot read safetensors header ({error})") from error
+
+
+def sha256_file(path: StrPath) -> str:
+    """Full-file sha256 (hex), read in 1 MiB blocks: A1111's model / VAE / TI hash."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(HASH_BLOCK_SIZE), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def legacy_model_hash(path: StrPath) -> str:
+    """Pre-Oct-2022 8-hex model hash: sha256 of 64 KiB at offset 1 MiB; "NOFILE" if missing."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(LEGACY_HASH_OFFSET)
+            return hashlib.sha256(handle.read(LEGACY_HASH_LENGTH)).hexdigest()[:8]
+    except FileNotFoundError:
+        return "NOFILE"
+
+
+def addnet_hash_safetensors(path: StrPath) -> str:
+    """kohya "addnet" hash: sha256 (hex) of a safetensors file's bytes after its JSON header."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        header_length = int.from_bytes(handle.read(8), "little")
+        handle.seek(8 + header_length)
+        for block in iter(lambda: handle.read(HASH_BLOCK_SIZE), b""):
+            digest.update(block)
+    return digest.hexdigest()

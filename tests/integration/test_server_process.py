@@ -1,0 +1,134 @@
+"""The API-only server as a user starts it: `launch.py --nowebui --api --ckpt FILE`, real uvicorn."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.integration.conftest import KINDS, ROOT
+
+INFO_KEYS = ["prompt", "all_prompts", "negative_prompt", "all_negative_prompts", "seed",
+             "all_seeds", "subseed", "all_subseeds", "subseed_strength", "width", "height",
+             "sampler_name", "cfg_scale", "steps", "batch_size", "restore_faces",
+             "face_restoration_model", "sd_model_name", "sd_model_hash", "sd_vae_name",
+             "sd_vae_hash", "seed_resize_from_w", "seed_resize_from_h", "denoising_strength",
+             "extra_generation_params", "index_of_first_image", "infotexts", "styles",
+             "job_timestamp", "clip_skip", "is_using_inpainting_conditioning", "version"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_data_dir, tmp_path_factory):
+    data = tmp_path_factory.mktemp("server-data")
+    ckpt_dir = data / "models" / "Stable-diffusion"
+    shutil.copytree(tiny_data_dir / "models" / "Stable-diffusion", ckpt_dir)
+    (ckpt_dir / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": trunc")
+    port = free_port()
+    log = open(data / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", "--nowebui", "--api", "--port", str(port),
+         "--ckpt", str(ckpt_dir / "tiny-sd1.safetensors"), "--data-dir", str(data),
+         "--skip-prepare-environment", "--some-extension-flag"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("server exited:\n" + (data / "server.log").read_text())
+        try:
+            if requests.get(base + "/internal/ping", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise AssertionError("server did not start:\n" + (data / "server.log").read_text())
+    yield base, data
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def txt2img(base, **payload):
+    payload.setdefault("steps", 3)
+    payload.setdefault("width", 64)
+    payload.setdefault("height", 64)
+    return requests.post(base + "/sdapi/v1/txt2img", json=payload, timeout=600)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_txt2img_per_architecture(server, kind):
+    base, _ = server
+    payload = dict(prompt="a cat", seed=99, sampler_name="Euler a",
+                   override_settings={"sd_model_checkpoint": f"tiny-{kind}"})
+    first, second = txt2img(base, **payload), txt2img(base, **payload)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert set(body) >= {"images", "parameters", "info"}
+    assert isinstance(body["info"], str)
+    info = json.loads(body["info"])
+    assert list(info) == INFO_KEYS
+    assert info["sd_model_name"] == f"tiny-{kind}"
+    assert info["all_seeds"] == [99]
+    png = base64.b64decode(body["images"][0])
+    assert second.json()["images"][0] == body["images"][0], "same seed must give the same image"
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG" and image.size == (64, 64)
+        assert image.info["parameters"] == info["infotexts"][0]
+    assert "Seed: 99" in info["infotexts"][0]
+    assert body["parameters"]["prompt"] == "a cat"
+
+
+def test_listings(server):
+    base, _ = server
+    models = requests.get(base + "/sdapi/v1/sd-models", timeout=30).json()
+    titles = [m["title"] for m in models]
+    assert any(t.startswith("tiny-sd1.safetensors") for t in titles)
+    assert set(models[0]) >= {"title", "model_name", "hash", "sha256", "filename", "config"}
+    samplers = requests.get(base + "/sdapi/v1/samplers", timeout=30).json()
+    assert samplers[0]["name"] == "DPM++ 2M" and len(samplers) == 20
+    schedulers = requests.get(base + "/sdapi/v1/schedulers", timeout=30).json()
+    assert [s["name"] for s in schedulers][:3] == ["automatic", "uniform", "karras"]
+    options = requests.get(base + "/sdapi/v1/options", timeout=30).json()
+    assert options["samples_format"] == "png"
+
+
+def test_bad_input_gets_a_clear_answer(server):
+    base, _ = server
+    for bad in ({"steps": 0}, {"width": -64}):
+        response = txt2img(base, prompt="x", **bad)
+        assert response.status_code == 422, response.text
+        assert "detail" in response.json()
+    response = requests.post(base + "/sdapi/v1/txt2img", data="{not json",
+                             headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 422
+
+
+def test_corrupt_checkpoint_is_named_and_previous_model_stays(server):
+    base, _ = server
+    assert txt2img(base, prompt="x", seed=1).status_code == 200
+    response = txt2img(base, prompt="x", seed=1,
+                       override_settings={"sd_model_checkpoint": "broken"})
+    assert 400 <= response.status_code < 600 and response.status_code != 200
+    assert "broken.safetensors" in response.text
+    again = txt2img(base, prompt="x", seed=1)
+    assert again.status_code == 200, again.text
