@@ -4,10 +4,9 @@ from __future__ import annotations
 import secrets
 from typing import Callable
 
-from fastapi import Depends
+from fastapi import Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from modules.api.errors import ApiError
 
 
 def parse_credentials(spec: str | None) -> dict[str, str]:
@@ -41,7 +40,7 @@ def basic_auth_dependency(credentials: dict[str, str]) -> Callable[..., str]:
 
     def check(sent: HTTPBasicCredentials | None = Depends(security)) -> str:
         if sent is None or not _matches(credentials, sent.username, sent.password):
-            raise ApiError(status_code=401, detail="Incorrect username or password",
+            raise HTTPException(status_code=401, detail="Incorrect username or password",
                            headers={"WWW-Authenticate": "Basic"})
         return sent.username
 

@@ -8,10 +8,12 @@ instead of A1111's bare 500.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import HTTPException as FastAPIHTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -19,13 +21,6 @@ from modules.app.model_manager import NoCheckpointError
 from modules.processing.context import UnsupportedRequestError
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(FastAPIHTTPException):
-    """An HTTPException whose message also reaches `errors` verbatim (not "<code>: <detail>")."""
-
-    def __str__(self) -> str:
-        return str(self.detail)
 
 
 def status_for_exception(error: BaseException) -> int:
@@ -60,6 +55,23 @@ def envelope_response(request: Request, error: BaseException) -> JSONResponse:
     return JSONResponse(status_code=status, content=error_envelope(error), headers=headers)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN/inf (accepted by Python's JSON parser) cannot be written back as strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def validation_error_response(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's default 422 shape `{"detail": [{loc, msg, type, ...}]}`, safe for NaN input."""
+    errors = error.errors() if isinstance(error, RequestValidationError) else []
+    return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(errors))})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Envelope for HTTPException and any other exception raised by a route."""
 
@@ -72,6 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
         except Exception as error:  # noqa: BLE001 - every route error becomes an envelope
             return envelope_response(request, error)
 
+    app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_exception_handler(NoCheckpointError, handle_http_exception)
     app.add_exception_handler(UnsupportedRequestError, handle_http_exception)

@@ -7,11 +7,11 @@ import logging
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
-from modules.api.errors import ApiError
 from modules.api.models import ProgressResponse, StableDiffusionTxt2ImgProcessingAPI, \
     TextToImageResponse
+from modules.app.options import coerce_value
 from modules.engine.samplers import get_sampler_and_scheduler
 from modules.jobs.progress import JobProgress
 from modules.processing.images import encode_image_to_base64
@@ -54,26 +54,28 @@ def build_generation_params(request: StableDiffusionTxt2ImgProcessingAPI) -> Gen
     return GenerationParams(**values)
 
 
-def _known_option_keys(ctx: "AppContext") -> set[str]:
-    return set(ctx.options.data_dict())
-
-
-def prepare_override_settings(ctx: "AppContext", overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """§3.4: a checkpoint override that names no known checkpoint is dropped, a known one is
-    replaced by its title; unknown keys are dropped with a warning (A1111 raises a 500)."""
+def prepare_override_settings(ctx: "AppContext",
+                              overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """§3.4, checked before the job is queued: a checkpoint override that names no known
+    checkpoint is dropped, a known one is replaced by its title; unknown keys are dropped with a
+    warning (A1111 answers 500); a value of the wrong type is a 422 naming the setting."""
     prepared: dict[str, Any] = {}
-    known = _known_option_keys(ctx)
     for key, value in (overrides or {}).items():
-        if key not in known:
+        try:
+            info = ctx.options.info(key)
+        except KeyError:
             log.warning("override_settings: unknown setting %r ignored", key)
             continue
         if key == "sd_model_checkpoint":
-            info = ctx.checkpoints.get_closest(str(value)) if value else None
-            if info is None:
+            checkpoint = ctx.checkpoints.get_closest(str(value)) if value else None
+            if checkpoint is None:
                 log.warning("override_settings: checkpoint %r not found, ignored", value)
                 continue
-            value = info.title
-        prepared[key] = value
+            value = checkpoint.title
+        try:
+            prepared[key] = coerce_value(info, value)
+        except ValueError as error:
+            raise HTTPException(status_code=422, detail=f"override_settings: {error}") from error
     return prepared
 
 
@@ -87,7 +89,7 @@ def make_txt2img_job(ctx: "AppContext", params: GenerationParams, overrides: dic
         if not restore_afterwards:
             for key, value in overrides.items():
                 ctx.options.set(key, value, is_api=True)
-        scope = ctx.options.override(overrides) if restore_afterwards and overrides \
+        scope = ctx.options.override(overrides, is_api=True) if restore_afterwards and overrides \
             else nullcontext()
         with scope:
             return runner(params, ctx.processing_context(progress))
@@ -140,7 +142,7 @@ def generation_router(ctx: "AppContext", *, dependencies: list[Any],
     def text2imgapi(request: StableDiffusionTxt2ImgProcessingAPI) -> TextToImageResponse:
         if request.script_name:
             # no selectable scripts are installed yet (§3.3 step 2)
-            raise ApiError(status_code=422, detail=f"Script '{request.script_name}' not found")
+            raise HTTPException(status_code=422, detail=f"Script '{request.script_name}' not found")
         params = build_generation_params(request)
         overrides = prepare_override_settings(ctx, request.override_settings)
         runner = txt2img_runner or default_txt2img_runner()

@@ -2,21 +2,18 @@
 cmd-flags (a1111-compat.md §2, §4.7, §4.8, §7)."""
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, HTTPException
 
-from modules.api.errors import ApiError
 from modules.api.models import SamplerItem, SchedulerItem, SDModelItem
 from modules.app.cmd_args import redacted_flags
-from modules.engine.samplers import samplers_api_list, schedulers_api_list
+from modules.engine.samplers import samplers_api_list
+from modules.engine.schedules import schedulers_api_list
 
 if TYPE_CHECKING:
     from modules.app.checkpoints import CheckpointInfo
     from modules.app.context import AppContext
-
-log = logging.getLogger(__name__)
 
 
 def sd_model_item(info: "CheckpointInfo") -> SDModelItem:
@@ -41,14 +38,14 @@ def apply_options(ctx: "AppContext", changes: dict[str, Any]) -> None:
     current_values = options.data_dict()
     unknown = [key for key in changes if key not in current_values]
     if unknown:
-        raise ApiError(status_code=400, detail=f"Unknown setting(s): {', '.join(unknown)}")
+        raise HTTPException(status_code=400, detail=f"Unknown setting(s): {', '.join(unknown)}")
 
     checkpoint = None
     if "sd_model_checkpoint" in changes:
         wanted = changes["sd_model_checkpoint"]
         checkpoint = ctx.checkpoints.get_closest(str(wanted)) if wanted else None
         if checkpoint is None:
-            raise ApiError(status_code=400, detail=f"model '{wanted}' not found")
+            raise HTTPException(status_code=400, detail=f"model '{wanted}' not found")
 
     applied: list[str] = []
     try:
@@ -60,7 +57,7 @@ def apply_options(ctx: "AppContext", changes: dict[str, Any]) -> None:
     except (ValueError, TypeError) as error:
         for key in applied:
             options.set(key, current_values[key], is_api=True)
-        raise ApiError(status_code=422, detail=f"Invalid value for a setting: {error}") from error
+        raise HTTPException(status_code=422, detail=f"Invalid value for a setting: {error}") from error
 
     if checkpoint is not None and not getattr(options, "frozen", False):
         load_checkpoint_through_queue(ctx, checkpoint)

@@ -114,9 +114,8 @@ def _add_behaviour(parser: argparse.ArgumentParser) -> None:
     add("--disable-all-extensions", action="store_true", help="load no extension at all")
     add("--disable-extra-extensions", action="store_true", help="load only built-in extensions")
     add("--no-prompt-history", action="store_true", help="do not keep the last prompt in params.txt")
-    add("--log-level", type=str, default=None,
-        choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"], type_=None) \
-        if False else add("--log-level", type=str, default=None, help="logging level")
+    add("--log-level", type=str.upper, default=None,
+        choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"], help="logging level")
     add("--hide-ui-dir-config", action="store_true", help="hide directory settings in the UI")
     add("--administrator", action="store_true", help="administrator rights (accepted)")
 

@@ -72,14 +72,16 @@ def _read_pickle(path: Path, device: str | torch.device, allow_unsafe_pickle: bo
                 raise
             return torch.load(path, map_location=device, weights_only=weights_only)
     except pickle.UnpicklingError as error:
-        if not weights_only:
-            raise CheckpointLoadError(path, f"corrupt pickle checkpoint ({error})") from error
-        # torch's message is long; keep the line naming the refused global
+        # torch's message is long; keep only the name of the refused global
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        what = f"a non-tensor object ({refused.group(1)})" if refused else "non-tensor objects"
-        raise CheckpointLoadError(
-            path, f"the pickle contains {what} and is refused by the safe loader "
-                  "(use --disable-safe-unpickle only for files you trust)") from error
+        if weights_only and refused:
+            raise CheckpointLoadError(
+                path, f"the pickle contains a non-tensor object ({refused.group(1)}) and is "
+                      "refused by the safe loader (use --disable-safe-unpickle only for files "
+                      "you trust)") from error
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(error))
+        reason = detail.group(1).strip() if detail else str(error).splitlines()[0]
+        raise CheckpointLoadError(path, f"corrupt or unreadable pickle checkpoint ({reason})") from error
     except Exception as error:
         raise CheckpointLoadError(
             path, f"corrupt, truncated or unreadable pickle checkpoint ({error})") from error

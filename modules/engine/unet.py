@@ -151,11 +151,11 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
-        """x: [B, T, C] tokens; context: [B, S, context_dim]. Updates and returns x."""
+        """x: [B, T, C] tokens; context: [B, S, context_dim]."""
+        # out-of-place residuals: LayerNorm keeps its input for the backward pass (training tabs)
         x = self.attn1(self.norm1(x)) + x
-        x += self.attn2(self.norm2(x), context)
-        x += self.ff(self.norm3(x))
-        return x
+        x = self.attn2(self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
 
 
 class SpatialTransformer(nn.Module):
@@ -233,6 +233,12 @@ def output_depths(config: UNetConfig) -> tuple[int, ...]:
     return tuple(depth for depth in per_level for _ in range(config.num_res_blocks + 1))
 
 
+def _restore_channels_last(module: nn.Module, incompatible_keys: object) -> None:
+    """load_state_dict post-hook: assigned tensors arrive NCHW-contiguous; convert conv weights
+    back (a no-op for tensors already channels-last)."""
+    module.to(memory_format=torch.channels_last)
+
+
 class UNetModel(nn.Module):
     """LDM UNet. `forward(x, timesteps, context, y=None)` predicts eps (or v) for latents x."""
 
@@ -303,9 +309,11 @@ class UNetModel(nn.Module):
                 block_index += 1
 
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(mc, config.out_channels, 3, padding=1))
-        # Channels-last conv weights (kept by load_state_dict, .to(dtype) and .to(device)): the
-        # CPU (oneDNN) and CUDA conv kernels prefer NHWC, and transformers see tokens as free views.
+        # Channels-last conv weights: the CPU (oneDNN) and CUDA conv kernels prefer NHWC, and the
+        # transformers then see tokens as free views. load_state_dict(copy) and .to(dtype/device)
+        # keep the layout; the hook restores it after load_state_dict(assign=True) of plain tensors.
         self.to(memory_format=torch.channels_last)
+        self.register_load_state_dict_post_hook(_restore_channels_last)
 
     def forward(
         self,

@@ -194,14 +194,14 @@ class JobQueue:
                 # counted as one sub-job until the processing layer says how many it has
                 job.progress.begin(1)
                 self._current = job
+            result: Any = None
+            failure: BaseException | None = None
             try:
                 result = job.fn(job.progress)
             except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
                 log.debug("job %s failed: %r", job.id, error)
-                state, result = FAILED, None
-            else:
-                state, error = DONE, None
+                failure = error
             with self._condition:
                 self._current = None
                 self._remember_finished(job)
-            job._finish(state, result, error)
+            job._finish(FAILED if failure is not None else DONE, result, failure)

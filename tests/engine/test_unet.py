@@ -254,3 +254,28 @@ def test_control_residuals_are_added_to_skips_and_middle() -> None:
         with_middle_control = model(x, t, context, control=middle_only)
     torch.testing.assert_close(with_zero_control, plain)
     assert (with_middle_control - plain).abs().max() > 1e-3
+
+
+def test_weights_loaded_with_assign_give_the_same_output() -> None:
+    # loaders may hand over plain (NCHW-contiguous, e.g. memory-mapped) tensors with assign=True
+    model = random_unet(TINY_SD1, seed=8)
+    plain_state = {k: v.clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+    with torch.device("meta"):
+        reloaded = UNetModel(TINY_SD1).eval()
+    reloaded.load_state_dict(plain_state, strict=True, assign=True)
+    # the fast NHWC conv layout is restored after an assign-load
+    assert reloaded.input_blocks[1][0].in_layers[2].weight.is_contiguous(memory_format=torch.channels_last)
+    x, t, context = torch.randn(2, 4, 8, 8), torch.tensor([50.0, 700.0]), torch.randn(2, 3, 24)
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded(x, t, context), model(x, t, context), atol=1e-5, rtol=1e-5)
+
+
+def test_backward_pass_reaches_input_and_weights() -> None:
+    # textual inversion / hypernetwork training back-propagates through the UNet
+    model = random_unet(TINY_SD1, seed=9).train()
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    context = torch.randn(1, 3, TINY_SD1.context_dim, requires_grad=True)
+    model(x, torch.tensor([5.0]), context).square().mean().backward()
+    attn2_k = model.input_blocks[1][1].transformer_blocks[0].attn2.to_k.weight
+    for grad in (x.grad, context.grad, attn2_k.grad, model.out[2].weight.grad):
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -1,0 +1,76 @@
+"""Folder layout (A1111's: models/Stable-diffusion, models/VAE, embeddings/, outputs/, config.json …)
+resolved once from the command-line flags and the program folder."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _flag_path(value: str | None) -> Path | None:
+    # A1111 resolves path flags against the working directory (os.path.abspath)
+    return Path(value).expanduser().absolute() if value else None
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path                      # the program folder (launch.py lives here)
+    data_dir: Path                  # --data-dir; user data (config, styles, outputs)
+    models_dir: Path                # --models-dir or <data>/models
+    ckpt_dir: Path                  # <models>/Stable-diffusion (always scanned)
+    extra_ckpt_dir: Path | None     # --ckpt-dir (scanned in addition)
+    ckpt_file: Path | None          # --ckpt
+    vae_dir: Path                   # --vae-dir or <models>/VAE
+    vae_file: Path | None           # --vae-path
+    lora_dir: Path                  # --lora-dir or <models>/Lora
+    embeddings_dir: Path            # --embeddings-dir or <data>/embeddings
+    hypernetwork_dir: Path          # --hypernetwork-dir or <models>/hypernetworks
+    controlnet_dir: Path            # <models>/ControlNet
+    esrgan_dir: Path                # <models>/ESRGAN
+    extensions_dir: Path            # <data>/extensions
+    builtin_extensions_dir: Path    # <root>/extensions-builtin
+    outputs_dir: Path               # <data>/outputs
+    config_file: Path               # --ui-settings-file or <data>/config.json
+    ui_config_file: Path            # --ui-config-file or <data>/ui-config.json
+    styles_files: tuple[Path, ...]  # --styles-file (repeatable) or (<data>/styles.csv,)
+    cache_file: Path                # <data>/cache.json (hashes)
+    params_file: Path               # <data>/params.txt (infotext of the last job)
+
+    @classmethod
+    def from_args(cls, namespace: argparse.Namespace, root: Path) -> "Paths":
+        def flag(name: str) -> Path | None:
+            return _flag_path(getattr(namespace, name, None))
+
+        root = Path(root).absolute()
+        data_dir = flag("data_dir") or root
+        models_dir = flag("models_dir") or data_dir / "models"
+        styles = tuple(_flag_path(s) for s in (getattr(namespace, "styles_file", None) or []))
+        return cls(
+            root=root,
+            data_dir=data_dir,
+            models_dir=models_dir,
+            ckpt_dir=models_dir / "Stable-diffusion",
+            extra_ckpt_dir=flag("ckpt_dir"),
+            ckpt_file=flag("ckpt"),
+            vae_dir=flag("vae_dir") or models_dir / "VAE",
+            vae_file=flag("vae_path"),
+            lora_dir=flag("lora_dir") or models_dir / "Lora",
+            embeddings_dir=flag("embeddings_dir") or data_dir / "embeddings",
+            hypernetwork_dir=flag("hypernetwork_dir") or models_dir / "hypernetworks",
+            controlnet_dir=models_dir / "ControlNet",
+            esrgan_dir=models_dir / "ESRGAN",
+            extensions_dir=data_dir / "extensions",
+            builtin_extensions_dir=root / "extensions-builtin",
+            outputs_dir=data_dir / "outputs",
+            config_file=flag("ui_settings_file") or data_dir / "config.json",
+            ui_config_file=flag("ui_config_file") or data_dir / "ui-config.json",
+            styles_files=tuple(p for p in styles if p is not None) or (data_dir / "styles.csv",),
+            cache_file=data_dir / "cache.json",
+            params_file=data_dir / "params.txt",
+        )
+
+    def resolve_output(self, directory: str | Path) -> Path:
+        """An output folder from settings ("outputs/txt2img-images"): relative ones live under the
+        data folder, as A1111's are relative to its working folder (= the data folder)."""
+        path = Path(directory).expanduser()
+        return path if path.is_absolute() else self.data_dir / path
