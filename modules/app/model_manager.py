@@ -115,13 +115,9 @@ class ModelManager:
         return self._loaded
 
     def _apply_vae(self, loaded: LoadedModel, vae_path: str | None) -> None:
-        source = vae_path or loaded.info.filename
-        if vae_path is None:
-            # back to the checkpoint's own VAE: re-read only the first_stage_model weights
-            load_vae_weights(loaded.model, loaded.info.filename,
-                             allow_unsafe_pickle=self.allow_unsafe_pickle, from_checkpoint=True)
-        else:
-            load_vae_weights(loaded.model, source, allow_unsafe_pickle=self.allow_unsafe_pickle)
+        # None = back to the checkpoint's own VAE: its first_stage_model.* weights are a VAE source
+        load_vae_weights(loaded.model, vae_path or loaded.info.filename,
+                         allow_unsafe_pickle=self.allow_unsafe_pickle)
         loaded.vae_path = vae_path
 
     def unload(self) -> None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from modules.engine.noise import resolve_seed
 from modules.engine.prompt_parser import strip_prompt_comments
-from modules.engine.samplers import get_sampler_and_scheduler
+from modules.engine.samplers import effective_scheduler, find_sampler, get_sampler_and_scheduler
 from modules.processing.context import ProcessingContext, UnsupportedRequestError
 from modules.processing.params import GenerationParams
 
@@ -52,8 +52,10 @@ def plan_generation(params: GenerationParams, ctx: ProcessingContext) -> Generat
     if params.batch_size < 1 or params.n_iter < 1:
         raise UnsupportedRequestError("batch_size and n_iter must be at least 1")
     opts = ctx.options
-    sampler_name, scheduler_label = get_sampler_and_scheduler(
+    sampler_name, requested_scheduler = get_sampler_and_scheduler(
         params.sampler_name or params.sampler_index, params.scheduler, convert_automatic=False)
+    # infotext names the schedule that actually runs ("Karras" for DPM++ 2M on Automatic)
+    scheduler_label = effective_scheduler(find_sampler(sampler_name), requested_scheduler).label
 
     count = params.batch_size * params.n_iter
     styles = list(params.styles or [])

@@ -222,3 +222,14 @@ def test_meta_built_model_has_no_weights_in_memory() -> None:
         model = StableDiffusionModel(tiny_model_config("sdxl"))
     assert all(tensor.is_meta for tensor in model.state_dict().values())
     assert not model.alphas_cumprod.is_meta
+
+
+def test_checkpoint_file_restores_its_own_vae(tiny_checkpoint, tiny_vae_file: Path) -> None:
+    path = tiny_checkpoint("sd1")
+    model = load_model(path, vae_path=tiny_vae_file)
+    model.first_stage_model.to(torch.bfloat16)   # a separate VAE dtype is kept on reload
+    load_vae_weights(model, path)                 # first_stage_model.* of the full checkpoint
+    weight = model.first_stage_model.decoder.conv_out.weight
+    assert weight.dtype == torch.bfloat16
+    expected = load_file(str(path))["first_stage_model.decoder.conv_out.weight"]
+    assert torch.equal(weight, expected.to(torch.bfloat16))
