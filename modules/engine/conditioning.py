@@ -185,7 +185,10 @@ class PromptEncoder:
             # clip skip N: hidden state of layer -N, then the final LayerNorm
             return [_EncoderCall(*encoders[0], layer=-self.clip_skip, final_norm=True)]
         if family == "sd2":
-            return [_EncoderCall(*encoders[0], layer=-2, final_norm=True)]
+            # the penultimate layer of the full 24-layer tower; files converted from diffusers store
+            # only 23 layers, so detection records which stored layer that is
+            encoder, config = encoders[0]
+            return [_EncoderCall(encoder, config, layer=config.default_layer, final_norm=True)]
         if family == "sdxl":
             clip_l_layer = -self.clip_skip if self.sdxl_clip_l_skip else -2
             return [_EncoderCall(*encoders[0], layer=clip_l_layer, final_norm=False),

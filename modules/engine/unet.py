@@ -3,10 +3,10 @@
 Module and parameter names reproduce the original CompVis / Stability code exactly, so the
 `model.diffusion_model.*` tensors of a real checkpoint load with `load_state_dict(strict=True)`
 once that prefix is stripped. The forward pass is written for speed rather than as a copy of the
-original: SiLU of the time embedding is computed once per call, residual additions happen in
-place, 1x1 projections run as plain matrix products on token-major views, and the whole network
-runs in channels-last memory format so the NCHW <-> token reshapes around every transformer are
-free views instead of copies.
+original: SiLU of the time embedding is computed once per call, ResBlock residuals are added in
+place (autograd-safe), 1x1 projections run as plain matrix products on token-major views, and the
+whole network runs in channels-last memory format so the NCHW <-> token reshapes around every
+transformer are free views instead of copies.
 """
 from __future__ import annotations
 

@@ -200,7 +200,9 @@ def test_sdxl_like_matches_diffusers_text_time() -> None:
     timesteps = torch.tensor([500.0, 3.0])
     context = torch.randn(2, 6, TINY_SDXL.context_dim, generator=gen)
     text_embeds = torch.randn(2, TEXT_EMBED_DIM, generator=gen)
-    time_ids = torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0], [768.0, 512.0, 8.0, 0.0, 768.0, 512.0]])
+    time_ids = torch.tensor(
+        [[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0], [768.0, 512.0, 8.0, 0.0, 768.0, 512.0]]
+    )
     # LDM's vector: pooled text, then each size / crop number embedded like a timestep
     y = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), TIME_ID_DIM).reshape(2, -1)], 1)
     with torch.inference_mode():
