@@ -44,10 +44,7 @@ def preload_checkpoint(ctx) -> None:
     """Queue the loading of the selected checkpoint so the first request does not pay for it.
     A missing or broken checkpoint is logged (with the folder to use); the server still starts."""
     def load(progress) -> None:
-        title = ctx.options.get("sd_model_checkpoint") or None
-        if title and ctx.checkpoints.get_closest(title) is None:
-            title = None   # a stale title from config.json: take the first checkpoint on disk
-        ctx.model_manager.get(title)
+        ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
 
     job = ctx.jobs.submit("load_model", load)
 

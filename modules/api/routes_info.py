@@ -22,14 +22,6 @@ def sd_model_item(info: "CheckpointInfo") -> SDModelItem:
                        config=str(info.config) if info.config else None)
 
 
-def load_checkpoint_through_queue(ctx: "AppContext", info: "CheckpointInfo") -> None:
-    """Loads on the worker thread, after the running job: the device has one owner."""
-    current = ctx.model_manager.current_checkpoint()
-    if current is not None and current.filename == info.filename:
-        return
-    ctx.jobs.run("load_model", lambda progress: ctx.model_manager.get(info.title))
-
-
 def apply_options(ctx: "AppContext", changes: dict[str, Any]) -> None:
     """POST /sdapi/v1/options (§4.7). Deviation from A1111, which answers 500 here: an unknown key
     or an unknown checkpoint is a 400 and an invalid value a 422, each with a message, and nothing
@@ -60,7 +52,7 @@ def apply_options(ctx: "AppContext", changes: dict[str, Any]) -> None:
         raise HTTPException(status_code=422, detail=f"Invalid value for a setting: {error}") from error
 
     if checkpoint is not None and not getattr(options, "frozen", False):
-        load_checkpoint_through_queue(ctx, checkpoint)
+        ctx.load_checkpoint(checkpoint)
         options.set("sd_model_checkpoint", checkpoint.title, is_api=True)
     options.save()
 

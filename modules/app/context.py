@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.app.checkpoints import CheckpointRegistry, HashCache, VaeRegistry
+from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, HashCache, VaeRegistry
 from modules.app.devices import plan_devices
 from modules.app.model_manager import ModelManager
 from modules.app.option_defs import default_option_definitions
@@ -35,6 +35,14 @@ class AppContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
                                  paths=self.paths, styles=self.styles, vaes=self.vaes,
                                  progress=progress)
+
+    def load_checkpoint(self, info: CheckpointInfo) -> None:
+        """Load `info` on the job worker, after the running job (the device has one owner).
+        Raises what loading raised (e.g. a CheckpointLoadError naming the file)."""
+        current = self.model_manager.current_checkpoint()
+        if current is not None and current.filename == info.filename:
+            return
+        self.jobs.run("load_model", lambda progress: self.model_manager.get(info.title))
 
     def close(self) -> None:
         self.jobs.shutdown()

@@ -61,20 +61,22 @@ class ModelManager:
                 f"{self.checkpoint_dir} (or pass --ckpt / --ckpt-dir), then refresh the list.")
 
     def resolve(self, title: str | None) -> CheckpointInfo:
-        """A checkpoint by any A1111 alias; None = the loaded one, else the first on disk."""
+        """The checkpoint named by `title` (any A1111 alias). None, or a title that matches nothing
+        (a stale setting), gives the loaded model, else the first checkpoint on disk, as A1111 does."""
         if title:
             info = self.checkpoints.get_closest(title)
-            if info is None:
-                raise NoCheckpointError(f"Checkpoint '{title}' not found. Available: "
-                                        f"{[c.title for c in self.checkpoints.list()] or 'none'}. "
-                                        f"Checkpoints live in {self.checkpoint_dir}.")
-            return info
+            if info is not None:
+                return info
         if self._loaded is not None:
-            return self._loaded.info
-        available = self.checkpoints.list()
-        if not available:
-            raise NoCheckpointError(self.no_checkpoint_message())
-        return available[0]
+            fallback = self._loaded.info
+        else:
+            available = self.checkpoints.list()
+            if not available:
+                raise NoCheckpointError(self.no_checkpoint_message())
+            fallback = available[0]
+        if title:
+            log.warning("Checkpoint %r not found; using %s", title, fallback.title)
+        return fallback
 
     # -- loading -------------------------------------------------------------------------------
     def get(self, title: str | None = None, *, vae_path: str | None = None) -> LoadedModel:

@@ -12,6 +12,7 @@ from modules.api.app import API_TITLE, configure_app, register_api_routes
 from modules.api.auth import parse_credentials
 from modules.api.routes_generation import Txt2ImgRunner
 from modules.ui.common import UiTab
+from modules.ui.quicksettings import build_quicksettings
 from modules.ui.txt2img_tab import build_txt2img_tab
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
              txt2img_runner: Txt2ImgRunner | None = None) -> gr.Blocks:
     tabs = list(tabs) if tabs is not None else default_tabs(txt2img_runner=txt2img_runner)
     with gr.Blocks(title=UI_TITLE, analytics_enabled=False) as blocks:
+        build_quicksettings(ctx)
         with gr.Tabs(elem_id="tabs"):
             for tab in tabs:
                 with gr.Tab(tab.label, id=tab.tab_id, elem_id=f"tab_{tab.tab_id}"):

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+import functools
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from modules.app.context import AppContext
 from modules.api.app import create_api_app
 from modules.app.checkpoints import CheckpointInfo
 from modules.app.cmd_args import parse_args
@@ -59,6 +61,9 @@ class CheckpointInfos:
     def list(self) -> list[CheckpointInfo]:
         return list(self.checkpoints)
 
+    def titles(self) -> list[str]:
+        return [info.title for info in self.checkpoints]
+
     def refresh(self) -> None:
         self.refreshed += 1
 
@@ -76,6 +81,9 @@ class FakeModelManager:
 
     def current_checkpoint(self) -> CheckpointInfo | None:
         return self.loaded
+
+    def no_checkpoint_message(self) -> str:
+        return "Put a checkpoint into /models/Stable-diffusion"
 
     def get(self, title: str) -> CheckpointInfo:
         self.load_threads.append(threading.current_thread().name)
@@ -148,6 +156,8 @@ def make_ctx(argv: list[str], config_path=None) -> SimpleNamespace:
                           model_manager=FakeModelManager(), jobs=JobQueue())
     ctx.processing_context = lambda progress: SimpleNamespace(options=ctx.options,
                                                               progress=progress)
+    # the real switching logic (load on the job worker) over the fake model manager
+    ctx.load_checkpoint = functools.partial(AppContext.load_checkpoint, ctx)
     return ctx
 
 
