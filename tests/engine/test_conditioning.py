@@ -1,6 +1,8 @@
 """Text conditioning: chunking, padding, emphasis, clip skip, SDXL vectors, batch conditioning."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import pytest
@@ -19,7 +21,9 @@ from modules.engine.configs import ModelConfig, TextEncoderConfig
 from modules.engine.tokenizer import get_clip_tokenizer
 
 CLIP_L = TextEncoderConfig(kind="clip_l", width=768, pad_token=49407)
-OPEN_CLIP_H = TextEncoderConfig(kind="open_clip", width=1024, act="gelu", projection_dim=1024, pad_token=0)
+# as detection describes SD2's ViT-H: conditioning on the penultimate of its 24 layers
+OPEN_CLIP_H = TextEncoderConfig(kind="open_clip", width=1024, layers=24, act="gelu", projection_dim=1024,
+                                pad_token=0, default_layer=-2)
 BIG_G = TextEncoderConfig(kind="open_clip", width=1280, act="gelu", projection_dim=1280, pad_token=0)
 
 
@@ -188,6 +192,14 @@ def test_layer_selection_per_family(tokenizer, family, kwargs, expected):
     model = fake_model(family)
     PromptEncoder(model, tokenizer, **kwargs).encode("x", width=64, height=64)
     assert [(tower.calls[0][1], tower.calls[0][2]) for tower, _ in model.text_encoders] == expected
+
+
+def test_sd2_file_with_23_stored_layers_conditions_on_its_last_layer(tokenizer):
+    """diffusers-converted SD2 files drop the 24th layer; detection then sets default_layer -1."""
+    truncated = dataclasses.replace(OPEN_CLIP_H, layers=23, default_layer=-1)
+    model = FakeModel("sd2", [FakeTower(truncated)])
+    PromptEncoder(model, tokenizer).encode("x", width=64, height=64)
+    assert model.text_encoders[0][0].calls[0][1:] == (-1, True)
 
 
 def test_long_prompt_chunks_are_encoded_separately_and_concatenated(tokenizer):
