@@ -5,100 +5,84 @@ Field names, types, defaults and order follow A1111 1.10 so that the OpenAPI sch
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from modules.processing.params import GenerationParams
 
 
-class StableDiffusionTxt2ImgProcessingAPI(BaseModel):
-    """POST /sdapi/v1/txt2img (§3.1). Width/height are kept as sent; processing rounds them down
-    to multiples of 8 (min 8) like A1111's latent size does."""
-    model_config = ConfigDict(extra="ignore", title="StableDiffusionProcessingTxt2Img")
+class _GenerationRequestChecks(BaseModel):
+    """Validation shared by the generation request models (422 with a message)."""
+    model_config = ConfigDict(extra="ignore")
 
-    prompt: str = ""
-    negative_prompt: str = ""
-    styles: list[str] | None = None
-    seed: int = -1
-    subseed: int = -1
-    subseed_strength: float = 0
-    seed_resize_from_h: int = -1
-    seed_resize_from_w: int = -1
-    sampler_name: str | None = None
-    scheduler: str | None = None
-    batch_size: int = 1
-    n_iter: int = 1
-    steps: int = 50
-    cfg_scale: float = 7.0
-    width: int = 512
-    height: int = 512
-    restore_faces: bool | None = None
-    tiling: bool | None = None
-    do_not_save_samples: bool = False
-    do_not_save_grid: bool = False
-    eta: float | None = None
-    denoising_strength: float | None = 0.75
-    s_min_uncond: float | None = None
-    s_churn: float | None = None
-    s_tmax: float | None = None
-    s_tmin: float | None = None
-    s_noise: float | None = None
-    override_settings: dict[str, Any] | None = None
-    override_settings_restore_afterwards: bool = True
-    refiner_checkpoint: str | None = None
-    refiner_switch_at: float | None = None
-    disable_extra_networks: bool = False
-    firstpass_image: str | None = None
-    comments: dict[str, Any] | None = None
-    enable_hr: bool = False
-    firstphase_width: int = 0
-    firstphase_height: int = 0
-    hr_scale: float = 2.0
-    hr_upscaler: str | None = None
-    hr_second_pass_steps: int = 0
-    hr_resize_x: int = 0
-    hr_resize_y: int = 0
-    hr_checkpoint_name: str | None = None
-    hr_sampler_name: str | None = None
-    hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
-    force_task_id: str | None = None
-    sampler_index: str = Field(default="Euler", title="Sampler index")
-    script_name: str | None = None
-    script_args: list[Any] = Field(default_factory=list)
-    send_images: bool = True
-    save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
-    infotext: str | None = None
-
-    @field_validator("steps")
+    @field_validator("steps", check_fields=False)
     @classmethod
     def _steps_positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("steps must be at least 1")
         return value
 
-    @field_validator("width", "height")
+    @field_validator("width", "height", check_fields=False)
     @classmethod
     def _size_positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("width and height must be at least 1 pixel")
         return value
 
-    @field_validator("batch_size", "n_iter")
+    @field_validator("batch_size", "n_iter", check_fields=False)
     @classmethod
     def _count_positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("batch_size and n_iter must be at least 1")
         return value
 
-    @field_validator("cfg_scale")
+    @field_validator("cfg_scale", check_fields=False)
     @classmethod
     def _cfg_finite(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("cfg_scale must be a finite number")
         return value
+
+
+# Fields the API adds after the processing fields (A1111's StableDiffusionTxt2ImgProcessingAPI).
+_API_EXTRA_FIELDS: dict[str, tuple[Any, Any]] = {
+    "script_name": (str | None, None),
+    "script_args": (list[Any], Field(default_factory=list)),
+    "send_images": (bool, True),
+    "save_images": (bool, False),
+    "alwayson_scripts": (dict[str, Any], Field(default_factory=dict)),
+    "infotext": (str | None, None),
+}
+
+
+def _request_model(name: str, title: str, params_class: type, doc: str) -> type[BaseModel]:
+    """A pydantic request model with the processing dataclass's fields, in its order, then the API
+    extras — A1111 builds its API models from the processing classes the same way."""
+    hints = typing.get_type_hints(params_class)
+    fields: dict[str, tuple[Any, Any]] = {}
+    for field in dataclasses.fields(params_class):
+        if field.name in params_class.INTERNAL_FIELDS:
+            continue
+        if field.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=field.default_factory)
+        else:
+            default = field.default
+        fields[field.name] = (hints[field.name], default)
+    fields.update(_API_EXTRA_FIELDS)
+    model = create_model(name, __base__=_GenerationRequestChecks, __doc__=doc, **fields)
+    model.model_config["title"] = title
+    model.model_rebuild(force=True)
+    return model
+
+
+StableDiffusionTxt2ImgProcessingAPI = _request_model(
+    "StableDiffusionTxt2ImgProcessingAPI", "StableDiffusionProcessingTxt2Img", GenerationParams,
+    "POST /sdapi/v1/txt2img (§3.1). Width/height are kept as sent; processing rounds them down to "
+    "multiples of 8 (min 8) like A1111's latent size does.")
 
 
 class TextToImageResponse(BaseModel):

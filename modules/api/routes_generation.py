@@ -143,6 +143,9 @@ def generation_router(ctx: "AppContext", *, dependencies: list[Any],
         if request.script_name:
             # no selectable scripts are installed yet (§3.3 step 2)
             raise HTTPException(status_code=422, detail=f"Script '{request.script_name}' not found")
+        for title in request.alwayson_scripts or {}:
+            # no always-on scripts are installed yet: A1111 answers an unknown title with 422
+            raise HTTPException(status_code=422, detail=f"always on script {title} not found")
         params = build_generation_params(request)
         overrides = prepare_override_settings(ctx, request.override_settings)
         runner = txt2img_runner or default_txt2img_runner()

@@ -8,7 +8,10 @@ from typing import Any
 
 @dataclass
 class GenerationParams:
-    """One txt2img request after validation. Field names and defaults are A1111's API ones."""
+    """One txt2img request. Field names, types, defaults and order are A1111's
+    (StableDiffusionProcessingTxt2Img); the API's request model is generated from this class, so a
+    field added here appears in /sdapi/v1/txt2img and its schema. Fields after `sampler_index` are
+    internal (see INTERNAL_FIELDS)."""
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] | None = None
@@ -41,6 +44,7 @@ class GenerationParams:
     refiner_checkpoint: str | None = None
     refiner_switch_at: float | None = None
     disable_extra_networks: bool = False
+    firstpass_image: str | None = None
     comments: dict[str, Any] | None = None
     enable_hr: bool = False
     firstphase_width: int = 0
@@ -55,11 +59,14 @@ class GenerationParams:
     hr_scheduler: str | None = None
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
+    force_task_id: str | None = None
     sampler_index: str = "Euler"
     # where the request came from: "api" coerces float fields in infotext as A1111's API does
     is_api: bool = False
     outpath_samples: str | None = None
     outpath_grids: str | None = None
+
+    INTERNAL_FIELDS = ("is_api", "outpath_samples", "outpath_grids")
 
 
 @dataclass

@@ -342,6 +342,9 @@ def test_errors_use_the_envelope(api):
     body = assert_envelope(api.client.post("/sdapi/v1/txt2img",
                                            json={"script_name": "X/Y/Z plot"}), 422, "HTTPException")
     assert body["detail"] == "Script 'X/Y/Z plot' not found"
+    body = assert_envelope(api.client.post("/sdapi/v1/txt2img", json={
+        "alwayson_scripts": {"ControlNet": {"args": []}}}), 422, "HTTPException")
+    assert body["detail"] == "always on script ControlNet not found"
     # the queue survives failed jobs
     api.runner.raise_error = None
     assert api.client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 8,
