@@ -126,8 +126,7 @@ def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:
             except SamplingInterrupted:  # the sampler returns what it has; this is a safety net
                 break
             sampling_extra = result.extra_generation_params
-            if progress.skipped:
-                progress.skipped = False
+            if progress.skipped:   # cleared by next_job() when the next batch starts
                 continue
             batch_images = latents_to_images(model, result.latent)
         images.extend(batch_images)

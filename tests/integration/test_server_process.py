@@ -110,6 +110,11 @@ def test_listings(server):
     assert [s["name"] for s in schedulers][:3] == ["automatic", "uniform", "karras"]
     options = requests.get(base + "/sdapi/v1/options", timeout=30).json()
     assert options["samples_format"] == "png"
+    assert options["sd_model_checkpoint"].startswith("tiny-sd1.safetensors")
+    docs = requests.get(base + "/docs", timeout=30)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    schema = requests.get(base + "/openapi.json", timeout=30).json()
+    assert "/sdapi/v1/txt2img" in schema["paths"]
 
 
 def test_bad_input_gets_a_clear_answer(server):

@@ -1,0 +1,64 @@
+"""External VAE selection (setting sd_vae) end to end, a refiner-only checkpoint, and the device /
+precision plan from A1111's flags."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modules.app.cmd_args import parse_args
+from modules.app.devices import plan_devices
+from modules.processing.infotext import parse_generation_parameters
+from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_vae
+from tests.integration.conftest import generate
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def test_external_vae_is_used_written_and_undone(app_ctx, tiny_data_dir):
+    vae_dir = tiny_data_dir / "models" / "VAE"
+    vae_dir.mkdir(parents=True, exist_ok=True)
+    write_tiny_vae(vae_dir / "other.vae.safetensors", seed=9)
+    app_ctx.vaes.refresh()
+    own = generate(app_ctx, "tiny-sd1", prompt="vae", seed=8)
+    with app_ctx.options.override({"sd_vae": "other.vae.safetensors"}):
+        external = generate(app_ctx, "tiny-sd1", prompt="vae", seed=8)
+    back = generate(app_ctx, "tiny-sd1", prompt="vae", seed=8)
+    assert not np.array_equal(pixels(own.images[0]), pixels(external.images[0]))
+    assert np.array_equal(pixels(own.images[0]), pixels(back.images[0]))
+    parsed = parse_generation_parameters(external.infotexts[0])
+    assert parsed["VAE"] == "other.vae.safetensors"
+    assert len(parsed["VAE hash"]) == 10
+    assert external.sd_vae_name == "other.vae.safetensors"
+    assert "VAE" not in parse_generation_parameters(own.infotexts[0])
+
+
+def test_sdxl_refiner_checkpoint_generates(app_ctx, tiny_data_dir):
+    path = write_tiny_checkpoint(
+        tiny_data_dir / "models" / "Stable-diffusion" / "tiny-refiner.safetensors", "sdxl_refiner")
+    app_ctx.checkpoints.refresh()
+    try:
+        processed = generate(app_ctx, "tiny-refiner", prompt="refined", seed=2)
+        assert processed.images[0].size == (64, 64)
+        assert pixels(processed.images[0]).std() > 1.0
+    finally:
+        path.unlink()
+        app_ctx.checkpoints.refresh()
+
+
+@pytest.mark.parametrize("argv, cuda, expected", [
+    ([], False, ("cpu", torch.float32, torch.float32)),
+    ([], True, ("cuda", torch.float16, torch.float16)),
+    (["--no-half-vae"], True, ("cuda", torch.float16, torch.float32)),
+    (["--no-half"], True, ("cuda", torch.float32, torch.float32)),
+    (["--precision", "full"], True, ("cuda", torch.float32, torch.float32)),
+    (["--use-cpu", "all"], True, ("cpu", torch.float32, torch.float32)),
+    (["--device-id", "1"], True, ("cuda:1", torch.float16, torch.float16)),
+])
+def test_device_plan_follows_the_flags(monkeypatch, argv, cuda, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    args, _ = parse_args(argv)
+    plan = plan_devices(args)
+    assert (str(plan.device), plan.dtype, plan.vae_dtype) == expected
