@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from modules.engine.philox import PhiloxGenerator
+
 RNG_SOURCES = ("GPU", "CPU", "NV")
 SEED_RANGE = 4294967294   # A1111 draws random seeds from [0, 4294967294)
 
@@ -51,7 +53,8 @@ class ImageRNG:
 
     shape: one image's latent shape (C, H/8, W/8). seeds/subseeds: one per image.
     source: "CPU" (torch CPU generator; identical on every machine), "GPU" (a generator on `device`;
-    on a CPU device this equals "CPU"), "NV" (CUDA Philox emulation; not supported here).
+    on a CPU device this equals "CPU"), "NV" (CPU emulation of CUDA's generator: the noise an
+    NVIDIA GPU's torch.randn gives, on any machine).
     """
 
     def __init__(
@@ -67,9 +70,6 @@ class ImageRNG:
     ) -> None:
         if source not in RNG_SOURCES:
             raise ValueError(f"unknown RNG source {source!r}; expected one of {', '.join(RNG_SOURCES)}")
-        if source == "NV":
-            raise NotImplementedError(
-                "RNG source 'NV' (NVidia Philox emulation) is not supported; use 'CPU' or 'GPU'")
         self.shape = tuple(int(v) for v in shape)
         self.seeds = [int(s) for s in seeds]
         self.subseeds = None if subseeds is None else [int(s) for s in subseeds]
@@ -87,10 +87,15 @@ class ImageRNG:
     def _generator_device(self) -> torch.device:
         return self.device if self.source == "GPU" else torch.device("cpu")
 
-    def _generator(self, seed: int) -> torch.Generator:
+    def _generator(self, seed: int) -> torch.Generator | PhiloxGenerator:
+        if self.source == "NV":
+            return PhiloxGenerator(seed)
         return torch.Generator(device=self._generator_device()).manual_seed(seed)
 
-    def _randn(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    def _randn(self, shape: tuple[int, ...],
+               generator: torch.Generator | PhiloxGenerator) -> torch.Tensor:
+        if isinstance(generator, PhiloxGenerator):
+            return generator.randn(shape)
         return torch.randn(shape, generator=generator, device=self._generator_device())
 
     def _noise_shape(self) -> tuple[int, int, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from modules.engine.philox import PhiloxGenerator
 from modules.engine.noise import SEED_RANGE, ImageRNG, resolve_seed, slerp
 
 SHAPE = (4, 8, 8)
@@ -88,9 +89,27 @@ def test_gpu_source_on_cpu_device_equals_cpu_source():
     assert torch.equal(ImageRNG(SHAPE, [8], source="GPU").first(), ImageRNG(SHAPE, [8], source="CPU").first())
 
 
-def test_unsupported_sources_fail_clearly():
-    with pytest.raises(NotImplementedError, match="NV"):
-        ImageRNG(SHAPE, [1], source="NV")
+# torch.manual_seed(0); torch.randn(12, device="cuda") on NVIDIA GPUs (public, widely reproduced)
+CUDA_SEED_0 = [-0.92466259, -0.42534414, -2.64384580, 0.14518388, -0.12086648, -0.57972562,
+               -0.62285119, -0.32838708, -1.07454228, -0.36314407, -1.67105067, 2.26550508]
+
+
+def test_nv_source_reproduces_cuda_randn():
+    assert torch.allclose(PhiloxGenerator(0).randn((12,)), torch.tensor(CUDA_SEED_0), atol=1e-6)
+    noise = ImageRNG((3, 2, 2), [0], source="NV").first()
+    assert torch.allclose(noise.flatten(), torch.tensor(CUDA_SEED_0), atol=1e-6)
+
+
+def test_nv_source_streams_and_batches_like_the_others():
+    rng = ImageRNG(SHAPE, [5, 6], source="NV")
+    first, following = rng.first(), rng.next()
+    single = ImageRNG(SHAPE, [6], source="NV")
+    assert torch.equal(first[1], single.first()[0])
+    assert torch.equal(following[1], single.next()[0])
+    assert not torch.equal(first[0], following[0])
+
+
+def test_unknown_source_fails_clearly():
     with pytest.raises(ValueError, match="unknown RNG source"):
         ImageRNG(SHAPE, [1], source="TPU")
 
