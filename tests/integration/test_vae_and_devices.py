@@ -62,3 +62,29 @@ def test_device_plan_follows_the_flags(monkeypatch, argv, cuda, expected):
     args, _ = parse_args(argv)
     plan = plan_devices(args)
     assert (str(plan.device), plan.dtype, plan.vae_dtype) == expected
+
+
+def test_half_precision_unet_with_full_precision_vae_generates(app_ctx):
+    """The dtype plumbing of --no-half-vae (bf16 stands in for CUDA's fp16 on this CPU)."""
+    import dataclasses
+
+    from modules.app.devices import DevicePlan
+    from modules.app.model_manager import ModelManager
+    from modules.processing.params import GenerationParams
+    from modules.processing.txt2img import run_txt2img
+
+    manager = ModelManager(app_ctx.checkpoints,
+                           DevicePlan(torch.device("cpu"), torch.bfloat16, torch.float32),
+                           checkpoint_dir=app_ctx.paths.ckpt_dir)
+    params = GenerationParams(prompt="half", seed=1, steps=3, width=64, height=64,
+                              sampler_name="Euler a")
+    with app_ctx.options.override({"sd_model_checkpoint": "tiny-sdxl", "samples_save": False,
+                                   "grid_save": False}):
+        processed = app_ctx.jobs.run("txt2img", lambda progress: run_txt2img(
+            params, dataclasses.replace(app_ctx.processing_context(progress),
+                                        model_manager=manager)))
+    model = manager.current().model
+    assert model.dtype == torch.bfloat16
+    assert next(model.first_stage_model.parameters()).dtype == torch.float32
+    assert processed.images[0].size == (64, 64)
+    assert pixels(processed.images[0]).std() > 1.0
