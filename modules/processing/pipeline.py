@@ -1,0 +1,336 @@
+"""The generation loop shared by txt2img and img2img (A1111's `process_images`).
+
+A `GenerationMode` says how one batch is sampled (txt2img from noise, img2img from init images, a
+hires second pass, a refiner switch) and how its images are finished (inpaint compositing); this
+module does everything around it: plan, model, prompts, seeds, batches, decode, infotext, saving,
+grid, progress.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from modules.app.model_manager import LoadedModel
+from modules.engine.conditioning import PromptEncoder, build_batch_conditioning
+from modules.engine.cond_types import BatchConditioning
+from modules.engine.noise import ImageRNG
+from modules.engine.prompt_parser import extract_extra_networks
+from modules.engine.sampling import SamplingInterrupted, SamplingResult, sample
+from modules.engine.tiling import circular_padding
+from modules.engine.tokenizer import get_clip_tokenizer
+from modules.processing.context import ProcessingContext
+from modules.processing.generation_info import InfotextSource, infotext_for
+from modules.processing.images import image_grid, save_image, write_params_txt
+from modules.processing.params import GenerationParams, Processed
+from modules.processing.setup import GenerationPlan, plan_generation
+from modules.version import INFOTEXT_VERSION
+
+log = logging.getLogger(__name__)
+
+
+def latents_to_images(model, latents: torch.Tensor) -> list[Image.Image]:
+    return tensors_to_images(decode_latents(model, latents))
+
+
+def decode_latents(model, latents: torch.Tensor) -> torch.Tensor:
+    """Latents → images in [0, 1], float32 [B, 3, H, W] (VAE in its own dtype)."""
+    vae_dtype = next(model.first_stage_model.parameters()).dtype
+    with torch.inference_mode():
+        decoded = model.decode_first_stage(latents.to(model.device, vae_dtype)).float()
+    return ((decoded + 1.0) / 2.0).clamp(0, 1)
+
+
+def tensors_to_images(pixels: torch.Tensor) -> list[Image.Image]:
+    array = pixels.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(img)) for img in array]
+
+
+def images_to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """PIL RGB images (same size) → float32 [B, 3, H, W] in [0, 1]."""
+    arrays = [np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def encode_images(model, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Images in [0, 1] [B, 3, H, W] → scaled latents in the model's dtype."""
+    vae_dtype = next(model.first_stage_model.parameters()).dtype
+    with torch.inference_mode():
+        latents = model.encode_first_stage((pixels * 2.0 - 1.0).to(model.device, vae_dtype),
+                                           generator=generator)
+    return latents.float()
+
+
+@dataclass
+class BatchWork:
+    """One batch of the job: which images, their prompts, seeds, conditioning and noise."""
+    index: int
+    start: int                      # index of the batch's first image in the job
+    prompts: list[str]              # as in infotext (extra-network tags kept)
+    negative_prompts: list[str]
+    seeds: list[int]
+    subseeds: list[int]
+    conditioning: BatchConditioning
+    rng: ImageRNG
+
+    @property
+    def size(self) -> int:
+        return len(self.prompts)
+
+
+class GenerationMode(Protocol):
+    """What differs between txt2img, img2img and their passes."""
+    kind: str                       # "txt2img" | "img2img": output folders and job names
+    #: sub-jobs per batch for progress (a hires fix job counts both passes)
+    passes_per_batch: int
+
+    def prepare(self, run: "PipelineRun") -> None:
+        """Once per job, after the model is loaded (load init images, masks, upscalers…)."""
+
+    def sample(self, run: "PipelineRun", batch: BatchWork) -> torch.Tensor:
+        """The final latents of the batch (raise SamplingInterrupted to stop the job)."""
+
+    def finish_images(self, run: "PipelineRun", batch: BatchWork,
+                      images: list[Image.Image]) -> list[Image.Image]:
+        """Decoded images → output images (inpaint compositing, overlays)."""
+
+
+@dataclass
+class PipelineRun:
+    """Per-job state a mode may use. Created by `run_generation`."""
+    params: GenerationParams
+    ctx: ProcessingContext
+    plan: GenerationPlan
+    loaded: LoadedModel
+    encoder: PromptEncoder
+    tiling: bool
+    clip_skip: int
+    #: infotext keys the mode adds (in insertion order, after the fixed ones)
+    extra_params: dict[str, Any] = field(default_factory=dict)
+    #: "Denoising strength" slot of the infotext (img2img, hires)
+    denoising_strength: float | None = None
+    is_using_inpainting_conditioning: bool = False
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+    @property
+    def options(self):
+        return self.ctx.options
+
+    @property
+    def progress(self):
+        return self.ctx.progress
+
+    def make_encoder(self, model) -> PromptEncoder:
+        opts = self.options
+        return PromptEncoder(model, get_clip_tokenizer(), emphasis=opts.get("emphasis"),
+                             clip_skip=self.clip_skip,
+                             comma_padding_backtrack=opts.get("comma_padding_backtrack"),
+                             sdxl_clip_l_skip=bool(opts.get("sdxl_clip_l_skip")),
+                             sdxl_crop_top=int(opts.get("sdxl_crop_top") or 0),
+                             sdxl_crop_left=int(opts.get("sdxl_crop_left") or 0),
+                             refiner_positive_aesthetic=float(
+                                 opts.get("sdxl_refiner_high_aesthetic_score")),
+                             refiner_negative_aesthetic=float(
+                                 opts.get("sdxl_refiner_low_aesthetic_score")))
+
+    def conditioning(self, prompts: list[str], negative_prompts: list[str], steps: int, *,
+                     width: int, height: int, encoder: PromptEncoder | None = None,
+                     hires_steps: int | None = None) -> BatchConditioning:
+        """Prompts (extra-network tags removed here) → conditioning for the sampler."""
+        keep_tags = self.params.disable_extra_networks
+        prompts = [p if keep_tags else extract_extra_networks(p)[0] for p in prompts]
+        negative_prompts = [extract_extra_networks(p)[0] for p in negative_prompts]
+        return build_batch_conditioning(
+            encoder or self.encoder, prompts, negative_prompts, steps, width=width,
+            height=height, hires_steps=hires_steps,
+            use_old_scheduling=bool(self.options.get("use_old_scheduling")))
+
+    def make_rng(self, shape: tuple[int, int, int], seeds: list[int],
+                 subseeds: list[int]) -> ImageRNG:
+        params = self.params
+        return ImageRNG(shape, seeds, subseeds, subseed_strength=params.subseed_strength,
+                        seed_resize_from_h=params.seed_resize_from_h,
+                        seed_resize_from_w=params.seed_resize_from_w,
+                        source=self.options.get("randn_source"), device=self.model.device)
+
+    def sample(self, conditioning: BatchConditioning, rng: ImageRNG, *, steps: int,
+               sampler_name: str | None = None, scheduler: str | None = None, model=None,
+               cfg_scale: float | None = None, callback=None, **engine_kwargs) -> SamplingResult:
+        """engine.sample with the request's and the settings' sampler parameters filled in.
+        `engine_kwargs` passes img2img values (init_latent, denoising_strength, inpaint_mask…)."""
+        params, opts = self.params, self.options
+        result = sample(
+            model or self.model, conditioning, rng,
+            sampler_name=sampler_name or self.plan.sampler_name,
+            scheduler=scheduler or self.plan.scheduler_label, steps=steps,
+            cfg_scale=params.cfg_scale if cfg_scale is None else cfg_scale,
+            eta=params.eta, eta_ddim_default=opts.get("eta_ddim"),
+            eta_ancestral_default=opts.get("eta_ancestral"),
+            s_churn=_pick(params.s_churn, opts.get("s_churn")),
+            s_tmin=_pick(params.s_tmin, opts.get("s_tmin")),
+            s_tmax=_pick(params.s_tmax, opts.get("s_tmax")),
+            s_noise=_pick(params.s_noise, opts.get("s_noise")),
+            s_min_uncond=_pick(params.s_min_uncond, opts.get("s_min_uncond")),
+            sigma_min=opts.get("sigma_min"), sigma_max=opts.get("sigma_max"), rho=opts.get("rho"),
+            eta_noise_seed_delta=opts.get("eta_noise_seed_delta"),
+            beta_dist_alpha=opts.get("beta_dist_alpha"), beta_dist_beta=opts.get("beta_dist_beta"),
+            uni_pc_variant=opts.get("uni_pc_variant"), uni_pc_skip_type=opts.get("uni_pc_skip_type"),
+            uni_pc_order=opts.get("uni_pc_order"),
+            uni_pc_lower_order_final=opts.get("uni_pc_lower_order_final"),
+            always_discard_next_to_last_sigma=opts.get("always_discard_next_to_last_sigma"),
+            img2img_fix_steps=bool(opts.get("img2img_fix_steps")),
+            callback=callback or self.progress.on_sampling_step, seeds=rng.seeds,
+            **engine_kwargs)
+        for key, value in result.extra_generation_params.items():
+            self.extra_params.setdefault(key, value)
+        return result
+
+
+def _pick(value, default):
+    return default if value is None else value
+
+
+def _selected_vae(ctx: ProcessingContext) -> tuple[str | None, str | None, str | None]:
+    """(path, name, hash10) of the external VAE chosen in settings, or Nones for the model's own."""
+    choice = ctx.options.get("sd_vae")
+    if not choice or choice in ("Automatic", "None") or ctx.vaes is None:
+        return None, None, None
+    found = ctx.vaes.find(choice)
+    if found is None:
+        raise FileNotFoundError(f"VAE '{choice}' not found in {ctx.paths.vae_dir}")
+    return str(found.filename), Path(found.filename).name, found.shorthash()
+
+
+def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Image],
+                  infotexts: list[str], indexes: list[int], namegen: dict) -> list[str]:
+    params, opts, plan = run.params, run.options, run.plan
+    if params.do_not_save_samples or not opts.get("samples_save"):
+        return []
+    outdir = Path(params.outpath_samples
+                  or run.ctx.paths.resolve_output(opts.get(f"outdir_{mode.kind}_samples")))
+    saved = []
+    for image, infotext, index in zip(images, infotexts, indexes):
+        path, _ = save_image(
+            image, outdir, seed=plan.seeds[index], prompt=plan.prompts[index],
+            extension=opts.get("samples_format"), infotext=infotext,
+            jpeg_quality=opts.get("jpeg_quality"),
+            filename_pattern=opts.get("samples_filename_pattern") or "[seed]",
+            dir_pattern=opts.get("directories_filename_pattern") if opts.get("save_to_dirs") else None,
+            namegen_context={**namegen, "seed": plan.seeds[index], "prompt": plan.prompts[index]})
+        saved.append(path)
+    return saved
+
+
+def run_generation(params: GenerationParams, ctx: ProcessingContext,
+                   mode: GenerationMode) -> Processed:
+    opts = ctx.options
+    plan = plan_generation(params, ctx)
+    vae_path, vae_name, vae_hash = _selected_vae(ctx)
+    loaded = ctx.model_manager.get(opts.get("sd_model_checkpoint"), vae_path=vae_path)
+    clip_skip = int(opts.get("CLIP_stop_at_last_layers") or 1)
+    run = PipelineRun(params=params, ctx=ctx, plan=plan, loaded=loaded, encoder=None,  # type: ignore[arg-type]
+                      tiling=bool(params.tiling if params.tiling is not None else opts.get("tiling")),
+                      clip_skip=clip_skip)
+    run.encoder = run.make_encoder(loaded.model)
+    model, info = loaded.model, loaded.info
+    progress = ctx.progress
+    mode.prepare(run)
+    progress.begin(params.n_iter * mode.passes_per_batch)
+    job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+
+    images: list[Image.Image] = []
+    kept: list[int] = []
+    latent_shape = (model.config.latent_channels, plan.height // 8, plan.width // 8)
+    for batch_no in range(params.n_iter):
+        if progress.interrupted:
+            break
+        if batch_no:
+            progress.next_job()
+        lo, hi = batch_no * params.batch_size, (batch_no + 1) * params.batch_size
+        with torch.inference_mode(), circular_padding(model.model, model.first_stage_model,
+                                                      enabled=run.tiling):
+            batch = BatchWork(
+                index=batch_no, start=lo, prompts=plan.prompts[lo:hi],
+                negative_prompts=plan.negative_prompts[lo:hi], seeds=plan.seeds[lo:hi],
+                subseeds=plan.subseeds[lo:hi],
+                conditioning=run.conditioning(plan.prompts[lo:hi], plan.negative_prompts[lo:hi],
+                                              params.steps, width=plan.width, height=plan.height),
+                rng=run.make_rng(latent_shape, plan.seeds[lo:hi], plan.subseeds[lo:hi]))
+            try:
+                latents = mode.sample(run, batch)
+            except SamplingInterrupted:   # a mode gave up mid-batch: nothing to decode
+                break
+            if progress.skipped:          # cleared by next_job() when the next batch starts
+                continue
+            decoded = latents_to_images(run.model, latents)
+        batch_images = mode.finish_images(run, batch, decoded)
+        images.extend(batch_images)
+        kept.extend(range(lo, lo + len(batch_images)))
+
+    source = InfotextSource(
+        steps=params.steps, sampler_name=plan.sampler_name, scheduler_label=plan.scheduler_label,
+        cfg_scale=params.cfg_scale, width=plan.width, height=plan.height,
+        model_hash=info.shorthash, model_name=Path(info.filename).stem,
+        vae_hash=vae_hash, vae_name=vae_name, subseed_strength=params.subseed_strength,
+        seed_resize_from_w=params.seed_resize_from_w, seed_resize_from_h=params.seed_resize_from_h,
+        denoising_strength=run.denoising_strength, clip_skip=clip_skip,
+        rng=opts.get("randn_source"), tiling=run.tiling, extra=dict(run.extra_params))
+    infotexts = [infotext_for(source, opts, prompt=plan.prompts[i],
+                              negative_prompt=plan.negative_prompts[i], seed=plan.seeds[i],
+                              subseed=plan.subseeds[i]) for i in kept]
+    for image, text in zip(images, infotexts):
+        image.info["parameters"] = text
+    namegen = {"steps": params.steps, "cfg": params.cfg_scale, "width": plan.width,
+               "height": plan.height, "sampler": plan.sampler_name, "job_timestamp": job_timestamp,
+               "model_name": Path(info.filename).stem, "model_hash": info.shorthash,
+               "styles": plan.styles}
+    saved = _save_samples(run, mode, images, infotexts, kept, namegen)
+    if infotexts:
+        write_params_txt(ctx.paths.params_file, infotexts[0])
+
+    index_of_first_image = 0
+    grid_only_single = len(images) < 2 and opts.get("grid_only_if_multiple")
+    if (opts.get("return_grid") or opts.get("grid_save")) and not params.do_not_save_grid \
+            and not grid_only_single and images:
+        grid = image_grid(images, rows=opts.get("n_rows"), batch_size=params.batch_size)
+        if opts.get("grid_save"):
+            grid_dir = Path(params.outpath_grids
+                            or ctx.paths.resolve_output(opts.get(f"outdir_{mode.kind}_grids")))
+            grid_path, _ = save_image(
+                grid, grid_dir, basename="grid", seed=plan.seed, prompt=plan.prompts[0],
+                extension=opts.get("grid_format"), infotext=infotexts[0], filename_pattern="",
+                dir_pattern=opts.get("directories_filename_pattern")
+                if opts.get("grid_save_to_dirs") else None)
+            saved.append(grid_path)
+        if opts.get("return_grid"):
+            images.insert(0, grid)
+            infotexts.insert(0, infotexts[0])
+            index_of_first_image = 1
+
+    extra_params = dict(run.extra_params)
+    if plan.scheduler_label != "Automatic":
+        extra_params.setdefault("Schedule type", plan.scheduler_label)
+    return Processed(
+        images=images, prompt=plan.prompts[0], all_prompts=plan.prompts,
+        negative_prompt=plan.negative_prompts[0], all_negative_prompts=plan.negative_prompts,
+        seed=plan.seed, all_seeds=plan.seeds, subseed=plan.subseed, all_subseeds=plan.subseeds,
+        subseed_strength=params.subseed_strength, width=plan.width, height=plan.height,
+        sampler_name=plan.sampler_name, cfg_scale=params.cfg_scale, steps=params.steps,
+        batch_size=params.batch_size, restore_faces=False, face_restoration_model=None,
+        sd_model_name=Path(info.filename).stem, sd_model_hash=info.shorthash,
+        sd_vae_name=vae_name, sd_vae_hash=vae_hash,
+        seed_resize_from_w=params.seed_resize_from_w, seed_resize_from_h=params.seed_resize_from_h,
+        denoising_strength=params.denoising_strength, extra_generation_params=extra_params,
+        index_of_first_image=index_of_first_image, infotexts=infotexts, styles=plan.styles,
+        job_timestamp=job_timestamp, clip_skip=clip_skip,
+        is_using_inpainting_conditioning=run.is_using_inpainting_conditioning,
+        version=INFOTEXT_VERSION, saved_files=saved)
