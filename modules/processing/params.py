@@ -1,5 +1,5 @@
 """The request and result shapes of generation, with A1111's field names
-(StableDiffusionProcessingTxt2Img fields, a1111-compat.md §3.1 / §3.6)."""
+(StableDiffusionProcessingTxt2Img / Img2Img fields, a1111-compat.md §3.1, §3.2, §3.6)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,11 +7,10 @@ from typing import Any
 
 
 @dataclass
-class GenerationParams:
-    """One txt2img request. Field names, types, defaults and order are A1111's
-    (StableDiffusionProcessingTxt2Img); the API's request model is generated from this class, so a
-    field added here appears in /sdapi/v1/txt2img and its schema. Fields after `sampler_index` are
-    internal (see INTERNAL_FIELDS)."""
+class ProcessingParams:
+    """Fields common to txt2img and img2img (A1111's StableDiffusionProcessing), in A1111's order.
+    The API's request models are generated from the subclasses, so a field added here appears in
+    /sdapi/v1/txt2img and /img2img and their schemas. INTERNAL_FIELDS are not part of the API."""
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] | None = None
@@ -46,6 +45,17 @@ class GenerationParams:
     disable_extra_networks: bool = False
     firstpass_image: str | None = None
     comments: dict[str, Any] | None = None
+    # where the request came from: "api" coerces float fields in infotext as A1111's API does
+    is_api: bool = False
+    outpath_samples: str | None = None
+    outpath_grids: str | None = None
+
+    INTERNAL_FIELDS = ("is_api", "outpath_samples", "outpath_grids")
+
+
+@dataclass
+class GenerationParams(ProcessingParams):
+    """One txt2img request (StableDiffusionProcessingTxt2Img, a1111-compat.md §3.1)."""
     enable_hr: bool = False
     firstphase_width: int = 0
     firstphase_height: int = 0
@@ -61,12 +71,29 @@ class GenerationParams:
     hr_negative_prompt: str = ""
     force_task_id: str | None = None
     sampler_index: str = "Euler"
-    # where the request came from: "api" coerces float fields in infotext as A1111's API does
-    is_api: bool = False
-    outpath_samples: str | None = None
-    outpath_grids: str | None = None
 
-    INTERNAL_FIELDS = ("is_api", "outpath_samples", "outpath_grids")
+
+@dataclass
+class Img2ImgParams(ProcessingParams):
+    """One img2img request (StableDiffusionProcessingImg2Img, a1111-compat.md §3.2).
+    init_images / mask / latent_mask hold decoded PIL images once the API or UI has read them."""
+    init_images: list[Any] | None = None
+    resize_mode: int = 0
+    image_cfg_scale: float | None = None
+    mask: Any = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: Any = None
+    force_task_id: str | None = None
+    sampler_index: str = "Euler"
+    include_init_images: bool = False
 
 
 @dataclass
