@@ -10,6 +10,7 @@ from modules.api.models import SamplerItem, SchedulerItem, SDModelItem
 from modules.app.cmd_args import redacted_flags
 from modules.engine.samplers import samplers_api_list
 from modules.engine.schedules import schedulers_api_list
+from modules.processing.upscalers import latent_upscale_modes_api_list, upscalers_api_list
 
 if TYPE_CHECKING:
     from modules.app.checkpoints import CheckpointInfo
@@ -75,6 +76,15 @@ def info_router(ctx: "AppContext", *, dependencies: list[Any]) -> APIRouter:
     @router.get("/schedulers", response_model=list[SchedulerItem], tags=["samplers"])
     def get_schedulers() -> list[dict]:
         return schedulers_api_list()
+
+    @router.get("/upscalers", tags=["postprocessing"])
+    def get_upscalers() -> list[dict]:
+        # [{name, model_name, model_path, model_url, scale}] from the upscaler registry
+        return upscalers_api_list(getattr(ctx, "upscalers", None))
+
+    @router.get("/latent-upscale-modes", tags=["postprocessing"])
+    def get_latent_upscale_modes() -> list[dict]:
+        return latent_upscale_modes_api_list()
 
     @router.get("/options", tags=["settings"])
     def get_config() -> dict[str, Any]:

@@ -6,12 +6,13 @@ x = x0 + sigma * noise.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from k_diffusion.external import DiscreteSchedule
 
-from modules.engine.cond_types import BatchConditioning, Cond
+from modules.engine.cond_types import BatchConditioning, Cond, ImageCond
 
 
 def append_dims(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -80,6 +81,19 @@ class DiscreteDenoiser:
         return x * c_skip + output * c_out
 
 
+@dataclass
+class EditImageCond(ImageCond):
+    """instruct-pix2pix conditioning: `concat` is the init image latent; with an image CFG scale
+    (other than None / 1) guidance becomes A1111's three-way CFG:
+    out = uncond + cfg * (cond - img_cond) + image_cfg * (img_cond - uncond), where img_cond is
+    the negative prompt with the image and uncond the negative prompt with a zero image."""
+    image_cfg_scale: float | None = None
+
+    @property
+    def uses_image_guidance(self) -> bool:
+        return self.concat is not None and self.image_cfg_scale not in (None, 1.0)
+
+
 def pad_token_lengths(crossattns: list[torch.Tensor]) -> torch.Tensor:
     """Stack [T_i, C] token features into [N, T_max, C], extending shorter ones by repeating their
     last token vector (A1111's batching of conds of different chunk counts)."""
@@ -134,9 +148,18 @@ class CFGDenoiser:
     def batch_size(self) -> int:
         return len(self.conditioning.conds)
 
-    def _conds_at_step(self, skip_uncond: bool) -> tuple[list[Cond], list[int], list[list[tuple[int, float]]]]:
-        """Flattened conds for this step (cond parts first, unconds last), the image index of each
-        row, and per image the (row, weight) of its parts."""
+    @property
+    def image_guidance(self) -> EditImageCond | None:
+        image_cond = self.conditioning.image_cond
+        if isinstance(image_cond, EditImageCond) and image_cond.uses_image_guidance:
+            return image_cond
+        return None
+
+    def _conds_at_step(self, skip_uncond: bool, image_guided: bool = False,
+                       ) -> tuple[list[Cond], list[int], list[list[tuple[int, float]]]]:
+        """Flattened conds for this step (cond parts first, unconds last; with image guidance the
+        unconds twice: with the image, then with a zero image), the image index of each row, and
+        per image the (row, weight) of its parts."""
         rows: list[Cond] = []
         image_of_row: list[int] = []
         parts_per_image: list[list[tuple[int, float]]] = []
@@ -148,18 +171,21 @@ class CFGDenoiser:
                 image_of_row.append(image_index)
             parts_per_image.append(image_parts)
         if not skip_uncond:
-            for image_index, scheduled in enumerate(self.conditioning.unconds):
-                rows.append(scheduled.at(self.step))
-                image_of_row.append(image_index)
+            for _ in range(2 if image_guided else 1):
+                for image_index, scheduled in enumerate(self.conditioning.unconds):
+                    rows.append(scheduled.at(self.step))
+                    image_of_row.append(image_index)
         return rows, image_of_row, parts_per_image
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_unused: Any) -> torch.Tensor:
         if x.shape[0] != self.batch_size:
             raise ValueError(f"latent batch {x.shape[0]} does not match conditioning batch {self.batch_size}")
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
-        skip_uncond = (self.s_min_uncond > 0 and self.step % 2 == 1
+        image_guidance = self.image_guidance
+        skip_uncond = (image_guidance is None and self.s_min_uncond > 0 and self.step % 2 == 1
                        and float(sigma[0]) < self.s_min_uncond)
-        rows, image_of_row, parts_per_image = self._conds_at_step(skip_uncond)
+        rows, image_of_row, parts_per_image = self._conds_at_step(
+            skip_uncond, image_guided=image_guidance is not None)
         index = torch.tensor(image_of_row, device=x.device)
 
         crossattn = pad_token_lengths([row.crossattn for row in rows]).to(x.device)
@@ -167,18 +193,28 @@ class CFGDenoiser:
         vector = torch.stack(vectors).to(x.device) if all(v is not None for v in vectors) else None
         image_concat = self.conditioning.image_cond.concat
         concat = None if image_concat is None else image_concat.to(x.device)[index]
+        if image_guidance is not None:
+            concat[-self.batch_size:] = 0   # the last unconds see a zero image
 
         outputs = self.denoiser(x[index], sigma[index], crossattn, vector=vector, concat=concat)
 
-        if skip_uncond:
-            uncond = torch.stack([outputs[parts[0][0]] for parts in parts_per_image])
-        else:
-            uncond = outputs[-self.batch_size:]
         scale = self.cfg_scale * self.cfg_scale_multiplier
-        denoised = uncond.clone()
+        if image_guidance is not None:
+            uncond = outputs[-self.batch_size:]
+            image_uncond = outputs[-2 * self.batch_size:-self.batch_size]
+            # the text guidance is measured from the uncond that sees the image
+            reference = image_uncond
+            denoised = uncond + image_guidance.image_cfg_scale * (image_uncond - uncond)
+        else:
+            if skip_uncond:
+                uncond = torch.stack([outputs[parts[0][0]] for parts in parts_per_image])
+            else:
+                uncond = outputs[-self.batch_size:]
+            reference = uncond
+            denoised = uncond.clone()
         for image_index, parts in enumerate(parts_per_image):
             for row, weight in parts:
-                denoised[image_index] += (outputs[row] - uncond[image_index]) * (weight * scale)
+                denoised[image_index] += (outputs[row] - reference[image_index]) * (weight * scale)
 
         if self.inpaint_mask is not None and self.original_latent is not None:
             keep = 1 - self.inpaint_mask.to(x)

@@ -5,11 +5,18 @@ progress endpoints read it from other threads, so every access goes through one 
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from modules.engine.sampling import SamplingInterrupted
+
+log = logging.getLogger(__name__)
+
+#: called after every recorded sampling step with (steps done, total steps, x0 estimate); the
+#: processing layer hangs its live-preview renderer here
+StepListener = Callable[[int, int, Any], None]
 
 
 class JobProgress:
@@ -35,6 +42,8 @@ class JobProgress:
         self.current_latent: Any = None
         self.current_image: Any = None
         self.id_live_preview = 0
+        self._step_listener: StepListener | None = None
+        self._listener_failed = False
 
     # -- written by the worker ---------------------------------------------------------------
     def begin(self, job_count: int) -> None:
@@ -57,16 +66,42 @@ class JobProgress:
             self.skipped = False
 
     def on_sampling_step(self, step: int, total: int, latent: Any = None) -> None:
-        """Record a denoising step; raise SamplingInterrupted when interrupted or skipped so the
-        sampler stops at this step (the caller decodes what it has)."""
+        """Record that `step` of `total` denoising steps are done; raise SamplingInterrupted when
+        interrupted or skipped so the sampler stops here (the caller decodes what it has).
+        Otherwise the step listener (live previews) runs; its failures never stop sampling."""
         with self._lock:
-            self.sampling_step = int(step)
             self.sampling_steps = int(total)
+            self.sampling_step = min(int(step), self.sampling_steps) if total > 0 else int(step)
             if latent is not None:
                 self.current_latent = latent
             stop = self.interrupted or self.skipped
+            interrupted = self.interrupted
+            listener = self._step_listener
         if stop:
-            raise SamplingInterrupted("interrupted" if self.interrupted else "skipped")
+            raise SamplingInterrupted("interrupted" if interrupted else "skipped")
+        if listener is not None:
+            self._notify_listener(listener, int(step), int(total), latent)
+
+    def on_sampler_step(self, index: int, total: int, latent: Any = None) -> None:
+        """The engine's step callback: samplers report the 0-based index of the step they just
+        finished, so index + 1 steps are done (the last step makes the sub-job complete)."""
+        self.on_sampling_step(int(index) + 1, total, latent)
+
+    def set_step_listener(self, listener: StepListener | None) -> None:
+        """Install (or remove, with None) what runs after each step, e.g. the preview renderer."""
+        with self._lock:
+            self._step_listener = listener
+            self._listener_failed = False
+
+    def _notify_listener(self, listener: StepListener, step: int, total: int, latent: Any) -> None:
+        try:
+            listener(step, total, latent)
+        except Exception:  # noqa: BLE001 - a preview must never break sampling
+            if not self._listener_failed:
+                log.exception("live preview failed at step %d/%d (sampling goes on)", step, total)
+            else:
+                log.debug("live preview failed again at step %d/%d", step, total)
+            self._listener_failed = True
 
     def set_current_image(self, image: Any) -> None:
         """Store a live-preview image; each new one gets a new preview id."""

@@ -152,6 +152,18 @@ class JobQueue:
             job.progress.interrupt()
         return job is not None
 
+    def interrupt(self, job_id: str) -> bool:
+        """Interrupt one job by id, running or still queued. A queued job keeps the request: it
+        starts, stops before its first batch and returns what it has (no images), so whoever
+        waits on it gets an ordinary, empty result. False when the id is unknown or finished."""
+        with self._condition:
+            job = self._current if self._current is not None and self._current.id == job_id \
+                else next((j for j in self._pending if j.id == job_id), None)
+        if job is None:
+            return False
+        job.progress.interrupt()
+        return True
+
     def skip_current(self) -> bool:
         job = self.current()
         if job is not None:

@@ -26,9 +26,12 @@ from modules.engine.sampling import SamplingInterrupted, SamplingResult, sample
 from modules.engine.tiling import circular_padding
 from modules.engine.tokenizer import get_clip_tokenizer
 from modules.processing.context import ProcessingContext
+from modules.processing.face_restoration import face_restorer_for_job, restore_faces
 from modules.processing.generation_info import InfotextSource, infotext_for
 from modules.processing.images import image_grid, save_image, write_params_txt
 from modules.processing.params import GenerationParams, Processed
+from modules.processing.previews import live_previews_for_job, vae_approx_dir
+from modules.processing.refiner import RefinerPrompts, resolve_refiner, sample_with_refiner
 from modules.processing.setup import GenerationPlan, plan_generation
 from modules.version import INFOTEXT_VERSION
 
@@ -116,6 +119,10 @@ class PipelineRun:
     #: "Denoising strength" slot of the infotext (img2img, hires)
     denoising_strength: float | None = None
     is_using_inpainting_conditioning: bool = False
+    #: the job's SDXL refiner (refiner.RefinerRequest) or None; `sample` hands over to it
+    refiner: Any = None
+    #: the batch being sampled (the refiner encodes its prompts again with its own encoder)
+    batch: BatchWork | None = None
 
     @property
     def model(self):
@@ -163,11 +170,33 @@ class PipelineRun:
                         source=self.options.get("randn_source"), device=self.model.device)
 
     def sample(self, conditioning: BatchConditioning, rng: ImageRNG, *, steps: int,
-               sampler_name: str | None = None, scheduler: str | None = None, model=None,
-               cfg_scale: float | None = None, callback=None, **engine_kwargs) -> SamplingResult:
+               use_refiner: bool = True, refiner_prompts: tuple | None = None,
+               **kwargs) -> SamplingResult:
+        """One batch's sampling; with a refiner requested (and `use_refiner`) the refiner takes
+        over at the switch point. `refiner_prompts` = (prompts, negative prompts, width, height,
+        hires steps or None) the refiner encodes; default: the current batch at the plan's size.
+        Other keywords as `sample_with_model`."""
+        if self.refiner is None or not use_refiner:
+            return self.sample_with_model(conditioning, rng, steps=steps, **kwargs)
+        if refiner_prompts is None:
+            batch = self.batch
+            refiner_prompts = (batch.prompts, batch.negative_prompts, self.plan.width,
+                               self.plan.height, None)
+        prompts, negatives, width, height, hires_steps = refiner_prompts
+        return sample_with_refiner(self, self.refiner, conditioning, rng, steps=steps,
+                                   prompts=RefinerPrompts(prompts, negatives, width, height,
+                                                          self.params.steps, hires_steps),
+                                   **kwargs)
+
+    def sample_with_model(self, conditioning: BatchConditioning, rng: ImageRNG, *, steps: int,
+                          sampler_name: str | None = None, scheduler: str | None = None,
+                          model=None, cfg_scale: float | None = None, callback=None,
+                          **engine_kwargs) -> SamplingResult:
         """engine.sample with the request's and the settings' sampler parameters filled in.
-        `engine_kwargs` passes img2img values (init_latent, denoising_strength, inpaint_mask…)."""
+        `engine_kwargs` passes img2img values (init_latent, denoising_strength, inpaint_mask…)
+        and may override a setting (img2img_fix_steps)."""
         params, opts = self.params, self.options
+        engine_kwargs.setdefault("img2img_fix_steps", bool(opts.get("img2img_fix_steps")))
         result = sample(
             model or self.model, conditioning, rng,
             sampler_name=sampler_name or self.plan.sampler_name,
@@ -187,8 +216,7 @@ class PipelineRun:
             uni_pc_order=opts.get("uni_pc_order"),
             uni_pc_lower_order_final=opts.get("uni_pc_lower_order_final"),
             always_discard_next_to_last_sigma=opts.get("always_discard_next_to_last_sigma"),
-            img2img_fix_steps=bool(opts.get("img2img_fix_steps")),
-            callback=callback or self.progress.on_sampling_step, seeds=rng.seeds,
+            callback=callback or self.progress.on_sampler_step, seeds=rng.seeds,
             **engine_kwargs)
         for key, value in result.extra_generation_params.items():
             self.extra_params.setdefault(key, value)
@@ -234,6 +262,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                    mode: GenerationMode) -> Processed:
     opts = ctx.options
     plan = plan_generation(params, ctx)
+    face_restorer = face_restorer_for_job(params, ctx)   # refused here, before any sampling
     vae_path, vae_name, vae_hash = _selected_vae(ctx)
     loaded = ctx.model_manager.get(opts.get("sd_model_checkpoint"), vae_path=vae_path)
     clip_skip = int(opts.get("CLIP_stop_at_last_layers") or 1)
@@ -241,9 +270,16 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                       tiling=bool(params.tiling if params.tiling is not None else opts.get("tiling")),
                       clip_skip=clip_skip)
     run.encoder = run.make_encoder(loaded.model)
+    run.refiner = resolve_refiner(params, ctx.model_manager,
+                                  bool(opts.get("refiner_switch_by_sample_steps")))
     model, info = loaded.model, loaded.info
     progress = ctx.progress
     mode.prepare(run)
+    if face_restorer is not None:
+        run.extra_params["Face restoration"] = face_restorer.name
+    progress.set_step_listener(live_previews_for_job(
+        opts, progress, model=model, full_decode=lambda latent: decode_latents(run.model, latent),
+        vae_approx_folder=vae_approx_dir(ctx.paths)))
     progress.begin(params.n_iter * mode.passes_per_batch)
     job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
 
@@ -266,16 +302,20 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                                               params.steps, width=plan.width, height=plan.height),
                 rng=run.make_rng(latent_shape, plan.seeds[lo:hi], plan.subseeds[lo:hi]))
             try:
+                run.batch = batch
                 latents = mode.sample(run, batch)
             except SamplingInterrupted:   # a mode gave up mid-batch: nothing to decode
                 break
             if progress.skipped:          # cleared by next_job() when the next batch starts
                 continue
             decoded = latents_to_images(run.model, latents)
+        if face_restorer is not None:
+            decoded = restore_faces(decoded, ctx, face_restorer)
         batch_images = mode.finish_images(run, batch, decoded)
         images.extend(batch_images)
         kept.extend(range(lo, lo + len(batch_images)))
 
+    progress.set_step_listener(None)
     source = InfotextSource(
         steps=params.steps, sampler_name=plan.sampler_name, scheduler_label=plan.scheduler_label,
         cfg_scale=params.cfg_scale, width=plan.width, height=plan.height,
@@ -325,7 +365,8 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         seed=plan.seed, all_seeds=plan.seeds, subseed=plan.subseed, all_subseeds=plan.subseeds,
         subseed_strength=params.subseed_strength, width=plan.width, height=plan.height,
         sampler_name=plan.sampler_name, cfg_scale=params.cfg_scale, steps=params.steps,
-        batch_size=params.batch_size, restore_faces=False, face_restoration_model=None,
+        batch_size=params.batch_size, restore_faces=face_restorer is not None,
+        face_restoration_model=face_restorer.name if face_restorer is not None else None,
         sd_model_name=Path(info.filename).stem, sd_model_hash=info.shorthash,
         sd_vae_name=vae_name, sd_vae_hash=vae_hash,
         seed_resize_from_w=params.seed_resize_from_w, seed_resize_from_h=params.seed_resize_from_h,

@@ -37,13 +37,7 @@ class GenerationPlan:
 
 def reject_unsupported(params: GenerationParams) -> None:
     """Features whose issues have not landed yet get a clear error instead of a silent no-op."""
-    if params.enable_hr:
-        raise UnsupportedRequestError("Hires fix (enable_hr) is not available in this build yet.")
-    if params.restore_faces:
-        raise UnsupportedRequestError(
-            "Face restoration is not available in this build yet: no face restorer is installed.")
-    if params.refiner_checkpoint not in (None, "", "None") and params.refiner_switch_at:
-        raise UnsupportedRequestError("The SDXL refiner is not available in this build yet.")
+    # restore_faces is decided with the installed restorers in run_generation (face_restoration)
 
 
 def plan_generation(params: GenerationParams, ctx: ProcessingContext) -> GenerationPlan:

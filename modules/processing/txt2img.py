@@ -5,10 +5,12 @@ import torch
 from PIL import Image
 
 from modules.processing.context import ProcessingContext
+from modules.processing.hires import HiresFixMode, first_pass_params, plan_hires_size
 from modules.processing.image_conditioning import txt2img_image_conditioning
 from modules.processing.params import GenerationParams, Processed
 from modules.processing.pipeline import BatchWork, PipelineRun, run_generation
 from modules.processing.setup import reject_unsupported
+from modules.processing.upscalers import UpscalerRegistry
 
 
 class Txt2ImgMode:
@@ -29,6 +31,13 @@ class Txt2ImgMode:
         return images
 
 
-def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:
+def run_txt2img(params: GenerationParams, ctx: ProcessingContext,
+                upscalers: UpscalerRegistry | None = None) -> Processed:
+    """One txt2img job; with `enable_hr` a hires second pass follows each batch. `upscalers`:
+    the image upscalers hires fix may use (the built-in ones when None)."""
     reject_unsupported(params)
-    return run_generation(params, ctx, Txt2ImgMode())
+    if not params.enable_hr:
+        return run_generation(params, ctx, Txt2ImgMode())
+    size = plan_hires_size(params, bool(ctx.options.get("use_old_hires_fix_width_height")))
+    mode = HiresFixMode(Txt2ImgMode(), size, upscalers or UpscalerRegistry())
+    return run_generation(first_pass_params(params, size), ctx, mode)

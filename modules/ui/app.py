@@ -12,6 +12,7 @@ from modules.api.app import API_TITLE, configure_app, register_api_routes
 from modules.api.auth import parse_credentials
 from modules.api.routes_generation import Txt2ImgRunner
 from modules.ui.common import UiTab
+from modules.ui.img2img_tab import Img2ImgRunner, build_img2img_tab
 from modules.ui.quicksettings import build_quicksettings
 from modules.ui.txt2img_tab import build_txt2img_tab
 
@@ -21,17 +22,21 @@ if TYPE_CHECKING:
 UI_TITLE = "Stable Diffusion"
 
 
-def default_tabs(*, txt2img_runner: Txt2ImgRunner | None = None) -> list[UiTab]:
-    """The tab registry, in display order. Each later tab (img2img, extras, PNG info, checkpoint
-    merger, train, settings, extensions) adds one entry here from its own module."""
+def default_tabs(*, txt2img_runner: Txt2ImgRunner | None = None,
+                 img2img_runner: Img2ImgRunner | None = None) -> list[UiTab]:
+    """The tab registry, in display order. Each later tab (extras, PNG info, checkpoint merger,
+    train, settings, extensions) adds one entry here from its own module."""
     return [
         UiTab("txt2img", "txt2img", lambda ctx: build_txt2img_tab(ctx, txt2img_runner)),
+        UiTab("img2img", "img2img", lambda ctx: build_img2img_tab(ctx, img2img_runner)),
     ]
 
 
 def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
-             txt2img_runner: Txt2ImgRunner | None = None) -> gr.Blocks:
-    tabs = list(tabs) if tabs is not None else default_tabs(txt2img_runner=txt2img_runner)
+             txt2img_runner: Txt2ImgRunner | None = None,
+             img2img_runner: Img2ImgRunner | None = None) -> gr.Blocks:
+    tabs = list(tabs) if tabs is not None else default_tabs(txt2img_runner=txt2img_runner,
+                                                            img2img_runner=img2img_runner)
     with gr.Blocks(title=UI_TITLE, analytics_enabled=False) as blocks:
         build_quicksettings(ctx)
         with gr.Tabs(elem_id="tabs"):

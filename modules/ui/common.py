@@ -1,23 +1,32 @@
-"""Pieces shared by the Gradio tabs: the tab registry record, seed controls, the result panel
-(gallery + generation info + error line) and waiting for a job with a progress bar."""
+"""Pieces shared by the Gradio tabs: the tab registry record, the prompt / sampler / size / seed /
+refiner rows, the result panel (gallery + generation info + error line + progress) and running a
+job while streaming its progress."""
 from __future__ import annotations
 
 import html
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import gradio as gr
 
+from modules.engine.samplers import samplers_api_list
+from modules.engine.schedules import schedulers_api_list
 from modules.jobs.queue import Job
+from modules.ui.progress import PROGRESS_POLL_SECONDS, ProgressView, finished_outputs, interrupt_job, progress_view, \
+    skip_job, stream_job_progress, wait_for_result
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
+    from modules.jobs.progress import JobProgress
+    from modules.processing.params import Processed
 
 RANDOM_SEED_SYMBOL = "\U0001f3b2"     # 🎲
 REUSE_SEED_SYMBOL = "\u267b\ufe0f"     # ♻️
-PROGRESS_POLL_SECONDS = 0.25
+UI_DEFAULT_SAMPLER = "DPM++ 2M"
+UI_DEFAULT_SCHEDULER = "Automatic"
+NO_REFINER = "None"
 
 
 @dataclass
@@ -41,10 +50,52 @@ class ResultPanel:
     generation_info: gr.Textbox   # hidden: Processed.js() of the last run (for "reuse seed")
     infotext_html: gr.HTML
     error_html: gr.HTML
+    progress: ProgressView
 
     @property
     def outputs(self) -> list[Any]:
+        """The result outputs (what a finished job fills)."""
         return [self.gallery, self.generation_info, self.infotext_html, self.error_html]
+
+    @property
+    def all_outputs(self) -> list[Any]:
+        """Result outputs followed by the progress outputs: what a generate generator yields."""
+        return self.outputs + self.progress.outputs
+
+
+RESULT_OUTPUT_COUNT = 4
+
+
+@dataclass
+class PromptControls:
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    generate: gr.Button
+    interrupt: gr.Button
+    skip: gr.Button
+
+
+@dataclass
+class SamplingControls:
+    sampler: gr.Dropdown
+    scheduler: gr.Dropdown
+    steps: gr.Slider
+
+
+@dataclass
+class SizeBatchControls:
+    width: gr.Slider
+    height: gr.Slider
+    batch_count: gr.Slider
+    batch_size: gr.Slider
+    cfg_scale: gr.Slider
+
+
+@dataclass
+class RefinerControls:
+    enable: gr.Checkbox
+    checkpoint: gr.Dropdown
+    switch_at: gr.Slider
 
 
 def seed_controls(tab_id: str) -> SeedControls:
@@ -57,13 +108,86 @@ def seed_controls(tab_id: str) -> SeedControls:
     return SeedControls(seed, random_button, reuse_button)
 
 
+def prompt_row(tab_id: str) -> PromptControls:
+    """Prompt and negative prompt beside Generate / Interrupt / Skip."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab_id}_prompt",
+                                placeholder="Prompt (Ctrl+Enter to generate)")
+            negative_prompt = gr.Textbox(label="Negative prompt", lines=2,
+                                         elem_id=f"{tab_id}_neg_prompt")
+        with gr.Column(scale=1, min_width=200):
+            generate = gr.Button("Generate", variant="primary", elem_id=f"{tab_id}_generate")
+            with gr.Row():
+                interrupt = gr.Button("Interrupt", elem_id=f"{tab_id}_interrupt", min_width=60)
+                skip = gr.Button("Skip", elem_id=f"{tab_id}_skip", min_width=60)
+    return PromptControls(prompt, negative_prompt, generate, interrupt, skip)
+
+
+def sampling_controls(tab_id: str) -> SamplingControls:
+    sampler_names = [entry["name"] for entry in samplers_api_list()]
+    scheduler_labels = [entry["label"] for entry in schedulers_api_list()]
+    with gr.Row():
+        sampler = gr.Dropdown(sampler_names, value=UI_DEFAULT_SAMPLER, label="Sampling method",
+                              elem_id=f"{tab_id}_sampling")
+        scheduler = gr.Dropdown(scheduler_labels, value=UI_DEFAULT_SCHEDULER,
+                                label="Schedule type", elem_id=f"{tab_id}_scheduler")
+    steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab_id}_steps")
+    return SamplingControls(sampler, scheduler, steps)
+
+
+def size_and_batch_controls(tab_id: str) -> SizeBatchControls:
+    with gr.Row():
+        width = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab_id}_width")
+        height = gr.Slider(64, 2048, value=512, step=8, label="Height",
+                           elem_id=f"{tab_id}_height")
+    with gr.Row():
+        batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count",
+                                elem_id=f"{tab_id}_batch_count")
+        batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size",
+                               elem_id=f"{tab_id}_batch_size")
+    cfg_scale = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale",
+                          elem_id=f"{tab_id}_cfg_scale")
+    return SizeBatchControls(width, height, batch_count, batch_size, cfg_scale)
+
+
+def refiner_controls(tab_id: str, checkpoint_titles: list[str]) -> RefinerControls:
+    """A1111's "Refiner" accordion: a second checkpoint that takes over at a fraction of the steps."""
+    with gr.Accordion("Refiner", open=False, elem_id=f"{tab_id}_refiner"):
+        enable = gr.Checkbox(False, label="Enable refiner", elem_id=f"{tab_id}_enable_refiner")
+        with gr.Row():
+            checkpoint = gr.Dropdown([NO_REFINER, *checkpoint_titles], value=NO_REFINER,
+                                     label="Checkpoint", elem_id=f"{tab_id}_refiner_checkpoint")
+            switch_at = gr.Slider(0.01, 1.0, value=0.8, step=0.01, label="Switch at",
+                                  elem_id=f"{tab_id}_refiner_switch_at")
+    return RefinerControls(enable, checkpoint, switch_at)
+
+
+def refiner_fields(enabled: bool, checkpoint: str | None, switch_at: float) -> dict[str, Any]:
+    """The request fields of the refiner accordion (nothing when off or no checkpoint chosen)."""
+    if not enabled or not checkpoint or checkpoint == NO_REFINER:
+        return {"refiner_checkpoint": None, "refiner_switch_at": None}
+    return {"refiner_checkpoint": checkpoint, "refiner_switch_at": float(switch_at)}
+
+
 def result_panel(tab_id: str) -> ResultPanel:
+    progress = progress_view(tab_id)
     gallery = gr.Gallery(label="Output", show_label=False, elem_id=f"{tab_id}_gallery",
                          columns=4, format="png", interactive=False)
     generation_info = gr.Textbox(visible=False, elem_id=f"generation_info_{tab_id}")
     infotext_html = gr.HTML(elem_id=f"html_info_{tab_id}")
     error_html = gr.HTML(elem_id=f"html_log_{tab_id}")
-    return ResultPanel(gallery, generation_info, infotext_html, error_html)
+    return ResultPanel(gallery, generation_info, infotext_html, error_html, progress)
+
+
+def wire_stop_buttons(ctx: "AppContext", controls: PromptControls, view: ProgressView) -> None:
+    """Interrupt / Skip act on the job this tab started (its id is in the hidden textbox)."""
+    controls.interrupt.click(fn=lambda task_id: interrupt_job(ctx.jobs, task_id) and None,
+                             inputs=[view.task_id], outputs=[], show_progress="hidden",
+                             api_visibility="private", queue=False)
+    controls.skip.click(fn=lambda task_id: skip_job(ctx.jobs, task_id) and None,
+                        inputs=[view.task_id], outputs=[], show_progress="hidden",
+                        api_visibility="private", queue=False)
 
 
 def wire_seed_buttons(controls: SeedControls, generation_info: gr.Textbox) -> None:
@@ -88,6 +212,34 @@ def infotext_to_html(infotext: str) -> str:
 
 def error_to_html(message: str) -> str:
     return f"<div class='error'>{html.escape(message)}</div>"
+
+
+def processed_outputs(processed: "Processed") -> tuple[list, str, str, str]:
+    """A finished job's result outputs: (images, info json, infotext html, error html)."""
+    infotext = processed.infotexts[0] if processed.infotexts else ""
+    return list(processed.images), processed.js(), infotext_to_html(infotext), ""
+
+
+def error_outputs(error: BaseException | str) -> tuple[list, str, str, str]:
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return [], "", "", error_to_html(message)
+
+
+def generate_in_job(ctx: "AppContext", kind: str, work: Callable[["JobProgress"], "Processed"],
+                    *, poll_seconds: float = PROGRESS_POLL_SECONDS,
+                    on_error: Callable[[BaseException], None] | None = None,
+                    ) -> Iterator[tuple[Any, ...]]:
+    """Submit `work` to the job queue and yield ResultPanel.all_outputs updates: progress while
+    it runs, then the images (or the error, shown in the tab instead of raised into Gradio)."""
+    job = ctx.jobs.submit(kind, work)
+    yield from stream_job_progress(job, RESULT_OUTPUT_COUNT, poll_seconds=poll_seconds)
+    processed, error = wait_for_result(job)
+    if error is not None:
+        if on_error is not None:
+            on_error(error)
+        yield error_outputs(error) + finished_outputs(job.id)
+    else:
+        yield processed_outputs(processed) + finished_outputs(job.id)
 
 
 def wait_with_progress(job: Job, progress: gr.Progress | None) -> Any:

@@ -1,17 +1,20 @@
-"""The txt2img tab: prompts, sampler and scheduler, size, seed, batches; generation runs as a job
-on the same queue the API uses."""
+"""The txt2img tab: prompts, sampler and scheduler, size, seed, batches, the "Hires. fix" and
+"Refiner" accordions; generation runs as a job on the same queue the API uses, with a progress
+bar and live preview while it runs."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import gradio as gr
 
 from modules.engine.samplers import samplers_api_list
 from modules.engine.schedules import schedulers_api_list
 from modules.processing.params import GenerationParams, Processed
-from modules.ui.common import error_to_html, infotext_to_html, result_panel, seed_controls, \
-    wait_with_progress, wire_seed_buttons
+from modules.ui.common import UI_DEFAULT_SAMPLER, error_to_html, \
+    generate_in_job, infotext_to_html, prompt_row, refiner_controls, refiner_fields, \
+    result_panel, sampling_controls, seed_controls, size_and_batch_controls, wait_with_progress, \
+    wire_seed_buttons, wire_stop_buttons
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -21,26 +24,84 @@ log = logging.getLogger(__name__)
 
 Txt2ImgRunner = Callable[[GenerationParams, "ProcessingContext"], Processed]
 
-UI_DEFAULT_SAMPLER = "DPM++ 2M"
-UI_DEFAULT_SCHEDULER = "Automatic"
+SAME_CHECKPOINT = "Use same checkpoint"
+SAME_SAMPLER = "Use same sampler"
+SAME_SCHEDULER = "Use same scheduler"
+# a1111-compat.md §4.8: the latent modes come first in A1111's hires upscaler dropdown
+LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)",
+                        "Latent (bicubic antialiased)", "Latent (nearest)",
+                        "Latent (nearest-exact)")
+FALLBACK_PIXEL_UPSCALERS = ("None", "Lanczos", "Nearest")
+DEFAULT_HIRES_UPSCALER = "Latent"
+
+# the UI's component names, in the order of the generate function's inputs
+TXT2IMG_INPUT_NAMES = (
+    "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "cfg_scale", "width",
+    "height", "seed", "batch_count", "batch_size",
+    "enable_hr", "hr_upscaler", "hr_second_pass_steps", "denoising_strength", "hr_scale",
+    "hr_resize_x", "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler",
+    "hr_prompt", "hr_negative_prompt",
+    "enable_refiner", "refiner_checkpoint", "refiner_switch_at",
+)
+
+
+def hires_upscaler_names() -> list[str]:
+    """Choices of the hires upscaler dropdown from the upscaler registry (latent modes first),
+    or A1111's latent modes and the built-in pixel upscalers while it is not installed."""
+    try:
+        from modules.processing.upscalers import hires_upscaler_choices
+    except ImportError:
+        return [*LATENT_UPSCALE_MODES, *FALLBACK_PIXEL_UPSCALERS]
+    return hires_upscaler_choices()
 
 
 def ui_params(prompt: str, negative_prompt: str, sampler_name: str, scheduler: str, steps: float,
               cfg_scale: float, width: float, height: float, seed: float, batch_count: float,
-              batch_size: float) -> GenerationParams:
-    """The UI's values as a request. Gradio numbers arrive as floats."""
+              batch_size: float, **extra_fields: Any) -> GenerationParams:
+    """The UI's values as a request. Gradio numbers arrive as floats. `extra_fields` are further
+    GenerationParams fields (hires_fields(), refiner_fields())."""
     return GenerationParams(
         prompt=prompt or "", negative_prompt=negative_prompt or "",
         sampler_name=sampler_name or UI_DEFAULT_SAMPLER, scheduler=scheduler or None,
         steps=int(steps), cfg_scale=float(cfg_scale), width=int(width), height=int(height),
         seed=int(seed if seed is not None else -1), n_iter=int(batch_count),
-        batch_size=int(batch_size), is_api=False)
+        batch_size=int(batch_size), is_api=False, **extra_fields)
+
+
+def hires_fields(enable_hr: bool, hr_upscaler: str | None, hr_second_pass_steps: float,
+                 denoising_strength: float, hr_scale: float, hr_resize_x: float,
+                 hr_resize_y: float, hr_checkpoint_name: str | None, hr_sampler_name: str | None,
+                 hr_scheduler: str | None, hr_prompt: str, hr_negative_prompt: str,
+                 ) -> dict[str, Any]:
+    """The "Hires. fix" accordion as GenerationParams fields; "Use same …" choices become None."""
+    def chosen(value: str | None, same: str) -> str | None:
+        return None if not value or value == same else value
+
+    return {
+        "enable_hr": bool(enable_hr), "hr_upscaler": hr_upscaler or DEFAULT_HIRES_UPSCALER,
+        "hr_second_pass_steps": int(hr_second_pass_steps or 0),
+        "denoising_strength": float(denoising_strength), "hr_scale": float(hr_scale),
+        "hr_resize_x": int(hr_resize_x or 0), "hr_resize_y": int(hr_resize_y or 0),
+        "hr_checkpoint_name": chosen(hr_checkpoint_name, SAME_CHECKPOINT),
+        "hr_sampler_name": chosen(hr_sampler_name, SAME_SAMPLER),
+        "hr_scheduler": chosen(hr_scheduler, SAME_SCHEDULER),
+        "hr_prompt": hr_prompt or "", "hr_negative_prompt": hr_negative_prompt or "",
+    }
+
+
+def params_from_ui(values: dict[str, Any]) -> GenerationParams:
+    """All txt2img controls (keyed by TXT2IMG_INPUT_NAMES) → one request."""
+    hires = hires_fields(*(values[name] for name in TXT2IMG_INPUT_NAMES[11:23]))
+    refiner = refiner_fields(values["enable_refiner"], values["refiner_checkpoint"],
+                             values["refiner_switch_at"])
+    return ui_params(*(values[name] for name in TXT2IMG_INPUT_NAMES[:11]), **hires, **refiner)
 
 
 def generate_txt2img(ctx: "AppContext", runner: Txt2ImgRunner, params: GenerationParams,
                      progress: gr.Progress | None = None) -> tuple[list, str, str, str]:
-    """Run one job; (images, info json, infotext html, error html). Errors are shown in the
-    tab, never raised into Gradio, so the message (e.g. where to put a checkpoint) is readable."""
+    """Run one job and wait; (images, info json, infotext html, error html). Errors are shown
+    in the tab, never raised into Gradio, so the message (e.g. where to put a checkpoint) is
+    readable."""
     job = ctx.jobs.submit(
         "txt2img", lambda job_progress: runner(params, ctx.processing_context(job_progress)))
     try:
@@ -52,69 +113,100 @@ def generate_txt2img(ctx: "AppContext", runner: Txt2ImgRunner, params: Generatio
     return list(processed.images), processed.js(), infotext_to_html(infotext), ""
 
 
+def generate_txt2img_live(ctx: "AppContext", runner: Txt2ImgRunner, params: GenerationParams,
+                          *, poll_seconds: float | None = None) -> Iterator[tuple[Any, ...]]:
+    """The tab's Generate: yields ResultPanel.all_outputs (progress and live preview while the
+    job runs, then the images or the error)."""
+    extra = {} if poll_seconds is None else {"poll_seconds": poll_seconds}
+    yield from generate_in_job(
+        ctx, "txt2img", lambda job_progress: runner(params, ctx.processing_context(job_progress)),
+        on_error=lambda error: log.warning("txt2img failed: %s", error,
+                                           exc_info=not isinstance(error, ValueError)),
+        **extra)
+
+
+def _hires_accordion(ctx: "AppContext") -> dict[str, Any]:
+    sampler_names = [entry["name"] for entry in samplers_api_list()]
+    scheduler_labels = [entry["label"] for entry in schedulers_api_list()]
+    upscalers = hires_upscaler_names()
+    titles = ctx.checkpoints.titles()
+    with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
+        controls: dict[str, Any] = {
+            "enable_hr": gr.Checkbox(False, label="Enable hires. fix", elem_id="txt2img_enable_hr")}
+        with gr.Row():
+            controls["hr_upscaler"] = gr.Dropdown(
+                upscalers, value=DEFAULT_HIRES_UPSCALER if DEFAULT_HIRES_UPSCALER in upscalers
+                else upscalers[0], label="Upscaler", elem_id="txt2img_hr_upscaler")
+            controls["hr_second_pass_steps"] = gr.Slider(
+                0, 150, value=0, step=1, label="Hires steps", elem_id="txt2img_hires_steps")
+            controls["denoising_strength"] = gr.Slider(
+                0.0, 1.0, value=0.7, step=0.01, label="Denoising strength",
+                elem_id="txt2img_denoising_strength")
+        with gr.Row():
+            controls["hr_scale"] = gr.Slider(1.0, 4.0, value=2.0, step=0.05, label="Upscale by",
+                                             elem_id="txt2img_hr_scale")
+            controls["hr_resize_x"] = gr.Slider(0, 2048, value=0, step=8,
+                                                label="Resize width to",
+                                                elem_id="txt2img_hr_resize_x")
+            controls["hr_resize_y"] = gr.Slider(0, 2048, value=0, step=8,
+                                                label="Resize height to",
+                                                elem_id="txt2img_hr_resize_y")
+        with gr.Row():
+            controls["hr_checkpoint_name"] = gr.Dropdown(
+                [SAME_CHECKPOINT, *titles], value=SAME_CHECKPOINT, label="Hires checkpoint",
+                elem_id="hr_checkpoint")
+            controls["hr_sampler_name"] = gr.Dropdown(
+                [SAME_SAMPLER, *sampler_names], value=SAME_SAMPLER, label="Hires sampling method",
+                elem_id="hr_sampler")
+            controls["hr_scheduler"] = gr.Dropdown(
+                [SAME_SCHEDULER, *scheduler_labels], value=SAME_SCHEDULER,
+                label="Hires schedule type", elem_id="hr_scheduler")
+        with gr.Row():
+            controls["hr_prompt"] = gr.Textbox(label="Hires prompt", lines=2,
+                                               placeholder="Leave empty to use the same prompt",
+                                               elem_id="hires_prompt")
+            controls["hr_negative_prompt"] = gr.Textbox(
+                label="Hires negative prompt", lines=2,
+                placeholder="Leave empty to use the same negative prompt", elem_id="hires_neg_prompt")
+    return controls
+
+
 def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None) -> None:
     """Components of the tab (inside an open gr.Tab)."""
     if runner is None:
         from modules.processing.txt2img import run_txt2img
         runner = run_txt2img
-    sampler_names = [entry["name"] for entry in samplers_api_list()]
-    scheduler_labels = [entry["label"] for entry in schedulers_api_list()]
 
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
-                                placeholder="Prompt (Ctrl+Enter to generate)")
-            negative_prompt = gr.Textbox(label="Negative prompt", lines=2,
-                                         elem_id="txt2img_neg_prompt")
-        with gr.Column(scale=1, min_width=200):
-            generate = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
-            with gr.Row():
-                interrupt = gr.Button("Interrupt", elem_id="txt2img_interrupt", min_width=60)
-                skip = gr.Button("Skip", elem_id="txt2img_skip", min_width=60)
-
+    prompts = prompt_row("txt2img")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
-            with gr.Row():
-                sampler = gr.Dropdown(sampler_names, value=UI_DEFAULT_SAMPLER,
-                                      label="Sampling method", elem_id="txt2img_sampling")
-                scheduler = gr.Dropdown(scheduler_labels, value=UI_DEFAULT_SCHEDULER,
-                                        label="Schedule type", elem_id="txt2img_scheduler")
-            steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps",
-                              elem_id="txt2img_steps")
-            with gr.Row():
-                width = gr.Slider(64, 2048, value=512, step=8, label="Width",
-                                  elem_id="txt2img_width")
-                height = gr.Slider(64, 2048, value=512, step=8, label="Height",
-                                   elem_id="txt2img_height")
-            with gr.Row():
-                batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count",
-                                        elem_id="txt2img_batch_count")
-                batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size",
-                                       elem_id="txt2img_batch_size")
-            cfg_scale = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale",
-                                  elem_id="txt2img_cfg_scale")
+            sampling = sampling_controls("txt2img")
+            sizes = size_and_batch_controls("txt2img")
             seeds = seed_controls("txt2img")
+            hires = _hires_accordion(ctx)
+            refiner = refiner_controls("txt2img", ctx.checkpoints.titles())
         with gr.Column(scale=1):
             results = result_panel("txt2img")
 
-    def on_generate(prompt_text, negative_text, sampler_name, scheduler_label, steps_value,
-                    cfg_value, width_value, height_value, seed_value, count_value, size_value,
-                    progress=gr.Progress()) -> tuple[Any, ...]:
-        params = ui_params(prompt_text, negative_text, sampler_name, scheduler_label, steps_value,
-                           cfg_value, width_value, height_value, seed_value, count_value,
-                           size_value)
-        return generate_txt2img(ctx, runner, params, progress)
+    components = {
+        "prompt": prompts.prompt, "negative_prompt": prompts.negative_prompt,
+        "sampler_name": sampling.sampler, "scheduler": sampling.scheduler,
+        "steps": sampling.steps, "cfg_scale": sizes.cfg_scale, "width": sizes.width,
+        "height": sizes.height, "seed": seeds.seed, "batch_count": sizes.batch_count,
+        "batch_size": sizes.batch_size, **hires, "enable_refiner": refiner.enable,
+        "refiner_checkpoint": refiner.checkpoint, "refiner_switch_at": refiner.switch_at,
+    }
+    inputs = [components[name] for name in TXT2IMG_INPUT_NAMES]
 
-    inputs = [prompt, negative_prompt, sampler, scheduler, steps, cfg_scale, width, height,
-              seeds.seed, batch_count, batch_size]
+    def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
+        params = params_from_ui(dict(zip(TXT2IMG_INPUT_NAMES, values)))
+        yield from generate_txt2img_live(ctx, runner, params)
+
     # the job queue serialises generation; Gradio's own concurrency limit must not hold
     # requests back before they are queued (their place shows in the progress bar)
-    generate.click(fn=on_generate, inputs=inputs, outputs=results.outputs, api_name="txt2img",
-                   concurrency_limit=None)
-    prompt.submit(fn=on_generate, inputs=inputs, outputs=results.outputs,
-                  api_visibility="private", concurrency_limit=None)
-    interrupt.click(fn=lambda: ctx.jobs.interrupt_current() and None, inputs=[], outputs=[],
-                    show_progress="hidden", api_visibility="private", queue=False)
-    skip.click(fn=lambda: ctx.jobs.skip_current() and None, inputs=[], outputs=[],
-               show_progress="hidden", api_visibility="private", queue=False)
+    generate_event = dict(fn=on_generate, inputs=inputs, outputs=results.all_outputs,
+                          concurrency_limit=None, show_progress="hidden")
+    prompts.generate.click(api_name="txt2img", **generate_event)
+    prompts.prompt.submit(api_visibility="private", **generate_event)
+    wire_stop_buttons(ctx, prompts, results.progress)
     wire_seed_buttons(seeds, results.generation_info)
