@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from modules.api.auth import basic_auth_dependency, parse_credentials
 from modules.api.errors import install_error_handlers
 from modules.api.routes_generation import Txt2ImgRunner, generation_router
+from modules.api.routes_img2img import img2img_router
 from modules.api.routes_info import info_router
 from modules.api.routes_internal import internal_router
 
@@ -70,6 +71,7 @@ def register_api_routes(app: FastAPI, ctx: "AppContext", *,
     dependencies = api_auth_dependencies(ctx)
     app.include_router(generation_router(ctx, dependencies=dependencies,
                                          txt2img_runner=txt2img_runner))
+    app.include_router(img2img_router(ctx, dependencies=dependencies))
     app.include_router(info_router(ctx, dependencies=dependencies))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from modules.processing.params import GenerationParams
+from modules.processing.params import GenerationParams, Img2ImgParams
 
 
 class _GenerationRequestChecks(BaseModel):
@@ -59,10 +59,13 @@ _API_EXTRA_FIELDS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _request_model(name: str, title: str, params_class: type, doc: str) -> type[BaseModel]:
+def _request_model(name: str, title: str, params_class: type, doc: str, *,
+                   base: type[BaseModel] = _GenerationRequestChecks,
+                   type_overrides: dict[str, Any] | None = None) -> type[BaseModel]:
     """A pydantic request model with the processing dataclass's fields, in its order, then the API
-    extras — A1111 builds its API models from the processing classes the same way."""
-    hints = typing.get_type_hints(params_class)
+    extras — A1111 builds its API models from the processing classes the same way.
+    `type_overrides` gives a field its API type (e.g. base64 strings for images)."""
+    hints = {**typing.get_type_hints(params_class), **(type_overrides or {})}
     fields: dict[str, tuple[Any, Any]] = {}
     for field in dataclasses.fields(params_class):
         if field.name in params_class.INTERNAL_FIELDS:
@@ -73,7 +76,7 @@ def _request_model(name: str, title: str, params_class: type, doc: str) -> type[
             default = field.default
         fields[field.name] = (hints[field.name], default)
     fields.update(_API_EXTRA_FIELDS)
-    model = create_model(name, __base__=_GenerationRequestChecks, __doc__=doc, **fields)
+    model = create_model(name, __base__=base, __doc__=doc, **fields)
     model.model_config["title"] = title
     model.model_rebuild(force=True)
     return model
@@ -83,6 +86,23 @@ StableDiffusionTxt2ImgProcessingAPI = _request_model(
     "StableDiffusionTxt2ImgProcessingAPI", "StableDiffusionProcessingTxt2Img", GenerationParams,
     "POST /sdapi/v1/txt2img (§3.1). Width/height are kept as sent; processing rounds them down to "
     "multiples of 8 (min 8) like A1111's latent size does.")
+
+
+class _Img2ImgRequestChecks(_GenerationRequestChecks):
+    @field_validator("denoising_strength", check_fields=False)
+    @classmethod
+    def _denoising_in_range(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError("denoising_strength must be between 0 and 1")
+        return value
+
+
+StableDiffusionImg2ImgProcessingAPI = _request_model(
+    "StableDiffusionImg2ImgProcessingAPI", "StableDiffusionProcessingImg2Img", Img2ImgParams,
+    "POST /sdapi/v1/img2img (§3.2). init_images, mask and latent_mask are base64 images (raw or "
+    "data-URL).", base=_Img2ImgRequestChecks,
+    type_overrides={"init_images": list[str] | None, "mask": str | None,
+                    "latent_mask": str | None})
 
 
 class TextToImageResponse(BaseModel):

@@ -67,6 +67,13 @@ def face_restorer_for_job(params: Any, ctx: "ProcessingContext",
     UnsupportedRequestError when it asks for one that is not installed."""
     if not wants_face_restoration(params, ctx.options):
         return None
+    return load_face_restorer(ctx, kinds)
+
+
+def load_face_restorer(ctx: "ProcessingContext",
+                       kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS) -> FaceRestorer:
+    """The restorer the `face_restoration_model` setting names, loaded from its weights file;
+    UnsupportedRequestError when it (or any restorer) is not installed."""
     installed = installed_face_restorers(ctx.paths.models_dir, kinds)
     if not installed:
         raise UnsupportedRequestError(NOT_INSTALLED_MESSAGE)
@@ -85,12 +92,5 @@ def restore_faces(images: list[Image.Image], ctx: "ProcessingContext",
     """The generation hook: every image with its faces restored, by `restorer` or the one the
     settings choose (UnsupportedRequestError when none is installed)."""
     if restorer is None:
-        restorer = face_restorer_for_job(_AlwaysRestore(), ctx, kinds)
-        assert restorer is not None
+        restorer = load_face_restorer(ctx, kinds)
     return [restorer.restore(image) for image in images]
-
-
-class _AlwaysRestore:
-    """Stands for a request that asks for face restoration (used when the hook is called
-    directly, e.g. from the extras tab)."""
-    restore_faces = True

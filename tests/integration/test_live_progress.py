@@ -247,7 +247,7 @@ def test_installed_restorer_is_chosen_by_the_setting(app_ctx, tmp_path):
 
     kinds = (FaceRestorerKind("CodeFormer", "Codeformer", ("*.pth",), loader("CodeFormer")),
              FaceRestorerKind("GFPGAN", "GFPGAN", ("*.pth",), loader("GFPGAN")))
-    weights = vae_approx_dir(app_ctx.paths).parent / "GFPGAN" / "GFPGANv1.4.pth"
+    weights = app_ctx.paths.models_dir / "GFPGAN" / "GFPGANv1.4.pth"
     weights.parent.mkdir(parents=True, exist_ok=True)
     weights.write_bytes(b"weights")
     try:

@@ -1,0 +1,91 @@
+"""POST /sdapi/v1/img2img (a1111-compat.md §3.2, §3.3): base64 init images and masks in, the
+same response shape as txt2img out. Settings overrides, the job queue and the image encoding are
+txt2img's (routes_generation)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable
+
+from fastapi import APIRouter, HTTPException
+from PIL import Image
+
+from modules.api.models import StableDiffusionImg2ImgProcessingAPI, TextToImageResponse
+from modules.api.routes_generation import (encode_result_images, make_txt2img_job,
+                                           prepare_override_settings, resolve_sampler_fields)
+from modules.processing.images import decode_base64_to_image
+from modules.processing.params import Img2ImgParams, Processed
+
+if TYPE_CHECKING:
+    from modules.app.context import AppContext
+    from modules.processing.context import ProcessingContext
+
+Img2ImgRunner = Callable[[Img2ImgParams, "ProcessingContext"], Processed]
+
+_PARAM_FIELDS = frozenset(field.name for field in dataclasses.fields(Img2ImgParams))
+_IMAGE_FIELDS = ("init_images", "mask", "latent_mask")
+
+
+def default_img2img_runner() -> Img2ImgRunner:
+    # imported on first use: the processing stack pulls in torch and the engine
+    from modules.processing.img2img import run_img2img
+    return run_img2img
+
+
+def decode_request_image(encoded: str) -> Image.Image:
+    """A base64 image (raw or data-URL) → PIL; anything else is a 400 "Invalid encoded image"."""
+    if encoded.startswith(("http://", "https://")):
+        raise HTTPException(status_code=400,
+                            detail="Init images from URLs are not supported; send base64 images")
+    try:
+        return decode_base64_to_image(encoded)
+    except ValueError as error:
+        raise HTTPException(status_code=400, detail="Invalid encoded image") from error
+
+
+def build_img2img_params(request: StableDiffusionImg2ImgProcessingAPI) -> Img2ImgParams:
+    if not request.init_images:
+        raise HTTPException(status_code=404, detail="Init image not found")
+    sampler, scheduler = resolve_sampler_fields(request)
+    values = {key: value for key, value in request.model_dump().items()
+              if key in _PARAM_FIELDS and key not in _IMAGE_FIELDS}
+    values.update(
+        sampler_name=sampler, scheduler=scheduler, is_api=True,
+        init_images=[decode_request_image(image) for image in request.init_images],
+        mask=decode_request_image(request.mask) if request.mask else None,
+        latent_mask=decode_request_image(request.latent_mask) if request.latent_mask else None,
+        # A1111 ignores the request's own flags: saving follows save_images
+        do_not_save_samples=not request.save_images, do_not_save_grid=not request.save_images)
+    return Img2ImgParams(**values)
+
+
+def echoed_parameters(request: StableDiffusionImg2ImgProcessingAPI) -> dict[str, Any]:
+    """The response's `parameters`: the request, images nulled unless include_init_images."""
+    parameters = request.model_dump()
+    if not request.include_init_images:
+        parameters["init_images"] = None
+        parameters["mask"] = None
+    return parameters
+
+
+def img2img_router(ctx: "AppContext", *, dependencies: list[Any],
+                   img2img_runner: Img2ImgRunner | None = None) -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+
+    @router.post("/img2img", response_model=TextToImageResponse, tags=["generation"])
+    def img2imgapi(request: StableDiffusionImg2ImgProcessingAPI) -> TextToImageResponse:
+        if request.script_name:
+            # no selectable scripts are installed yet (§3.3 step 2)
+            raise HTTPException(status_code=422, detail=f"Script '{request.script_name}' not found")
+        for title in request.alwayson_scripts or {}:
+            raise HTTPException(status_code=422, detail=f"always on script {title} not found")
+        params = build_img2img_params(request)
+        overrides = prepare_override_settings(ctx, request.override_settings)
+        runner = img2img_runner or default_img2img_runner()
+        job_fn = make_txt2img_job(ctx, params, overrides,  # type: ignore[arg-type]
+                                  request.override_settings_restore_afterwards, runner)
+        processed = ctx.jobs.run("img2img", job_fn, task_id=request.force_task_id)
+        images = encode_result_images(ctx, processed) if request.send_images else []
+        return TextToImageResponse(images=images, parameters=echoed_parameters(request),
+                                   info=processed.js())
+
+    return router
