@@ -28,6 +28,7 @@ class InfotextSource:
     clip_skip: int = 1
     rng: str = "GPU"
     tiling: bool = False
+    face_restoration: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -40,7 +41,9 @@ def generation_params(src: InfotextSource, options: Any, *, seed: int,
         "Sampler": src.sampler_name,
         "Schedule type": src.scheduler_label,
         "CFG scale": src.cfg_scale,
+        "Image CFG scale": None,     # fixed slots a mode fills through `extra` (edit models)
         "Seed": seed,
+        "Face restoration": src.face_restoration,
         "Size": f"{src.width}x{src.height}",
         "Model hash": src.model_hash if opt("add_model_hash_to_info") else None,
         "Model": src.model_name if opt("add_model_name_to_info") else None,
@@ -51,10 +54,13 @@ def generation_params(src: InfotextSource, options: Any, *, seed: int,
         "Seed resize from": (f"{src.seed_resize_from_w}x{src.seed_resize_from_h}"
                              if src.seed_resize_from_w > 0 and src.seed_resize_from_h > 0 else None),
         "Denoising strength": src.denoising_strength,
+        "Conditional mask weight": None,   # inpainting models, filled through `extra`
         "Clip skip": src.clip_skip if src.clip_skip > 1 else None,
+        "ENSD": None,                      # the sampler reports it through `extra`
         "RNG": src.rng if src.rng != "GPU" else None,
         "Tiling": "True" if src.tiling else None,
     }
+    # a key that has a fixed slot above keeps that slot (dicts keep the first insertion position)
     for key, value in src.extra.items():
         if key not in params or params[key] is None:
             params[key] = value

@@ -275,8 +275,6 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
     model, info = loaded.model, loaded.info
     progress = ctx.progress
     mode.prepare(run)
-    if face_restorer is not None:
-        run.extra_params["Face restoration"] = face_restorer.name
     progress.set_step_listener(live_previews_for_job(
         opts, progress, model=model, full_decode=lambda latent: decode_latents(run.model, latent),
         vae_approx_folder=vae_approx_dir(ctx.paths)))
@@ -323,7 +321,9 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         vae_hash=vae_hash, vae_name=vae_name, subseed_strength=params.subseed_strength,
         seed_resize_from_w=params.seed_resize_from_w, seed_resize_from_h=params.seed_resize_from_h,
         denoising_strength=run.denoising_strength, clip_skip=clip_skip,
-        rng=opts.get("randn_source"), tiling=run.tiling, extra=dict(run.extra_params))
+        rng=opts.get("randn_source"), tiling=run.tiling,
+        face_restoration=face_restorer.name if face_restorer is not None else None,
+        extra=dict(run.extra_params))
     infotexts = [infotext_for(source, opts, prompt=plan.prompts[i],
                               negative_prompt=plan.negative_prompts[i], seed=plan.seeds[i],
                               subseed=plan.subseeds[i]) for i in kept]
