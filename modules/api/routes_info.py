@@ -80,7 +80,7 @@ def info_router(ctx: "AppContext", *, dependencies: list[Any]) -> APIRouter:
     @router.get("/upscalers", tags=["postprocessing"])
     def get_upscalers() -> list[dict]:
         # [{name, model_name, model_path, model_url, scale}] from the upscaler registry
-        return upscalers_api_list(getattr(ctx, "upscalers", None))
+        return upscalers_api_list(ctx.upscalers)
 
     @router.get("/latent-upscale-modes", tags=["postprocessing"])
     def get_latent_upscale_modes() -> list[dict]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, HashCache, VaeRegistry
@@ -16,6 +16,7 @@ from modules.jobs.progress import JobProgress
 from modules.jobs.queue import JobQueue
 from modules.processing.context import ProcessingContext
 from modules.processing.styles import StyleDatabase
+from modules.processing.upscalers import UpscalerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,12 @@ class AppContext:
     styles: StyleDatabase
     model_manager: ModelManager
     jobs: JobQueue
+    upscalers: UpscalerRegistry = field(default_factory=UpscalerRegistry)
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
                                  paths=self.paths, styles=self.styles, vaes=self.vaes,
-                                 progress=progress)
+                                 progress=progress, upscalers=self.upscalers)
 
     def load_checkpoint(self, info: CheckpointInfo) -> None:
         """Load `info` on the job worker, after the running job (the device has one owner).

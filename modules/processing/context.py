@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from modules.app.paths import Paths
     from modules.jobs.progress import JobProgress
     from modules.processing.styles import StyleDatabase
+    from modules.processing.upscalers import UpscalerRegistry
 
 
 class UnsupportedRequestError(ValueError):
@@ -25,3 +26,4 @@ class ProcessingContext:
     styles: "StyleDatabase"
     vaes: "VaeRegistry | None"
     progress: "JobProgress | Any"
+    upscalers: "UpscalerRegistry | None" = None   # None = the built-in ones

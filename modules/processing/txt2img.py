@@ -31,13 +31,12 @@ class Txt2ImgMode:
         return images
 
 
-def run_txt2img(params: GenerationParams, ctx: ProcessingContext,
-                upscalers: UpscalerRegistry | None = None) -> Processed:
-    """One txt2img job; with `enable_hr` a hires second pass follows each batch. `upscalers`:
-    the image upscalers hires fix may use (the built-in ones when None)."""
+def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:
+    """One txt2img job; with `enable_hr` a hires second pass follows each batch, using the
+    image upscalers of `ctx.upscalers` (the built-in ones when None)."""
     reject_unsupported(params)
     if not params.enable_hr:
         return run_generation(params, ctx, Txt2ImgMode())
     size = plan_hires_size(params, bool(ctx.options.get("use_old_hires_fix_width_height")))
-    mode = HiresFixMode(Txt2ImgMode(), size, upscalers or UpscalerRegistry())
+    mode = HiresFixMode(Txt2ImgMode(), size, ctx.upscalers or UpscalerRegistry())
     return run_generation(first_pass_params(params, size), ctx, mode)

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import gradio as gr
-import numpy as np
-from PIL import Image, ImageChops, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
+from modules.processing.masks import create_binary_mask
 from modules.processing.params import Img2ImgParams, Processed
+from modules.processing.sketch import inpaint_sketch_inputs, strokes_mask
 from modules.ui.common import UI_DEFAULT_SAMPLER, error_outputs, generate_in_job, prompt_row, \
     refiner_controls, refiner_fields, result_panel, sampling_controls, seed_controls, \
     size_and_batch_controls, wire_seed_buttons, wire_stop_buttons
@@ -50,7 +51,6 @@ IMG2IMG_INPUT_NAMES = (
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
 MODE_LABELS = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 INPAINT_MODES = (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD)
-BRUSH_ALPHA_THRESHOLD = 128     # A1111's create_binary_mask: alpha above this is masked
 
 
 # -- the sub-tabs' values → init image and mask -------------------------------------------------
@@ -65,31 +65,10 @@ def editor_parts(value: Any) -> tuple[Image.Image | None, list[Image.Image], Ima
 
 
 def brush_mask(layers: list[Image.Image], size: tuple[int, int]) -> Image.Image | None:
-    """White where any brush layer was painted (its alpha above A1111's threshold), as "L";
-    None when nothing was painted."""
-    mask = Image.new("L", size, 0)
-    for layer in layers:
-        alpha = layer.convert("RGBA").getchannel("A")
-        if alpha.size != size:
-            alpha = alpha.resize(size, Image.Resampling.NEAREST)
-        painted = alpha.point(lambda a: 255 if a > BRUSH_ALPHA_THRESHOLD else 0)
-        mask = ImageChops.lighter(mask, painted)
+    """White where any brush layer was painted (binarised as A1111 does), as "L"; None when
+    nothing was painted."""
+    mask = create_binary_mask(strokes_mask(layers, size), round_mask=True)
     return mask if mask.getbbox() is not None else None
-
-
-def inpaint_sketch_inputs(original: Image.Image, sketch: Image.Image, *, mask_alpha: float,
-                          mask_blur: int) -> tuple[Image.Image, Image.Image]:
-    """A1111's inpaint sketch: the mask is where the sketch differs from the original (dimmed by
-    the mask transparency); the init image is the blurred sketch over the original there."""
-    original, sketch = original.convert("RGB"), sketch.convert("RGB")
-    if sketch.size != original.size:
-        sketch = sketch.resize(original.size, Image.Resampling.LANCZOS)
-    changed = np.any(np.asarray(sketch) != np.asarray(original), axis=-1)
-    mask = Image.fromarray(changed.astype(np.uint8) * 255, "L")
-    mask = ImageEnhance.Brightness(mask).enhance(1 - mask_alpha / 100)
-    blur = ImageFilter.GaussianBlur(mask_blur)
-    image = Image.composite(sketch.filter(blur), original, mask.filter(blur))
-    return image, mask
 
 
 def init_image_and_mask(mode: int, values: dict[str, Any],
@@ -113,9 +92,10 @@ def init_image_and_mask(mode: int, values: dict[str, Any],
         background, _, composite = editor_parts(values.get("inpaint_color_sketch"))
         image = None
         if background is not None and composite is not None:
-            image, mask = inpaint_sketch_inputs(
-                background, composite, mask_alpha=float(values.get("mask_alpha") or 0),
+            inputs = inpaint_sketch_inputs(
+                composite, background, mask_alpha=float(values.get("mask_alpha") or 0),
                 mask_blur=int(values.get("mask_blur") or 0))
+            image, mask = inputs.init_image, inputs.mask
     elif mode == INPAINT_UPLOAD:
         image, mask = values.get("init_img_inpaint"), values.get("init_mask_inpaint")
         if image is not None and mask is None:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from modules.engine.samplers import samplers_api_list
 from modules.engine.schedules import schedulers_api_list
+from modules.processing.upscalers import hires_upscaler_choices
 from modules.processing.params import GenerationParams, Processed
 from modules.ui.common import UI_DEFAULT_SAMPLER, error_to_html, \
     generate_in_job, infotext_to_html, prompt_row, refiner_controls, refiner_fields, \
@@ -27,11 +28,6 @@ Txt2ImgRunner = Callable[[GenerationParams, "ProcessingContext"], Processed]
 SAME_CHECKPOINT = "Use same checkpoint"
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
-# a1111-compat.md §4.8: the latent modes come first in A1111's hires upscaler dropdown
-LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)",
-                        "Latent (bicubic antialiased)", "Latent (nearest)",
-                        "Latent (nearest-exact)")
-FALLBACK_PIXEL_UPSCALERS = ("None", "Lanczos", "Nearest")
 DEFAULT_HIRES_UPSCALER = "Latent"
 
 # the UI's component names, in the order of the generate function's inputs
@@ -45,14 +41,9 @@ TXT2IMG_INPUT_NAMES = (
 )
 
 
-def hires_upscaler_names() -> list[str]:
-    """Choices of the hires upscaler dropdown from the upscaler registry (latent modes first),
-    or A1111's latent modes and the built-in pixel upscalers while it is not installed."""
-    try:
-        from modules.processing.upscalers import hires_upscaler_choices
-    except ImportError:
-        return [*LATENT_UPSCALE_MODES, *FALLBACK_PIXEL_UPSCALERS]
-    return hires_upscaler_choices()
+def hires_upscaler_names(ctx: "AppContext | None" = None) -> list[str]:
+    """Choices of the hires upscaler dropdown: the latent modes first, then the image upscalers."""
+    return hires_upscaler_choices(ctx.upscalers if ctx is not None else None)
 
 
 def ui_params(prompt: str, negative_prompt: str, sampler_name: str, scheduler: str, steps: float,
@@ -128,7 +119,7 @@ def generate_txt2img_live(ctx: "AppContext", runner: Txt2ImgRunner, params: Gene
 def _hires_accordion(ctx: "AppContext") -> dict[str, Any]:
     sampler_names = [entry["name"] for entry in samplers_api_list()]
     scheduler_labels = [entry["label"] for entry in schedulers_api_list()]
-    upscalers = hires_upscaler_names()
+    upscalers = hires_upscaler_names(ctx)
     titles = ctx.checkpoints.titles()
     with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
         controls: dict[str, Any] = {

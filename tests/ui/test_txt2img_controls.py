@@ -12,7 +12,7 @@ from PIL import Image
 from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from modules.ui.common import refiner_fields
-from modules.ui.txt2img_tab import LATENT_UPSCALE_MODES, TXT2IMG_INPUT_NAMES, hires_fields, \
+from modules.ui.txt2img_tab import TXT2IMG_INPUT_NAMES, hires_fields, \
     hires_upscaler_names, params_from_ui
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,9 @@ def test_same_choices_and_disabled_refiner_send_nothing():
 
 def test_upscaler_dropdown_lists_latent_modes_and_pixel_upscalers():
     names = hires_upscaler_names()
-    assert list(LATENT_UPSCALE_MODES) == names[:len(LATENT_UPSCALE_MODES)]
+    latent_modes = ["Latent", "Latent (antialiased)", "Latent (bicubic)",
+                    "Latent (bicubic antialiased)", "Latent (nearest)", "Latent (nearest-exact)"]
+    assert names[:len(latent_modes)] == latent_modes
     assert {"Lanczos", "Nearest"} <= set(names)
 
 
