@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from modules.processing.upscalers import UpscalerRegistry
 from modules.app.context import AppContext
 from modules.api.app import create_api_app
 from modules.app.checkpoints import CheckpointInfo
@@ -153,7 +154,8 @@ def make_ctx(argv: list[str], config_path=None) -> SimpleNamespace:
     args, _ = parse_args(argv)
     ctx = SimpleNamespace(args=args, options=small_options(config_path),
                           checkpoints=CheckpointInfos(CHECKPOINTS),
-                          model_manager=FakeModelManager(), jobs=JobQueue())
+                          model_manager=FakeModelManager(), jobs=JobQueue(),
+                          upscalers=UpscalerRegistry())
     ctx.processing_context = lambda progress: SimpleNamespace(options=ctx.options,
                                                               progress=progress)
     # the real switching logic (load on the job worker) over the fake model manager
