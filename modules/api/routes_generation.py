@@ -15,7 +15,7 @@ from modules.app.options import coerce_value
 from modules.engine.samplers import get_sampler_and_scheduler
 from modules.jobs.progress import JobProgress
 from modules.processing.images import encode_image_to_base64
-from modules.processing.params import GenerationParams, Processed
+from modules.processing.params import GenerationParams, Processed, ProcessingParams
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -79,9 +79,9 @@ def prepare_override_settings(ctx: "AppContext",
     return prepared
 
 
-def make_txt2img_job(ctx: "AppContext", params: GenerationParams, overrides: dict[str, Any],
-                     restore_afterwards: bool,
-                     runner: Txt2ImgRunner) -> Callable[[JobProgress], Processed]:
+def make_generation_job(ctx: "AppContext", params: ProcessingParams, overrides: dict[str, Any],
+                        restore_afterwards: bool,
+                        runner: Callable[[Any, Any], Processed]) -> Callable[[JobProgress], Processed]:
     """The function the worker runs: settings overrides are applied inside the job, so a queued
     request never changes the settings of the job running before it."""
 
@@ -134,27 +134,38 @@ def progress_response(ctx: "AppContext", skip_current_image: bool) -> ProgressRe
                             current_task=job.id)
 
 
+def reject_unknown_scripts(request: Any) -> None:
+    """No selectable or always-on scripts are installed yet: A1111 answers an unknown script title
+    with 422 (§3.3 step 2, §8.3)."""
+    if request.script_name:
+        raise HTTPException(status_code=422, detail=f"Script '{request.script_name}' not found")
+    for title in request.alwayson_scripts or {}:
+        raise HTTPException(status_code=422, detail=f"always on script {title} not found")
+
+
+def run_generation_request(ctx: "AppContext", kind: str, request: Any, params: ProcessingParams,
+                           runner: Callable[[Any, Any], Processed],
+                           parameters: dict[str, Any]) -> TextToImageResponse:
+    """Queue one txt2img / img2img job for an API request, wait for it, and answer A1111's shape
+    (`parameters` is the request as the response echoes it)."""
+    overrides = prepare_override_settings(ctx, request.override_settings)
+    job_fn = make_generation_job(ctx, params, overrides,
+                                 request.override_settings_restore_afterwards, runner)
+    processed = ctx.jobs.run(kind, job_fn, task_id=request.force_task_id)
+    images = encode_result_images(ctx, processed) if request.send_images else []
+    return TextToImageResponse(images=images, parameters=parameters, info=processed.js())
+
+
 def generation_router(ctx: "AppContext", *, dependencies: list[Any],
                       txt2img_runner: Txt2ImgRunner | None = None) -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
 
     @router.post("/txt2img", response_model=TextToImageResponse, tags=["generation"])
     def text2imgapi(request: StableDiffusionTxt2ImgProcessingAPI) -> TextToImageResponse:
-        if request.script_name:
-            # no selectable scripts are installed yet (§3.3 step 2)
-            raise HTTPException(status_code=422, detail=f"Script '{request.script_name}' not found")
-        for title in request.alwayson_scripts or {}:
-            # no always-on scripts are installed yet: A1111 answers an unknown title with 422
-            raise HTTPException(status_code=422, detail=f"always on script {title} not found")
-        params = build_generation_params(request)
-        overrides = prepare_override_settings(ctx, request.override_settings)
-        runner = txt2img_runner or default_txt2img_runner()
-        job_fn = make_txt2img_job(ctx, params, overrides,
-                                  request.override_settings_restore_afterwards, runner)
-        processed = ctx.jobs.run("txt2img", job_fn, task_id=request.force_task_id)
-        images = encode_result_images(ctx, processed) if request.send_images else []
-        return TextToImageResponse(images=images, parameters=request.model_dump(),
-                                   info=processed.js())
+        reject_unknown_scripts(request)
+        return run_generation_request(ctx, "txt2img", request, build_generation_params(request),
+                                      txt2img_runner or default_txt2img_runner(),
+                                      parameters=request.model_dump())
 
     @router.get("/progress", response_model=ProgressResponse, tags=["progress"])
     def progressapi(skip_current_image: bool = False) -> ProgressResponse:

@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException
 from PIL import Image
 
 from modules.api.models import StableDiffusionImg2ImgProcessingAPI, TextToImageResponse
-from modules.api.routes_generation import (encode_result_images, make_txt2img_job,
-                                           prepare_override_settings, resolve_sampler_fields)
+from modules.api.routes_generation import (reject_unknown_scripts, resolve_sampler_fields,
+                                           run_generation_request)
 from modules.processing.images import decode_base64_to_image
 from modules.processing.params import Img2ImgParams, Processed
 
@@ -73,19 +73,9 @@ def img2img_router(ctx: "AppContext", *, dependencies: list[Any],
 
     @router.post("/img2img", response_model=TextToImageResponse, tags=["generation"])
     def img2imgapi(request: StableDiffusionImg2ImgProcessingAPI) -> TextToImageResponse:
-        if request.script_name:
-            # no selectable scripts are installed yet (§3.3 step 2)
-            raise HTTPException(status_code=422, detail=f"Script '{request.script_name}' not found")
-        for title in request.alwayson_scripts or {}:
-            raise HTTPException(status_code=422, detail=f"always on script {title} not found")
-        params = build_img2img_params(request)
-        overrides = prepare_override_settings(ctx, request.override_settings)
-        runner = img2img_runner or default_img2img_runner()
-        job_fn = make_txt2img_job(ctx, params, overrides,  # type: ignore[arg-type]
-                                  request.override_settings_restore_afterwards, runner)
-        processed = ctx.jobs.run("img2img", job_fn, task_id=request.force_task_id)
-        images = encode_result_images(ctx, processed) if request.send_images else []
-        return TextToImageResponse(images=images, parameters=echoed_parameters(request),
-                                   info=processed.js())
+        reject_unknown_scripts(request)
+        return run_generation_request(ctx, "img2img", request, build_img2img_params(request),
+                                      img2img_runner or default_img2img_runner(),
+                                      parameters=echoed_parameters(request))
 
     return router

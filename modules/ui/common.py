@@ -253,3 +253,17 @@ def wait_with_progress(job: Job, progress: gr.Progress | None) -> Any:
                 progress(job.progress.progress_fraction(), desc="Generating")
         time.sleep(PROGRESS_POLL_SECONDS)
     return job.wait()
+
+
+def wire_generation(ctx: "AppContext", prompts: Any, results: ResultPanel, seeds: SeedControls,
+                    fn: Callable[..., Any], inputs: list[Any], *, api_name: str) -> None:
+    """Generate (button or Enter in the prompt) runs `fn`, a generator of result updates;
+    Interrupt, Skip and the seed buttons act on the tab's job. The job queue serialises
+    generation, so Gradio's own concurrency limit must not hold requests back before they are
+    queued (their place shows in the progress bar)."""
+    event = dict(fn=fn, inputs=inputs, outputs=results.all_outputs, concurrency_limit=None,
+                 show_progress="hidden")
+    prompts.generate.click(api_name=api_name, **event)
+    prompts.prompt.submit(api_visibility="private", **event)
+    wire_stop_buttons(ctx, prompts, results.progress)
+    wire_seed_buttons(seeds, results.generation_info)

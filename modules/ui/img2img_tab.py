@@ -16,7 +16,7 @@ from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.sketch import inpaint_sketch_inputs, strokes_mask
 from modules.ui.common import UI_DEFAULT_SAMPLER, error_outputs, generate_in_job, prompt_row, \
     refiner_controls, refiner_fields, result_panel, sampling_controls, seed_controls, \
-    size_and_batch_controls, wire_seed_buttons, wire_stop_buttons
+    size_and_batch_controls, wire_generation
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -385,9 +385,4 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None) ->
     def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
         yield from generate_img2img_live(ctx, runner, dict(zip(IMG2IMG_INPUT_NAMES, values)))
 
-    generate_event = dict(fn=on_generate, inputs=inputs, outputs=results.all_outputs,
-                          concurrency_limit=None, show_progress="hidden")
-    prompts.generate.click(api_name="img2img", **generate_event)
-    prompts.prompt.submit(api_visibility="private", **generate_event)
-    wire_stop_buttons(ctx, prompts, results.progress)
-    wire_seed_buttons(seeds, results.generation_info)
+    wire_generation(ctx, prompts, results, seeds, on_generate, inputs, api_name="img2img")

@@ -15,7 +15,7 @@ from modules.processing.params import GenerationParams, Processed
 from modules.ui.common import UI_DEFAULT_SAMPLER, error_to_html, \
     generate_in_job, infotext_to_html, prompt_row, refiner_controls, refiner_fields, \
     result_panel, sampling_controls, seed_controls, size_and_batch_controls, wait_with_progress, \
-    wire_seed_buttons, wire_stop_buttons
+    wire_generation
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -193,11 +193,4 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None) ->
         params = params_from_ui(dict(zip(TXT2IMG_INPUT_NAMES, values)))
         yield from generate_txt2img_live(ctx, runner, params)
 
-    # the job queue serialises generation; Gradio's own concurrency limit must not hold
-    # requests back before they are queued (their place shows in the progress bar)
-    generate_event = dict(fn=on_generate, inputs=inputs, outputs=results.all_outputs,
-                          concurrency_limit=None, show_progress="hidden")
-    prompts.generate.click(api_name="txt2img", **generate_event)
-    prompts.prompt.submit(api_visibility="private", **generate_event)
-    wire_stop_buttons(ctx, prompts, results.progress)
-    wire_seed_buttons(seeds, results.generation_info)
+    wire_generation(ctx, prompts, results, seeds, on_generate, inputs, api_name="txt2img")
