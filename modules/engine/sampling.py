@@ -30,6 +30,14 @@ class SamplingInterrupted(Exception):
 class SamplingResult:
     latent: torch.Tensor
     extra_generation_params: dict[str, Any] = field(default_factory=dict)
+    #: index (in this call's sigma schedule) where `stop_at` ended the run: `latent` is then x at
+    #: that sigma, ready for `resume_from=(stopped_at, latent)`; None when the run went to the end
+    stopped_at: int | None = None
+    #: how often the model was called (prompt-editing schedules count these)
+    denoiser_calls: int = 0
+
+#: stop_at(step index, total steps, model timestep at that step) -> stop before this step?
+StopRule = Callable[[int, int, float], bool]
 
 
 def _is_sdxl(model: Any) -> bool:
@@ -201,6 +209,8 @@ def sample(
     uni_pc_order: int = 3,
     uni_pc_lower_order_final: bool = True,
     always_discard_next_to_last_sigma: bool = False,
+    stop_at: StopRule | None = None,
+    resume_from: tuple[int, torch.Tensor] | None = None,
 ) -> SamplingResult:
     """Denoise one batch and return the final latent (x0, not yet scaled for the VAE).
 
@@ -209,6 +219,10 @@ def sample(
     inpaint_mask ([B or 1, 1, h, w], 1 = regenerate) keeps the rest of init_latent fixed.
     callback(step, total_steps, x0_estimate) runs after every step; raising SamplingInterrupted
     from it ends sampling early with the latest x0 estimate as the result.
+    A run can be split (e.g. to switch models): `stop_at` ends it before the first step it
+    accepts and returns x at that sigma (`SamplingResult.stopped_at`); a second call with the same
+    arguments and `resume_from=(stopped_at, x)` continues from there without new start noise and
+    with each image's noise stream where the first call left it.
     """
     sampler = find_sampler(sampler_name)
     if sampler is None:
@@ -229,19 +243,29 @@ def sample(
         uni_pc_skip_type=uni_pc_skip_type, always_discard_next_to_last_sigma=always_discard_next_to_last_sigma)
     full_sigmas = full_sigmas.to(device)
     sigmas = full_sigmas[max(schedule_steps - t_enc - 1, 0):] if is_img2img else full_sigmas
+    if resume_from is not None:
+        sigmas = sigmas[resume_from[0]:]
+    stopped_at = _first_stop(stop_at, denoiser, sigmas)
+    if stopped_at is not None:
+        sigmas = sigmas[:stopped_at + 1]
 
-    noise = rng.first().to(device=device, dtype=torch.float32)
-    if is_img2img:
-        x = init_latent.to(device=device, dtype=torch.float32) + noise * sigmas[0]
-    elif sampler.kind == "timestep":
-        # the DDIM family starts from pure VP noise, i.e. noise / sqrt(alpha) in sigma space
-        x = noise * (1 + sigmas[0] ** 2) ** 0.5
-    else:
-        x = noise * sigmas[0]
-    if eta_noise_seed_delta:
-        rng.reseed(eta_noise_seed_delta)
-        if sampler.uses_ensd:
+    if resume_from is not None:
+        x = resume_from[1].to(device=device, dtype=torch.float32)
+        if eta_noise_seed_delta and sampler.uses_ensd:
             params["ENSD"] = eta_noise_seed_delta
+    else:
+        noise = rng.first().to(device=device, dtype=torch.float32)
+        if is_img2img:
+            x = init_latent.to(device=device, dtype=torch.float32) + noise * sigmas[0]
+        elif sampler.kind == "timestep":
+            # the DDIM family starts from pure VP noise, i.e. noise / sqrt(alpha) in sigma space
+            x = noise * (1 + sigmas[0] ** 2) ** 0.5
+        else:
+            x = noise * sigmas[0]
+        if eta_noise_seed_delta:
+            rng.reseed(eta_noise_seed_delta)
+            if sampler.uses_ensd:
+                params["ENSD"] = eta_noise_seed_delta
 
     cfg_denoiser = CFGDenoiser(
         denoiser, conditioning, cfg_scale, s_min_uncond=s_min_uncond, inpaint_mask=inpaint_mask,
@@ -258,7 +282,8 @@ def sample(
         sampler, x, sigmas, full_sigmas, rng=rng, seeds=image_seeds, eta=effective_eta,
         extra_values={"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax or math.inf, "s_noise": s_noise},
         unipc={"order": uni_pc_order, "variant": uni_pc_variant, "lower_order_final": uni_pc_lower_order_final},
-        is_img2img=is_img2img, denoiser=denoiser, params=params)
+        is_img2img=is_img2img or stopped_at is not None or resume_from is not None,
+        denoiser=denoiser, params=params)
     total_steps = len(restart_step_plan(sigmas)) if sampler.function is sample_restart else len(sigmas) - 1
 
     def on_step(info: dict[str, Any]) -> None:
@@ -276,8 +301,23 @@ def sample(
             latent = sampler.function(cfg_denoiser, x, extra_args={}, callback=on_step, disable=True, **kwargs)
         except SamplingInterrupted:
             latent = cfg_denoiser.last_denoised if cfg_denoiser.last_denoised is not None else x
+            stopped_at = None    # the run did not reach its stop: the result is the x0 estimate
 
-    if inpaint_mask is not None and init_latent is not None:
+    if inpaint_mask is not None and init_latent is not None and stopped_at is None:
         regenerate = inpaint_mask.to(latent)
         latent = init_latent.to(latent) * (1 - regenerate) + latent * regenerate
-    return SamplingResult(latent=latent, extra_generation_params=params)
+    return SamplingResult(latent=latent, extra_generation_params=params, stopped_at=stopped_at,
+                          denoiser_calls=cfg_denoiser.step)
+
+
+def _first_stop(stop_at: StopRule | None, denoiser: DiscreteDenoiser,
+                sigmas: torch.Tensor) -> int | None:
+    """The first step index the rule stops at (None: run to the end)."""
+    if stop_at is None:
+        return None
+    steps = len(sigmas) - 1
+    timesteps = denoiser.sigma_to_t(sigmas[:-1].clamp(min=denoiser.sigma_min))
+    for index in range(steps):
+        if stop_at(index, steps, float(timesteps[index])):
+            return index
+    return None

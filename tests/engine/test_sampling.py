@@ -256,3 +256,33 @@ def test_eta_noise_seed_delta_changes_ancestral_noise_and_is_reported():
 def test_unknown_sampler_is_an_error():
     with pytest.raises(ValueError, match="unknown sampler"):
         run(ToyModel(), [1.0], [1], sampler_name="Nope")
+
+
+# single-step samplers only: a multistep one (DPM++ 2M, LMS, …) restarts its history at the split
+@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ SDE", "Heun"])
+def test_a_run_split_with_stop_at_and_resume_from_equals_the_whole_run(sampler):
+    """The refiner's mechanism: stop before step k, continue from x there (same model here);
+    ancestral noise streams and Brownian trees continue across the split."""
+    model = ToyModel()
+    whole = run(model, [1.0], [21], sampler_name=sampler, steps=12)
+    first = run(model, [1.0], [21], sampler_name=sampler, steps=12,
+                stop_at=lambda step, total, timestep: step == 5)
+    assert first.stopped_at == 5
+    assert first.denoiser_calls > 0
+    rng = ImageRNG(SHAPE, [21])
+    first = sample(model, conditioning([1.0]), rng, sampler_name=sampler, scheduler="Automatic",
+                   steps=12, cfg_scale=1.0, stop_at=lambda step, total, timestep: step == 5)
+    rest = sample(model, conditioning([1.0]), rng, sampler_name=sampler, scheduler="Automatic",
+                  steps=12, cfg_scale=1.0, resume_from=(first.stopped_at, first.latent))
+    assert rest.stopped_at is None
+    assert torch.allclose(rest.latent, whole.latent, atol=1e-5), \
+        (rest.latent - whole.latent).abs().max()
+
+
+def test_stop_rule_sees_model_timesteps_from_high_to_low():
+    seen = []
+    run(ToyModel(), [1.0], [3], sampler_name="Euler", steps=6,
+        stop_at=lambda step, total, timestep: seen.append((step, total, timestep)) and False)
+    assert [s for s, _, _ in seen] == list(range(6)) and {t for _, t, _ in seen} == {6}
+    timesteps = [t for _, _, t in seen]
+    assert timesteps == sorted(timesteps, reverse=True) and timesteps[0] > 990
