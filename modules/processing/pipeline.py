@@ -239,7 +239,9 @@ def _selected_vae(ctx: ProcessingContext) -> tuple[str | None, str | None, str |
 
 
 def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Image],
-                  infotexts: list[str], indexes: list[int], namegen: dict) -> list[str]:
+                  infotexts: list[str], indexes: list[int], namegen: dict,
+                  incomplete: set[int]) -> list[str]:
+    """Save the job's images; those of an interrupted batch only with save_incomplete_images."""
     params, opts, plan = run.params, run.options, run.plan
     if params.do_not_save_samples or not opts.get("samples_save"):
         return []
@@ -247,6 +249,8 @@ def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Ima
                   or run.ctx.paths.resolve_output(opts.get(f"outdir_{mode.kind}_samples")))
     saved = []
     for image, infotext, index in zip(images, infotexts, indexes):
+        if index in incomplete and not opts.get("save_incomplete_images"):
+            continue
         path, _ = save_image(
             image, outdir, seed=plan.seeds[index], prompt=plan.prompts[index],
             extension=opts.get("samples_format"), infotext=infotext,
@@ -283,6 +287,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
 
     images: list[Image.Image] = []
     kept: list[int] = []
+    incomplete: set[int] = set()    # images of a batch the user interrupted
     latent_shape = (model.config.latent_channels, plan.height // 8, plan.width // 8)
     for batch_no in range(params.n_iter):
         if progress.interrupted:
@@ -312,6 +317,8 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         batch_images = mode.finish_images(run, batch, decoded)
         images.extend(batch_images)
         kept.extend(range(lo, lo + len(batch_images)))
+        if progress.interrupted:
+            incomplete.update(range(lo, lo + len(batch_images)))
 
     progress.set_step_listener(None)
     source = InfotextSource(
@@ -333,7 +340,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                "height": plan.height, "sampler": plan.sampler_name, "job_timestamp": job_timestamp,
                "model_name": Path(info.filename).stem, "model_hash": info.shorthash,
                "styles": plan.styles}
-    saved = _save_samples(run, mode, images, infotexts, kept, namegen)
+    saved = _save_samples(run, mode, images, infotexts, kept, namegen, incomplete)
     if infotexts:
         write_params_txt(ctx.paths.params_file, infotexts[0])
 

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from modules.processing.params import GenerationParams
 from modules.processing.txt2img import run_txt2img
 
 
-def _submit(app_ctx, **fields):
+def _submit(app_ctx, settings=None, **fields):
     params = GenerationParams(prompt="stop", seed=3, width=64, height=64, sampler_name="Euler",
                               **fields)
     overrides = {"sd_model_checkpoint": "tiny-sd1", "samples_save": False, "grid_save": False,
-                 "return_grid": False}
+                 "return_grid": False, **(settings or {})}
 
     def run(progress):
         # settings apply while the job runs, as the API's override_settings do
@@ -49,3 +51,14 @@ def test_skip_drops_the_current_batch_and_goes_on(app_ctx):
     assert processed.all_seeds == [3, 4, 5]
     assert [f"Seed: {seed}," in text for seed, text in zip((4, 5), processed.infotexts)] == \
         [True, True]
+
+
+@pytest.mark.parametrize("save_incomplete", [False, True])
+def test_interrupted_images_are_saved_only_when_asked(app_ctx, tmp_path, save_incomplete):
+    job, wait = _submit(app_ctx, {"samples_save": True, "save_incomplete_images": save_incomplete},
+                        steps=200, outpath_samples=str(tmp_path))
+    _wait_for_step(job, 2)
+    app_ctx.jobs.interrupt_current()
+    processed = wait(timeout=120)
+    assert len(processed.images) == 1           # returned either way
+    assert len(list(tmp_path.rglob("*.png"))) == (1 if save_incomplete else 0)
