@@ -7,16 +7,22 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
-from modules.api.auth import basic_auth_dependency, parse_credentials
+from modules.api.auth import BasicAuthMiddleware, RoutePredicate, api_routes_of, every_request, \
+    parse_credentials
 from modules.api.errors import install_error_handlers
 from modules.api.routes_generation import Txt2ImgRunner, generation_router
 from modules.api.routes_img2img import img2img_router
 from modules.api.routes_info import info_router
 from modules.api.routes_internal import internal_router
+from modules.api.routes_jobs import jobs_router
+from modules.api.routes_models import models_router
+from modules.api.routes_postprocessing import postprocessing_router
+from modules.api.routes_server import server_router, server_stop_enabled
+from modules.api.routes_training import training_router
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -26,7 +32,19 @@ log = logging.getLogger(__name__)
 API_TITLE = "Stable Diffusion API"
 
 
-def _install_middleware(app: FastAPI, ctx: "AppContext") -> None:
+def _install_auth(app: FastAPI, ctx: "AppContext", auth_exempt: RoutePredicate | None) -> None:
+    """--api-auth for every request of the app, except routes `auth_exempt` hands to another
+    login (the Gradio mount in UI mode)."""
+    credentials = parse_credentials(getattr(ctx.args, "api_auth", None))
+    if not credentials:
+        return
+    is_protected = every_request if auth_exempt is None else api_routes_of(app,
+                                                                         is_exempt=auth_exempt)
+    app.add_middleware(BasicAuthMiddleware, credentials=credentials, is_protected=is_protected)
+
+
+def _install_middleware(app: FastAPI, ctx: "AppContext",
+                        auth_exempt: RoutePredicate | None) -> None:
     args = ctx.args
     api_log = bool(getattr(args, "api_log", False))
 
@@ -42,37 +60,47 @@ def _install_middleware(app: FastAPI, ctx: "AppContext") -> None:
                      request.method, request.url.path, client, elapsed)
         return response
 
-    # Starlette makes the last added middleware the outermost: the envelope (added by
-    # install_error_handlers before this) sits inside, so error responses are timed too.
+    # Starlette makes the last added middleware the outermost. From the outside in: CORS (it
+    # answers preflights, which carry no credentials, and labels 401s for allowed origins), GZip,
+    # timing/--api-log (so refused requests are logged too), auth, the error envelope (added by
+    # install_error_handlers before this).
+    _install_auth(app, ctx, auth_exempt)
     app.middleware("http")(process_time)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
-    origins = [o for o in (getattr(args, "cors_allow_origins", None) or "").split(",") if o]
+    origins = [origin.strip() for origin in
+               (getattr(args, "cors_allow_origins", None) or "").split(",") if origin.strip()]
     origin_regex = getattr(args, "cors_allow_origins_regex", None)
-    if origins or origin_regex:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=origin_regex,
-                           allow_methods=["*"], allow_headers=["*"], allow_credentials=True)
+    # Installed even without origins (then no cross-origin request is allowed), like A1111: it
+    # also makes the mounted Gradio app drop its own localhost-permissive CORS handling.
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=origin_regex,
+                       allow_methods=["*"], allow_headers=["*"], allow_credentials=True)
 
 
-def configure_app(app: FastAPI, ctx: "AppContext", *, ui_mode: bool) -> None:
-    """Error envelope, middleware and the /internal routes: what both launch modes share."""
+def configure_app(app: FastAPI, ctx: "AppContext", *, ui_mode: bool,
+                  auth_exempt: RoutePredicate | None = None) -> None:
+    """Error envelope, middleware (auth, CORS, GZip, timing) and the /internal routes: what both
+    launch modes share. `auth_exempt` marks routes --api-auth leaves alone (UI mode: Gradio's)."""
     install_error_handlers(app)
-    _install_middleware(app, ctx)
+    _install_middleware(app, ctx, auth_exempt)
     app.include_router(internal_router(ctx, ui_mode=ui_mode))
-
-
-def api_auth_dependencies(ctx: "AppContext") -> list[Any]:
-    credentials = parse_credentials(getattr(ctx.args, "api_auth", None))
-    return [Depends(basic_auth_dependency(credentials))] if credentials else []
 
 
 def register_api_routes(app: FastAPI, ctx: "AppContext", *,
                         txt2img_runner: Txt2ImgRunner | None = None) -> None:
-    """The /sdapi/v1 routes, each behind --api-auth when it is set."""
-    dependencies = api_auth_dependencies(ctx)
+    """The /sdapi/v1 routes. --api-auth is not a router dependency: BasicAuthMiddleware (see
+    configure_app) guards every route, these and any added later, so routers get none."""
+    dependencies: list[Any] = []
     app.include_router(generation_router(ctx, dependencies=dependencies,
                                          txt2img_runner=txt2img_runner))
     app.include_router(img2img_router(ctx, dependencies=dependencies))
     app.include_router(info_router(ctx, dependencies=dependencies))
+    app.include_router(jobs_router(ctx, dependencies=dependencies,
+                                   txt2img_runner=txt2img_runner))
+    app.include_router(models_router(ctx, dependencies=dependencies))
+    app.include_router(postprocessing_router(ctx, dependencies=dependencies))
+    app.include_router(training_router(ctx, dependencies=dependencies))
+    if server_stop_enabled(ctx):
+        app.include_router(server_router(dependencies=dependencies))
 
 
 def create_api_app(ctx: "AppContext", *, app: FastAPI | None = None, ui_mode: bool = False,

@@ -167,3 +167,195 @@ class InternalProgressResponse(BaseModel):
 class PendingTasksResponse(BaseModel):
     size: int
     tasks: list[str]
+
+
+# -- extras, png-info, interrogate (§4.1-§4.3) ----------------------------------------------------
+class ExtrasBaseRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    resize_mode: typing.Literal[0, 1] = Field(
+        default=0, description="0 = scale by upscaling_resize, 1 = to upscaling_resize_w x _h")
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(default=0, ge=0, le=1)
+    codeformer_visibility: float = Field(default=0, ge=0, le=1)
+    codeformer_weight: float = Field(default=0, ge=0, le=1)
+    upscaling_resize: float = Field(default=2, gt=0, le=32)
+    upscaling_resize_w: int = Field(default=512, ge=1, le=16384)
+    upscaling_resize_h: int = Field(default=512, ge=1, le=16384)
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = Field(default=0, ge=0, le=1)
+    upscale_first: bool = False
+
+
+class ExtrasSingleImageRequest(ExtrasBaseRequest):
+    image: str = Field(default="", description="Image to work on, base64 (raw or data-URL)")
+
+
+class FileData(BaseModel):
+    data: str = Field(description="Base64 representation of the file")
+    name: str = Field(description="File name")
+
+
+class ExtrasBatchImagesRequest(ExtrasBaseRequest):
+    imageList: list[FileData] = Field(description="List of images to work on")
+
+
+class ExtrasSingleImageResponse(BaseModel):
+    html_info: str
+    image: str = Field(default="", description="The generated image in base64 format.")
+
+
+class ExtrasBatchImagesResponse(BaseModel):
+    html_info: str
+    images: list[str]
+
+
+class PNGInfoRequest(BaseModel):
+    image: str
+
+
+class PNGInfoResponse(BaseModel):
+    info: str
+    items: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+class InterrogateRequest(BaseModel):
+    image: str = ""
+    model: str = "clip"
+
+
+class InterrogateResponse(BaseModel):
+    caption: str | None = None
+
+
+# -- listings, memory, training (§2, §4.6, §4.8) --------------------------------------------------
+class SDVaeItem(BaseModel):
+    model_name: str
+    filename: str
+
+
+class HypernetworkItem(BaseModel):
+    name: str
+    path: str | None = None
+
+
+class FaceRestorerItem(BaseModel):
+    name: str
+    cmd_dir: str | None = None
+
+
+class RealesrganItem(BaseModel):
+    name: str
+    path: str | None = None
+    scale: float | None = None
+
+
+class PromptStyleItem(BaseModel):
+    name: str
+    prompt: str | None = None
+    negative_prompt: str | None = None
+
+
+class EmbeddingItem(BaseModel):
+    step: int | None = None
+    sd_checkpoint: str | None = None
+    sd_checkpoint_name: str | None = None
+    shape: int
+    vectors: int
+
+
+class EmbeddingsResponse(BaseModel):
+    loaded: dict[str, EmbeddingItem]
+    skipped: dict[str, EmbeddingItem]
+
+
+class LoraItem(BaseModel):
+    name: str
+    alias: str
+    path: str
+    metadata: dict[str, Any]
+
+
+class MemoryResponse(BaseModel):
+    ram: dict[str, Any] = Field(description="System memory stats")
+    cuda: dict[str, Any] = Field(description="nVidia CUDA memory stats")
+
+
+class ScriptsList(BaseModel):
+    txt2img: list[str] = Field(default_factory=list)
+    img2img: list[str] = Field(default_factory=list)
+
+
+class ScriptArg(BaseModel):
+    label: str | None = None
+    value: Any = None
+    minimum: Any = None
+    maximum: Any = None
+    step: Any = None
+    choices: list[str] | None = None
+
+
+class ScriptInfo(BaseModel):
+    name: str | None = None
+    is_alwayson: bool | None = None
+    is_img2img: bool | None = None
+    args: list[ScriptArg]
+
+
+class ExtensionItem(BaseModel):
+    name: str
+    remote: str
+    branch: str
+    commit_hash: str
+    version: str
+    commit_date: int
+    enabled: bool
+
+
+class CreateResponse(BaseModel):
+    info: str = Field(description="Response string from create embedding or hypernetwork task.")
+
+
+class TrainResponse(BaseModel):
+    info: str = Field(description="Response string from train embedding or hypernetwork task.")
+
+
+# -- /sdapi/v2/jobs: the job queue (beyond A1111) -------------------------------------------------
+class TextToImageJob(BaseModel):
+    """A txt2img job: `request` is exactly the body of POST /sdapi/v1/txt2img."""
+    type: typing.Literal["txt2img"]
+    request: StableDiffusionTxt2ImgProcessingAPI  # type: ignore[valid-type]
+
+
+class ImageToImageJob(BaseModel):
+    """An img2img job: `request` is exactly the body of POST /sdapi/v1/img2img."""
+    type: typing.Literal["img2img"]
+    request: StableDiffusionImg2ImgProcessingAPI  # type: ignore[valid-type]
+
+
+JobSubmission = typing.Annotated[typing.Union[TextToImageJob, ImageToImageJob],
+                                 Field(discriminator="type")]
+
+
+class JobProgressInfo(BaseModel):
+    step: int = Field(description="Sampling steps done in the running batch")
+    total: int = Field(description="Sampling steps of the running batch")
+    job_no: int = Field(description="0-based index of the running batch (hires passes count)")
+    job_count: int = Field(description="Number of batches of the job")
+    fraction: float = Field(description="Overall progress, 0 to 1")
+    eta: float | None = Field(default=None, description="Estimated seconds left")
+
+
+class JobStatus(BaseModel):
+    """State of a /sdapi/v2 job. `position` is 1-based while queued, 0 while running and null
+    once finished; `progress` is set while running, `result` when done (the A1111 response of
+    the v1 route), `error` when failed."""
+    id: str
+    type: str
+    state: typing.Literal["queued", "running", "done", "failed", "cancelled"]
+    position: int | None = None
+    progress: JobProgressInfo | None = None
+    result: TextToImageResponse | None = None
+    error: str | None = None

@@ -11,9 +11,11 @@ from fastapi import APIRouter, HTTPException
 
 from modules.api.models import ProgressResponse, StableDiffusionTxt2ImgProcessingAPI, \
     TextToImageResponse
+from modules.api.request_infotext import apply_request_infotext
 from modules.app.options import coerce_value
 from modules.engine.samplers import get_sampler_and_scheduler
 from modules.jobs.progress import JobProgress
+from modules.jobs.queue import Job
 from modules.processing.images import encode_image_to_base64
 from modules.processing.params import GenerationParams, Processed, ProcessingParams
 
@@ -143,17 +145,39 @@ def reject_unknown_scripts(request: Any) -> None:
         raise HTTPException(status_code=422, detail=f"always on script {title} not found")
 
 
+def prepare_txt2img_request(ctx: "AppContext", request: StableDiffusionTxt2ImgProcessingAPI
+                            ) -> tuple[StableDiffusionTxt2ImgProcessingAPI, GenerationParams]:
+    """§3.3 steps 1-5: the request after its infotext prefill, and its processing params."""
+    request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
+    reject_unknown_scripts(request)
+    return request, build_generation_params(request)
+
+
+def submit_generation_request(ctx: "AppContext", kind: str, request: Any,
+                              params: ProcessingParams,
+                              runner: Callable[[Any, Any], Processed]) -> Job:
+    """Queue one txt2img / img2img job for an API request (v1 waits for it, v2 does not);
+    settings overrides are checked before it is queued."""
+    overrides = prepare_override_settings(ctx, request.override_settings)
+    job_fn = make_generation_job(ctx, params, overrides,
+                                 request.override_settings_restore_afterwards, runner)
+    return ctx.jobs.submit(kind, job_fn, task_id=request.force_task_id)
+
+
+def generation_response(ctx: "AppContext", request: Any, processed: Processed,
+                        parameters: dict[str, Any]) -> TextToImageResponse:
+    """A1111's response shape (`parameters` is the request as the response echoes it)."""
+    images = encode_result_images(ctx, processed) if request.send_images else []
+    return TextToImageResponse(images=images, parameters=parameters, info=processed.js())
+
+
 def run_generation_request(ctx: "AppContext", kind: str, request: Any, params: ProcessingParams,
                            runner: Callable[[Any, Any], Processed],
                            parameters: dict[str, Any]) -> TextToImageResponse:
     """Queue one txt2img / img2img job for an API request, wait for it, and answer A1111's shape
     (`parameters` is the request as the response echoes it)."""
-    overrides = prepare_override_settings(ctx, request.override_settings)
-    job_fn = make_generation_job(ctx, params, overrides,
-                                 request.override_settings_restore_afterwards, runner)
-    processed = ctx.jobs.run(kind, job_fn, task_id=request.force_task_id)
-    images = encode_result_images(ctx, processed) if request.send_images else []
-    return TextToImageResponse(images=images, parameters=parameters, info=processed.js())
+    job = submit_generation_request(ctx, kind, request, params, runner)
+    return generation_response(ctx, request, job.wait(), parameters)
 
 
 def generation_router(ctx: "AppContext", *, dependencies: list[Any],
@@ -162,8 +186,8 @@ def generation_router(ctx: "AppContext", *, dependencies: list[Any],
 
     @router.post("/txt2img", response_model=TextToImageResponse, tags=["generation"])
     def text2imgapi(request: StableDiffusionTxt2ImgProcessingAPI) -> TextToImageResponse:
-        reject_unknown_scripts(request)
-        return run_generation_request(ctx, "txt2img", request, build_generation_params(request),
+        request, params = prepare_txt2img_request(ctx, request)
+        return run_generation_request(ctx, "txt2img", request, params,
                                       txt2img_runner or default_txt2img_runner(),
                                       parameters=request.model_dump())
 

@@ -10,6 +10,8 @@ from fastapi import APIRouter, HTTPException
 from PIL import Image
 
 from modules.api.models import StableDiffusionImg2ImgProcessingAPI, TextToImageResponse
+from modules.api.remote_images import RemoteImageError, is_url, remote_image_loader
+from modules.api.request_infotext import apply_request_infotext
 from modules.api.routes_generation import (reject_unknown_scripts, resolve_sampler_fields,
                                            run_generation_request)
 from modules.processing.images import decode_base64_to_image
@@ -31,18 +33,27 @@ def default_img2img_runner() -> Img2ImgRunner:
     return run_img2img
 
 
-def decode_request_image(encoded: str) -> Image.Image:
-    """A base64 image (raw or data-URL) → PIL; anything else is a 400 "Invalid encoded image"."""
-    if encoded.startswith(("http://", "https://")):
-        raise HTTPException(status_code=400,
-                            detail="Init images from URLs are not supported; send base64 images")
+def decode_request_image(encoded: str,
+                         fetch_url: Callable[[str], Image.Image] | None = None) -> Image.Image:
+    """A base64 image (raw or data-URL) → PIL; anything else is a 400 "Invalid encoded image".
+    An http(s) URL is fetched with `fetch_url` (modules/api/remote_images.py: allowed by the
+    options, never from local addresses); a refused one is a 4xx with the reason."""
+    if is_url(encoded):
+        if fetch_url is None:
+            raise HTTPException(status_code=400,
+                                detail="Images from URLs are not supported here; send base64")
+        try:
+            return fetch_url(encoded)
+        except RemoteImageError as error:
+            raise HTTPException(status_code=error.status_code, detail=error.message) from error
     try:
         return decode_base64_to_image(encoded)
     except ValueError as error:
         raise HTTPException(status_code=400, detail="Invalid encoded image") from error
 
 
-def build_img2img_params(request: StableDiffusionImg2ImgProcessingAPI) -> Img2ImgParams:
+def build_img2img_params(request: StableDiffusionImg2ImgProcessingAPI,
+                         fetch_url: Callable[[str], Image.Image] | None = None) -> Img2ImgParams:
     if not request.init_images:
         raise HTTPException(status_code=404, detail="Init image not found")
     sampler, scheduler = resolve_sampler_fields(request)
@@ -50,12 +61,21 @@ def build_img2img_params(request: StableDiffusionImg2ImgProcessingAPI) -> Img2Im
               if key in _PARAM_FIELDS and key not in _IMAGE_FIELDS}
     values.update(
         sampler_name=sampler, scheduler=scheduler, is_api=True,
-        init_images=[decode_request_image(image) for image in request.init_images],
-        mask=decode_request_image(request.mask) if request.mask else None,
-        latent_mask=decode_request_image(request.latent_mask) if request.latent_mask else None,
+        init_images=[decode_request_image(image, fetch_url) for image in request.init_images],
+        mask=decode_request_image(request.mask, fetch_url) if request.mask else None,
+        latent_mask=decode_request_image(request.latent_mask, fetch_url)
+        if request.latent_mask else None,
         # A1111 ignores the request's own flags: saving follows save_images
         do_not_save_samples=not request.save_images, do_not_save_grid=not request.save_images)
     return Img2ImgParams(**values)
+
+
+def prepare_img2img_request(ctx: "AppContext", request: StableDiffusionImg2ImgProcessingAPI
+                            ) -> tuple[StableDiffusionImg2ImgProcessingAPI, Img2ImgParams]:
+    """§3.3 steps 1-5: the request after its infotext prefill, and its processing params."""
+    request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
+    reject_unknown_scripts(request)
+    return request, build_img2img_params(request, fetch_url=remote_image_loader(ctx.options))
 
 
 def echoed_parameters(request: StableDiffusionImg2ImgProcessingAPI) -> dict[str, Any]:
@@ -73,8 +93,8 @@ def img2img_router(ctx: "AppContext", *, dependencies: list[Any],
 
     @router.post("/img2img", response_model=TextToImageResponse, tags=["generation"])
     def img2imgapi(request: StableDiffusionImg2ImgProcessingAPI) -> TextToImageResponse:
-        reject_unknown_scripts(request)
-        return run_generation_request(ctx, "img2img", request, build_img2img_params(request),
+        request, params = prepare_img2img_request(ctx, request)
+        return run_generation_request(ctx, "img2img", request, params,
                                       img2img_runner or default_img2img_runner(),
                                       parameters=echoed_parameters(request))
 

@@ -35,6 +35,7 @@ class LoadedModel:
     info: CheckpointInfo
     model: StableDiffusionModel
     vae_path: str | None = None
+    offloaded: bool = False     # weights parked in CPU memory by unload_to_cpu()
 
 
 class ModelManager:
@@ -47,6 +48,8 @@ class ModelManager:
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.force_v_prediction = force_v_prediction
         self._loaded: LoadedModel | None = None
+        # (checkpoint, VAE) released by unload_to_cpu() on a CPU-only plan, for reload_to_device()
+        self._released: tuple[CheckpointInfo, str | None] | None = None
         self._lock = threading.RLock()
 
     # -- queries -------------------------------------------------------------------------------
@@ -84,6 +87,8 @@ class ModelManager:
         with self._lock:
             info = self.resolve(title)
             loaded = self._loaded
+            if loaded is not None and loaded.offloaded:
+                self._move_to_device(loaded)
             if loaded is None or loaded.info.filename != info.filename:
                 loaded = self._load(info)
             if loaded.vae_path != vae_path:
@@ -130,3 +135,39 @@ class ModelManager:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    # -- /sdapi/v1/unload-checkpoint and reload-checkpoint ---------------------------------------
+    def unload_to_cpu(self) -> None:
+        """Free the device's memory. On an accelerator the weights move to CPU memory (the next
+        job or reload_to_device() moves them back); on a CPU-only plan "moving to the CPU" would
+        free nothing, so the model is released and reload_to_device() reads it again."""
+        with self._lock:
+            loaded = self._loaded
+            if loaded is None or loaded.offloaded:
+                return
+            if self.plan.device.type == "cpu":
+                self._released = (loaded.info, loaded.vae_path)
+                self.unload()
+                return
+            loaded.model.to("cpu")
+            loaded.offloaded = True
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def reload_to_device(self) -> LoadedModel | None:
+        """Undo unload_to_cpu(); None when nothing was unloaded and no model is loaded."""
+        with self._lock:
+            if self._loaded is not None:
+                if self._loaded.offloaded:
+                    self._move_to_device(self._loaded)
+                return self._loaded
+            if self._released is None:
+                return None
+            info, vae_path = self._released
+            loaded = self.get(info.title, vae_path=vae_path)
+            self._released = None
+            return loaded
+
+    def _move_to_device(self, loaded: LoadedModel) -> None:
+        loaded.model.to(self.plan.device)
+        loaded.offloaded = False

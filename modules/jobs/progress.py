@@ -156,6 +156,20 @@ class JobProgress:
             elapsed = time.time() - self.time_start
         return elapsed / fraction - elapsed
 
+    def snapshot(self) -> dict[str, Any]:
+        """One consistent reading for job-status clients: sampling `step` of `total` in sub-job
+        `job_no` of `job_count`, the overall `fraction`, `eta` seconds (None until something is
+        done) and the id of the latest live preview."""
+        with self._lock:
+            fraction = self._fraction_locked()
+            eta = None
+            if self.time_start is not None and fraction > 0:
+                elapsed = time.time() - self.time_start
+                eta = elapsed / fraction - elapsed
+            return {"step": self.sampling_step, "total": self.sampling_steps,
+                    "job_no": self.job_no, "job_count": self.job_count, "fraction": fraction,
+                    "eta": eta, "id_live_preview": self.id_live_preview}
+
     def state_dict(self) -> dict[str, Any]:
         """The `state` object of GET /sdapi/v1/progress (a1111-compat.md §4.4)."""
         with self._lock:

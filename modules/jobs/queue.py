@@ -10,6 +10,7 @@ import logging
 import secrets
 import string
 import threading
+import time
 from typing import Any, Callable
 
 from modules.jobs.progress import JobProgress
@@ -23,7 +24,8 @@ _TASK_ID_ALPHABET = string.ascii_uppercase + string.digits
 
 
 class JobCancelled(Exception):
-    """The job was removed from the queue before it started."""
+    """The job was cancelled: removed from the queue before it started, or stopped while running
+    with its result discarded (`JobQueue.cancel_job`)."""
 
 
 def create_task_id(kind: str) -> str:
@@ -44,11 +46,20 @@ class Job:
         self.progress = JobProgress(job=kind)
         self.result: Any = None
         self.error: BaseException | None = None
+        self.submitted_at = time.monotonic()
+        #: time.monotonic() when the job ended; None until then (result retention uses it)
+        self.finished_at: float | None = None
+        #: set by JobQueue.cancel_job on a running job: its result is discarded when it stops
+        self.cancel_requested = False
         self._finished = threading.Event()
 
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
+
+    def wait_finished(self, timeout: float | None = None) -> bool:
+        """Block until the job ends or `timeout` seconds pass; True when it has ended."""
+        return self._finished.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job ends; return its result or re-raise its exception.
@@ -56,7 +67,7 @@ class Job:
         if not self._finished.wait(timeout):
             raise TimeoutError(f"{self.id} did not finish within {timeout} s")
         if self.state == CANCELLED:
-            raise JobCancelled(f"{self.id} was cancelled before it started")
+            raise JobCancelled(f"{self.id} was cancelled")
         if self.error is not None:
             raise self.error
         return self.result
@@ -67,6 +78,7 @@ class Job:
 
     def _finish(self, state: str, result: Any = None, error: BaseException | None = None) -> None:
         self.state, self.result, self.error = state, result, error
+        self.finished_at = time.monotonic()
         self._finished.set()
 
     def __repr__(self) -> str:
@@ -111,6 +123,21 @@ class JobQueue:
             self._pending.remove(job)
             self._remember_finished(job)
         job._finish(CANCELLED)
+        return True
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a queued or running job. A queued one is removed at once; a running one is
+        interrupted and ends as CANCELLED with its result discarded. False when the id is
+        unknown or the job has already finished."""
+        if self.cancel(job_id):
+            return True
+        with self._condition:
+            job = self._current if self._current is not None and self._current.id == job_id \
+                else None
+            if job is None:
+                return False
+            job.cancel_requested = True
+        job.progress.interrupt()
         return True
 
     # -- queries -------------------------------------------------------------------------------
@@ -216,4 +243,7 @@ class JobQueue:
             with self._condition:
                 self._current = None
                 self._remember_finished(job)
-            job._finish(FAILED if failure is not None else DONE, result, failure)
+            if job.cancel_requested:
+                job._finish(CANCELLED)
+            else:
+                job._finish(FAILED if failure is not None else DONE, result, failure)

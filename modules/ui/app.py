@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import gradio as gr
 from fastapi import FastAPI
+from gradio.routes import App as GradioApp
+from starlette.routing import BaseRoute, Mount
 
 from modules.api.app import API_TITLE, configure_app, register_api_routes
 from modules.api.auth import parse_credentials
@@ -57,12 +59,17 @@ def gradio_credentials(auth: str | None, auth_path: str | None) -> list[tuple[st
     return list(credentials.items())
 
 
+def is_gradio_mount(route: BaseRoute) -> bool:
+    """The Gradio app mounted at /: --gradio-auth guards it, --api-auth does not."""
+    return isinstance(route, Mount) and isinstance(route.app, GradioApp)
+
+
 def create_ui_app(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
                   txt2img_runner: Txt2ImgRunner | None = None) -> FastAPI:
     """FastAPI app with /internal routes, the /sdapi/v1 API when --api, and the UI at /."""
     args = ctx.args
     app = FastAPI(title=API_TITLE, docs_url="/docs", redoc_url="/redoc")
-    configure_app(app, ctx, ui_mode=True)
+    configure_app(app, ctx, ui_mode=True, auth_exempt=is_gradio_mount)
     if getattr(args, "api", False):
         register_api_routes(app, ctx, txt2img_runner=txt2img_runner)
     blocks = build_ui(ctx, tabs=tabs, txt2img_runner=txt2img_runner)

@@ -1,0 +1,243 @@
+"""The extras pipeline (A1111's `postprocessing.run_extras`, a1111-compat.md §4.1): upscale by a
+factor or to a size (with crop), an optional second upscaler blended in, and face restoration
+blended in by visibility. Upscalers come from an `UpscalerRegistry`, restorers from
+`face_restoration`'s kinds.
+
+Each output image keeps the input's metadata (`parameters` and the other text items) and gains a
+`postprocessing` item: the infotext of what was done ("Postprocess upscale by: 2.0, ...").
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from modules.processing.context import UnsupportedRequestError
+from modules.processing.face_restoration import (FACE_RESTORER_KINDS, NOT_INSTALLED_MESSAGE,
+                                                 FaceRestorer, FaceRestorerKind,
+                                                 installed_face_restorers)
+from modules.processing.images import read_info_from_image
+from modules.processing.infotext import quote
+from modules.processing.upscalers import UpscalerInfo, UpscalerRegistry
+
+RESIZE_BY_FACTOR = 0   # resize_mode 0: scale by upscaling_resize
+RESIZE_TO_SIZE = 1     # resize_mode 1: to upscaling_resize_w x upscaling_resize_h
+GFPGAN = "GFPGAN"
+CODEFORMER = "CodeFormer"
+
+
+class PostprocessingError(ValueError):
+    """A request the extras pipeline cannot carry out (unknown upscaler, empty target size)."""
+
+
+@dataclass(frozen=True)
+class ExtrasSettings:
+    """A1111's ExtrasBaseRequest fields under their request names."""
+    resize_mode: int = RESIZE_BY_FACTOR
+    upscaling_resize: float = 2.0
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaling_crop: bool = True
+    upscaler_1: str | None = "None"
+    upscaler_2: str | None = "None"
+    extras_upscaler_2_visibility: float = 0.0
+    gfpgan_visibility: float = 0.0
+    codeformer_visibility: float = 0.0
+    codeformer_weight: float = 0.0
+    upscale_first: bool = False
+
+
+@dataclass
+class PostprocessedImage:
+    image: Image.Image
+    #: what was done, in order; becomes the `postprocessing` infotext
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def infotext(self) -> str:
+        # A1111 writes a key alone when its value equals it, and skips None values
+        return ", ".join(key if key == value else f"{key}: {quote(value)}"
+                         for key, value in self.info.items() if value is not None)
+
+
+@dataclass
+class ExtrasResult:
+    images: list[Image.Image]     # each with `.info`: the input's metadata + "postprocessing"
+    infotext: str                 # the last image's postprocessing infotext
+
+    @property
+    def html_info(self) -> str:
+        return plaintext_to_html(self.infotext)
+
+
+def plaintext_to_html(text: str) -> str:
+    """A1111's `ui_common.plaintext_to_html`: escaped lines joined by <br> inside one <p>."""
+    return "<p>" + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
+
+
+def _find_upscaler(registry: UpscalerRegistry, name: str | None) -> UpscalerInfo | None:
+    """None for "None"/empty (A1111: the step is skipped); PostprocessingError for an unknown
+    name."""
+    if not name or name == "None":
+        return None
+    upscaler = registry.find(name)
+    if upscaler is None:
+        raise PostprocessingError(f"could not find upscaler named {name}")
+    return upscaler
+
+
+def upscale_image(image: Image.Image, scale: float, upscaler: UpscalerInfo) -> Image.Image:
+    """A1111 `Upscaler.upscale`: the target is the scaled size rounded down to multiples of 8; the
+    upscaler runs until it reaches the target (up to 3 times), then Lanczos to the exact size."""
+    target = (int((image.width * scale) // 8 * 8), int((image.height * scale) // 8 * 8))
+    if target[0] < 1 or target[1] < 1:
+        raise PostprocessingError(
+            f"upscaling {image.width}x{image.height} by {scale:g} gives an empty image")
+    if upscaler.upscale is not None:
+        for _ in range(3):
+            before = image.size
+            image = upscaler.upscale(image, scale)
+            if image.size == before or (image.width >= target[0] and image.height >= target[1]):
+                break
+    if image.size != target:
+        image = image.resize(target, resample=Image.Resampling.LANCZOS)
+    return image
+
+
+def _upscale_step(image: Image.Image, info: dict[str, Any], upscaler: UpscalerInfo,
+                  settings: ExtrasSettings) -> Image.Image:
+    if settings.resize_mode == RESIZE_TO_SIZE:
+        width, height = settings.upscaling_resize_w, settings.upscaling_resize_h
+        if width < 1 or height < 1:
+            raise PostprocessingError("upscaling_resize_w and upscaling_resize_h must be positive")
+        scale = max(width / image.width, height / image.height)
+        info["Postprocess upscale to"] = f"{width}x{height}"
+    else:
+        scale = settings.upscaling_resize
+        if not scale > 0:
+            raise PostprocessingError("upscaling_resize must be greater than 0")
+        info["Postprocess upscale by"] = float(scale)
+    upscaled = upscale_image(image, scale, upscaler)
+    if settings.resize_mode == RESIZE_TO_SIZE and settings.upscaling_crop:
+        # centre the upscaled image on a canvas of exactly the requested size
+        cropped = Image.new("RGB", (width, height))
+        cropped.paste(upscaled, box=(width // 2 - upscaled.width // 2,
+                                     height // 2 - upscaled.height // 2))
+        upscaled = cropped
+        info["Postprocess crop to"] = f"{width}x{height}"
+    return upscaled
+
+
+def run_upscale(pp: PostprocessedImage, settings: ExtrasSettings,
+                registry: UpscalerRegistry) -> None:
+    """A1111's "Upscale" postprocessing script: nothing happens when upscaler_1 is "None"."""
+    first = _find_upscaler(registry, settings.upscaler_1)
+    second = _find_upscaler(registry, settings.upscaler_2)
+    if first is None:
+        return
+    upscaled = _upscale_step(pp.image, pp.info, first, settings)
+    pp.info["Postprocess upscaler"] = first.name
+    if second is not None and settings.extras_upscaler_2_visibility > 0:
+        other = _upscale_step(pp.image, pp.info, second, settings)
+        if other.mode != upscaled.mode:
+            other = other.convert(upscaled.mode)
+        upscaled = Image.blend(upscaled, other, settings.extras_upscaler_2_visibility)
+        pp.info["Postprocess upscaler 2"] = second.name
+    pp.image = upscaled
+
+
+def _missing_restorer(name: str, installed: dict[str, Path], models_dir: Path,
+                      kinds: Sequence[FaceRestorerKind]) -> UnsupportedRequestError:
+    if not installed:
+        return UnsupportedRequestError(NOT_INSTALLED_MESSAGE)
+    folder = next((kind.folder for kind in kinds if kind.name == name), name)
+    return UnsupportedRequestError(
+        f"Face restorer '{name}' is not installed (installed: {', '.join(installed)}); "
+        f"put its weights under {Path(models_dir) / folder}")
+
+
+def _load_restorer(name: str, models_dir: Path, options: Any,
+                   kinds: Sequence[FaceRestorerKind]) -> FaceRestorer:
+    installed = installed_face_restorers(models_dir, kinds)
+    if name not in installed:
+        raise _missing_restorer(name, installed, models_dir, kinds)
+    kind = next(k for k in kinds if k.name == name)
+    return kind.load(installed[name], options)
+
+
+def run_face_restoration(pp: PostprocessedImage, settings: ExtrasSettings, *, models_dir: Path,
+                         options: Any,
+                         kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS) -> None:
+    """A1111's GFPGAN then CodeFormer scripts: the restored image blended in by visibility.
+    UnsupportedRequestError when a visibility > 0 asks for a restorer that is not installed.
+    The FaceRestorer protocol takes no weight yet, so codeformer_weight is only recorded."""
+    steps = ((GFPGAN, settings.gfpgan_visibility), (CODEFORMER, settings.codeformer_visibility))
+    for name, visibility in steps:
+        if visibility <= 0:
+            continue
+        restorer = _load_restorer(name, models_dir, options, kinds)
+        restored = restorer.restore(pp.image)
+        if visibility < 1.0:
+            restored = Image.blend(pp.image, restored.convert(pp.image.mode), visibility)
+        pp.image = restored
+        pp.info[f"{name} visibility"] = round(visibility, 3)
+        if name == CODEFORMER:
+            pp.info["CodeFormer weight"] = round(settings.codeformer_weight, 3)
+
+
+def check_face_restorers(settings: ExtrasSettings, models_dir: Path,
+                         kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS) -> None:
+    """Refuse before any work when a requested restorer is missing (same errors as the run)."""
+    installed = installed_face_restorers(models_dir, kinds)
+    for name, visibility in ((GFPGAN, settings.gfpgan_visibility),
+                             (CODEFORMER, settings.codeformer_visibility)):
+        if visibility > 0 and name not in installed:
+            raise _missing_restorer(name, installed, models_dir, kinds)
+
+
+def postprocess_image(image: Image.Image, settings: ExtrasSettings, *,
+                      upscalers: UpscalerRegistry, models_dir: Path, options: Any,
+                      enable_pnginfo: bool = True,
+                      face_restorer_kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS
+                      ) -> PostprocessedImage:
+    """One image through the extras steps. `upscale_first` picks the order of upscaling and face
+    restoration (A1111 before its postprocessing scripts; 1.10 ignores it and upscales first)."""
+    geninfo, existing_info = read_info_from_image(image)
+    if geninfo:
+        existing_info["parameters"] = geninfo
+    pp = PostprocessedImage(image.convert("RGB"))
+
+    def restore() -> None:
+        run_face_restoration(pp, settings, models_dir=models_dir, options=options,
+                             kinds=face_restorer_kinds)
+
+    steps: list[Callable[[], None]] = [lambda: run_upscale(pp, settings, upscalers), restore]
+    for step in steps if settings.upscale_first else reversed(steps):
+        step()
+    if enable_pnginfo:
+        pp.image.info = {**existing_info, "postprocessing": pp.infotext()}
+    else:
+        pp.image.info = {}
+    return pp
+
+
+def run_extras(images: Sequence[Image.Image], settings: ExtrasSettings, *,
+               upscalers: UpscalerRegistry, models_dir: Path, options: Any,
+               enable_pnginfo: bool = True,
+               face_restorer_kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS,
+               on_image: Callable[[int, int], None] | None = None) -> ExtrasResult:
+    """Every image through the extras steps; `on_image(index, count)` before each one."""
+    check_face_restorers(settings, models_dir, face_restorer_kinds)
+    outputs: list[Image.Image] = []
+    infotext = ""
+    for index, image in enumerate(images):
+        if on_image is not None:
+            on_image(index, len(images))
+        pp = postprocess_image(image, settings, upscalers=upscalers, models_dir=models_dir,
+                               options=options, enable_pnginfo=enable_pnginfo,
+                               face_restorer_kinds=face_restorer_kinds)
+        outputs.append(pp.image)
+        infotext = pp.infotext()
+    return ExtrasResult(images=outputs, infotext=infotext)
