@@ -11,7 +11,8 @@ from typing import Any
 REDACTED = "<redacted>"
 
 # Flag destinations whose values are credentials or private key material: never echoed back.
-SECRET_FLAGS = frozenset({"api_auth", "gradio_auth", "gradio_auth_path", "tls_keyfile"})
+# flags whose values are secrets (passwords, key files, tokens): never shown by /sdapi/v1/cmd-flags
+SECRET_FLAGS = frozenset({"api_auth", "gradio_auth", "gradio_auth_path", "tls_keyfile", "ngrok"})
 
 USE_CPU_CHOICES = ("all", "sd", "interrogate", "gfpgan", "bsrgan", "esrgan", "scunet", "codeformer",
                    "swinir", "controlnet", "other")

@@ -447,8 +447,9 @@ def test_api_auth():
         ok = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 8, "height": 8},
                          auth=("bob", "other"))
         assert ok.status_code == 200 and len(ok.json()["images"]) == 1
-        # /internal routes stay open, like A1111
-        assert client.get("/internal/ping").json() == {}
+        # unlike A1111, --api-auth covers /internal too (issue 4: every route)
+        assert client.get("/internal/ping").status_code == 401
+        assert client.get("/internal/ping", auth=("bob", "other")).json() == {}
     finally:
         ctx.jobs.shutdown()
 

@@ -6,17 +6,15 @@ api_forbid_local_requests turned off."""
 from __future__ import annotations
 
 import base64
-import functools
 import http.server
 import io
 import threading
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-
-from fastapi import FastAPI
 
 from modules.api.app import configure_app
 from modules.api.remote_images import (RemoteImageError, RemoteImageFetcher, RemoteImagePolicy,
