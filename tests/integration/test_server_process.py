@@ -136,3 +136,68 @@ def test_corrupt_checkpoint_is_named_and_previous_model_stays(server):
     assert "broken.safetensors" in response.text
     again = txt2img(base, prompt="x", seed=1)
     assert again.status_code == 200, again.text
+
+
+# GET routes of a1111-compat.md §2 and the keys each answer carries (real server, real files)
+LIST_ROUTES = {
+    "sd-models": {"title", "model_name", "hash", "sha256", "filename", "config"},
+    "samplers": {"name", "aliases", "options"},
+    "schedulers": {"name", "label", "aliases", "default_rho", "need_inner_model"},
+    "upscalers": {"name", "model_name", "model_path", "model_url", "scale"},
+    "latent-upscale-modes": {"name"},
+    "sd-vae": None, "hypernetworks": None, "face-restorers": None, "realesrgan-models": None,
+    "prompt-styles": None, "loras": None, "script-info": None, "extensions": None,
+}
+
+
+def test_every_listing_route_answers_with_a1111_shapes(server):
+    base, _ = server
+    for route, keys in LIST_ROUTES.items():
+        body = requests.get(f"{base}/sdapi/v1/{route}", timeout=30).json()
+        assert isinstance(body, list), (route, body)
+        if keys is not None:
+            assert body and all(set(item) >= keys for item in body), (route, body[:1])
+    assert set(requests.get(base + "/sdapi/v1/embeddings", timeout=30).json()) == {"loaded",
+                                                                                   "skipped"}
+    assert requests.get(base + "/sdapi/v1/scripts", timeout=30).json() == {"txt2img": [],
+                                                                            "img2img": []}
+    memory = requests.get(base + "/sdapi/v1/memory", timeout=30).json()
+    assert memory["ram"]["total"] > memory["ram"]["free"] > 0
+    flags = requests.get(base + "/sdapi/v1/cmd-flags", timeout=30).json()
+    assert flags["nowebui"] is True and flags["api"] is True
+    progress = requests.get(base + "/sdapi/v1/progress", timeout=30).json()
+    assert set(progress) >= {"progress", "eta_relative", "state", "current_image", "textinfo"}
+    assert requests.get(base + "/internal/pending-tasks", timeout=30).json() == {"size": 0,
+                                                                                 "tasks": []}
+    for route in ("refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"):
+        assert requests.post(f"{base}/sdapi/v1/{route}", timeout=30).status_code == 200, route
+
+
+def test_png_info_and_extras_on_a_generated_image(server):
+    base, _ = server
+    generated = txt2img(base, prompt="info please", seed=5).json()
+    info = requests.post(base + "/sdapi/v1/png-info", json={"image": generated["images"][0]},
+                         timeout=30).json()
+    assert info["parameters"]["Prompt"] == "info please" and info["parameters"]["Seed"] == "5"
+    extras = requests.post(base + "/sdapi/v1/extra-single-image", timeout=60, json={
+        "image": generated["images"][0], "upscaler_1": "Lanczos", "upscaling_resize": 2}).json()
+    with Image.open(io.BytesIO(base64.b64decode(extras["image"]))) as image:
+        assert image.size == (128, 128)
+    assert "Lanczos" in extras["html_info"]
+
+
+def test_v2_job_runs_on_the_real_model(server):
+    base, _ = server
+    submitted = requests.post(base + "/sdapi/v2/jobs", timeout=30, json={
+        "type": "txt2img", "request": {"prompt": "queued", "seed": 11, "steps": 3, "width": 64,
+                                       "height": 64}})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+        if status["state"] in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.2)
+    assert status["state"] == "done", status
+    assert json.loads(status["result"]["info"])["all_seeds"] == [11]
