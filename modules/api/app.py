@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -89,18 +89,15 @@ def register_api_routes(app: FastAPI, ctx: "AppContext", *,
                         txt2img_runner: Txt2ImgRunner | None = None) -> None:
     """The /sdapi/v1 routes. --api-auth is not a router dependency: BasicAuthMiddleware (see
     configure_app) guards every route, these and any added later, so routers get none."""
-    dependencies: list[Any] = []
-    app.include_router(generation_router(ctx, dependencies=dependencies,
-                                         txt2img_runner=txt2img_runner))
-    app.include_router(img2img_router(ctx, dependencies=dependencies))
-    app.include_router(info_router(ctx, dependencies=dependencies))
-    app.include_router(jobs_router(ctx, dependencies=dependencies,
-                                   txt2img_runner=txt2img_runner))
-    app.include_router(models_router(ctx, dependencies=dependencies))
-    app.include_router(postprocessing_router(ctx, dependencies=dependencies))
-    app.include_router(training_router(ctx, dependencies=dependencies))
+    app.include_router(generation_router(ctx, txt2img_runner=txt2img_runner))
+    app.include_router(img2img_router(ctx))
+    app.include_router(info_router(ctx))
+    app.include_router(jobs_router(ctx, txt2img_runner=txt2img_runner))
+    app.include_router(models_router(ctx))
+    app.include_router(postprocessing_router(ctx))
+    app.include_router(training_router(ctx))
     if server_stop_enabled(ctx):
-        app.include_router(server_router(dependencies=dependencies))
+        app.include_router(server_router())
 
 
 def create_api_app(ctx: "AppContext", *, app: FastAPI | None = None, ui_mode: bool = False,

@@ -180,9 +180,9 @@ def run_generation_request(ctx: "AppContext", kind: str, request: Any, params: P
     return generation_response(ctx, request, job.wait(), parameters)
 
 
-def generation_router(ctx: "AppContext", *, dependencies: list[Any],
+def generation_router(ctx: "AppContext", *,
                       txt2img_runner: Txt2ImgRunner | None = None) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+    router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/txt2img", response_model=TextToImageResponse, tags=["generation"])
     def text2imgapi(request: StableDiffusionTxt2ImgProcessingAPI) -> TextToImageResponse:

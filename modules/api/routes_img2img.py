@@ -87,9 +87,9 @@ def echoed_parameters(request: StableDiffusionImg2ImgProcessingAPI) -> dict[str,
     return parameters
 
 
-def img2img_router(ctx: "AppContext", *, dependencies: list[Any],
+def img2img_router(ctx: "AppContext", *,
                    img2img_runner: Img2ImgRunner | None = None) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+    router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/img2img", response_model=TextToImageResponse, tags=["generation"])
     def img2imgapi(request: StableDiffusionImg2ImgProcessingAPI) -> TextToImageResponse:

@@ -58,8 +58,8 @@ def apply_options(ctx: "AppContext", changes: dict[str, Any]) -> None:
     options.save()
 
 
-def info_router(ctx: "AppContext", *, dependencies: list[Any]) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+def info_router(ctx: "AppContext") -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1")
 
     @router.get("/sd-models", response_model=list[SDModelItem], tags=["models"])
     def get_sd_models() -> list[SDModelItem]:

@@ -176,12 +176,12 @@ def job_events(ctx: "AppContext", record: JobRecord, *,
         job.wait_finished(poll_seconds)
 
 
-def jobs_router(ctx: "AppContext", *, dependencies: list[Any],
+def jobs_router(ctx: "AppContext", *,
                 txt2img_runner: Txt2ImgRunner | None = None,
                 img2img_runner: Img2ImgRunner | None = None,
                 retention: JobRetention = JobRetention(),
                 clock: Callable[[], float] = time.monotonic) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v2", dependencies=dependencies, tags=["jobs"])
+    router = APIRouter(prefix="/sdapi/v2", tags=["jobs"])
     registry = JobRegistry(retention, clock)
 
     def find(job_id: str) -> JobRecord:

@@ -124,8 +124,8 @@ def cuda_memory_stats() -> dict[str, Any]:
     }
 
 
-def models_router(ctx: "AppContext", *, dependencies: list[Any]) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+def models_router(ctx: "AppContext") -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1")
 
     @router.get("/sd-vae", response_model=list[SDVaeItem], tags=["models"])
     def get_sd_vaes() -> list[SDVaeItem]:

@@ -120,11 +120,11 @@ def png_info_response(encoded: str,
                            parameters=json_safe_items(parameters))
 
 
-def postprocessing_router(ctx: "AppContext", *, dependencies: list[Any],
+def postprocessing_router(ctx: "AppContext", *,
                           interrogators: Mapping[str, Interrogator] | None = None) -> APIRouter:
     """`interrogators` maps an interrogate model name ("clip", "deepdanbooru") to the installed
     interrogator; none ships yet, so interrogate answers 404 naming what is missing."""
-    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+    router = APIRouter(prefix="/sdapi/v1")
     installed_interrogators = dict(interrogators or {})
 
     def decode(encoded: str) -> Image.Image:

@@ -8,7 +8,7 @@ This server cannot restart itself, so restart is 501, as A1111 answers when not 
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException
 from fastapi.responses import PlainTextResponse
@@ -28,8 +28,8 @@ def server_stop_enabled(ctx: "AppContext") -> bool:
     return bool(getattr(ctx.args, "api_server_stop", False))
 
 
-def server_router(*, dependencies: list[Any], shutdown: ShutdownCallback = signal_shutdown) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+def server_router(*, shutdown: ShutdownCallback = signal_shutdown) -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/server-kill", tags=["server"])
     def kill_webui(background: BackgroundTasks) -> None:

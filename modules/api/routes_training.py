@@ -24,8 +24,8 @@ def not_available(what: str, feature: str, done: str) -> str:
     return NOT_AVAILABLE.format(what=what, feature=feature, done=done)
 
 
-def training_router(ctx: "AppContext", *, dependencies: list[Any]) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", dependencies=dependencies)
+def training_router(ctx: "AppContext") -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/create/embedding", response_model=CreateResponse, tags=["training"])
     def create_embedding(args: dict[str, Any] = Body(...)) -> CreateResponse:

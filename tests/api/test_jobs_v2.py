@@ -177,7 +177,7 @@ def test_finished_jobs_expire_by_count_and_age(tmp_path):
     offset = [0.0]
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(jobs_router(ctx, dependencies=[], txt2img_runner=FakeRunner(),
+    app.include_router(jobs_router(ctx, txt2img_runner=FakeRunner(),
                                    retention=JobRetention(max_age_seconds=60, max_count=2),
                                    clock=lambda: time.monotonic() + offset[0]))
     client = TestClient(app)

@@ -187,7 +187,7 @@ def img2img_client(tmp_path, img2img_runner=None, **option_values):
     add_options(ctx.options, **option_values)
     app = FastAPI()
     configure_app(app, ctx, ui_mode=False)
-    app.include_router(img2img_router(ctx, dependencies=[],
+    app.include_router(img2img_router(ctx,
                                       img2img_runner=img2img_runner or FakeRunner()))
     return TestClient(app), ctx
 

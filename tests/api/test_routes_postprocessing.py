@@ -251,7 +251,7 @@ def test_interrogate_answers_404_until_an_interrogator_is_installed(api):
 
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(postprocessing_router(api.ctx, dependencies=[], interrogators={
+    app.include_router(postprocessing_router(api.ctx, interrogators={
         "clip": lambda picture: f"a {picture.width}x{picture.height} {picture.mode} picture"}))
     response = TestClient(app).post("/sdapi/v1/interrogate", json={"image": image})
     assert response.status_code == 200

@@ -48,7 +48,7 @@ def server():
     calls: list[str] = []
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(server_router(dependencies=[], shutdown=lambda: calls.append("shutdown")))
+    app.include_router(server_router(shutdown=lambda: calls.append("shutdown")))
     return TestClient(app), calls
 
 
