@@ -201,3 +201,34 @@ def test_v2_job_runs_on_the_real_model(server):
         time.sleep(0.2)
     assert status["state"] == "done", status
     assert json.loads(status["result"]["info"])["all_seeds"] == [11]
+
+
+def test_remaining_routes_answer_with_a1111_shapes(server):
+    base, _ = server
+    post = lambda route, body=None: requests.post(f"{base}{route}", json=body, timeout=120)
+    image = txt2img(base, prompt="i2i", seed=2).json()["images"][0]
+    i2i = post("/sdapi/v1/img2img", {"init_images": [image], "denoising_strength": 0.5,
+                                     "steps": 3, "width": 64, "height": 64, "seed": 3})
+    assert i2i.status_code == 200, i2i.text
+    assert json.loads(i2i.json()["info"])["denoising_strength"] == 0.5
+    assert i2i.json()["parameters"]["init_images"] is None
+    batch = post("/sdapi/v1/extra-batch-images", {
+        "imageList": [{"data": image, "name": "a"}, {"data": image, "name": "b"}],
+        "upscaler_1": "Nearest", "upscaling_resize": 1.5}).json()
+    assert len(batch["images"]) == 2 and isinstance(batch["html_info"], str)
+    interrogate = post("/sdapi/v1/interrogate", {"image": image, "model": "clip"})
+    assert interrogate.status_code == 404 and "detail" in interrogate.json()
+    for route in ("/sdapi/v1/create/embedding", "/sdapi/v1/create/hypernetwork",
+                  "/sdapi/v1/train/embedding", "/sdapi/v1/train/hypernetwork"):
+        answer = post(route, {"name": "x"})
+        assert answer.status_code == 200 and isinstance(answer.json()["info"], str), route
+    assert post("/sdapi/v1/unload-checkpoint").json() == {}
+    assert post("/sdapi/v1/reload-checkpoint").json() == {}
+    assert post("/sdapi/v1/options", {"jpeg_quality": 81}).json() is None
+    assert requests.get(base + "/sdapi/v1/options", timeout=30).json()["jpeg_quality"] == 81
+    assert post("/sdapi/v1/interrupt").json() == {}
+    assert post("/sdapi/v1/skip").json() is None
+    # the model is usable again after unload / reload
+    assert txt2img(base, prompt="i2i", seed=2).json()["images"][0] == image
+    # server routes exist only with --api-server-stop
+    assert post("/sdapi/v1/server-stop").status_code == 404
