@@ -86,11 +86,13 @@ class ModelManager:
         """The model for `title` (loading it if needed) with `vae_path` applied (None = its own)."""
         with self._lock:
             info = self.resolve(title)
-            loaded = self._loaded
-            if loaded is not None and loaded.offloaded:
-                self._move_to_device(loaded)
-            if loaded is None or loaded.info.filename != info.filename:
+            if self._loaded is None or self._loaded.info.filename != info.filename:
+                # no local reference to the old model here: _load releases it before loading
                 loaded = self._load(info)
+            else:
+                loaded = self._loaded
+                if loaded.offloaded:
+                    self._move_to_device(loaded)
             if loaded.vae_path != vae_path:
                 self._apply_vae(loaded, vae_path)
             return loaded
@@ -107,15 +109,15 @@ class ModelManager:
 
     def _load(self, info: CheckpointInfo) -> LoadedModel:
         log.info("Loading checkpoint %s", info.filename)
-        # load_model validates every key before anything is returned; on failure self._loaded is
-        # untouched and the exception (naming the file) reaches the caller.
+        # The previous model is released only once the new file is known to load (readable,
+        # detected, every key fitting), so a corrupt file leaves it usable and two models never
+        # sit in memory together.
         model = load_model(info.filename, device=self.plan.device, dtype=self.plan.dtype,
                            v_prediction=self._wants_v_prediction(info),
-                           allow_unsafe_pickle=self.allow_unsafe_pickle)
+                           allow_unsafe_pickle=self.allow_unsafe_pickle, on_validated=self.unload)
         if self.plan.vae_dtype != self.plan.dtype:
             model.first_stage_model.to(self.plan.vae_dtype)
         self.checkpoints.ensure_hashed(info)
-        self.unload()
         self._loaded = LoadedModel(info=info, model=model)
         log.info("Loaded %s (%s, %s prediction) on %s", info.title, model.config.family,
                  model.prediction, self.plan.describe())

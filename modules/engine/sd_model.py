@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -171,11 +171,13 @@ def _cast_like(value: torch.Tensor, built: torch.Tensor, device: torch.device | 
 
 def _load_weights_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], path: StrPath,
                          *, device: torch.device | str, dtype: torch.dtype,
-                         optional_suffixes: tuple[str, ...] = ()) -> None:
+                         optional_suffixes: tuple[str, ...] = (),
+                         on_validated: Callable[[], None] | None = None) -> None:
     """Assign the file's tensors (cast to dtype, on device) into a meta-built module.
 
     Every key must match in name and shape except the known non-weight entries and the optional
     weights ending in `optional_suffixes` (left on the meta device for the caller to fill).
+    `on_validated` runs once the keys are known to fit, before any weight is materialised.
     """
     expected = module.state_dict()
     non_persistent = {name for name, _ in module.named_buffers()} - set(expected)
@@ -193,6 +195,8 @@ def _load_weights_strict(module: nn.Module, state_dict: Mapping[str, torch.Tenso
             ("mis-shaped keys (file != model)", mis_shaped)) if keys]
         raise CheckpointLoadError(path, "the weights do not fit the detected architecture: "
                                         + "; ".join(problems))
+    if on_validated is not None:
+        on_validated()
     cast = {key: _cast_like(value, expected[key], device, dtype) for key, value in weights.items()}
     module.load_state_dict(cast, strict=False, assign=True)
 
@@ -207,12 +211,15 @@ def _initialise_missing_optional_weights(model: StableDiffusionModel) -> None:
 def load_model(path: StrPath, *, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32, v_prediction: bool | None = None,
                allow_unsafe_pickle: bool = False,
-               vae_path: StrPath | None = None) -> StableDiffusionModel:
+               vae_path: StrPath | None = None,
+               on_validated: Callable[[], None] | None = None) -> StableDiffusionModel:
     """Read, detect and strictly load a checkpoint; optionally replace its VAE from `vae_path`.
 
     The model is built on the meta device and the file's tensors are assigned into it, so the
     weights exist once in memory. Any missing, unexpected or mis-shaped key raises
-    CheckpointLoadError naming the file and the keys.
+    CheckpointLoadError naming the file and the keys. `on_validated` runs when the file is known
+    to load (readable, detected, every key fitting) and before weights are materialised: a caller
+    switching models frees the previous one there, so both never sit in memory together.
     """
     state_dict = _normalize_legacy_keys(
         read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, device=device))
@@ -223,7 +230,7 @@ def load_model(path: StrPath, *, device: torch.device | str = "cpu",
     with torch.device("meta"):
         model = StableDiffusionModel(config)
     _load_weights_strict(model, state_dict, path, device=device, dtype=dtype,
-                         optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES)
+                         optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES, on_validated=on_validated)
     del state_dict
     _initialise_missing_optional_weights(model)
     model.reset_non_persistent_buffers()

@@ -29,3 +29,28 @@ def test_dropdown_switches_and_survives_a_broken_file(app_ctx, tiny_data_dir):
     finally:
         broken.unlink()
         app_ctx.checkpoints.refresh()
+
+
+def test_switching_releases_the_previous_model_before_loading_the_next(app_ctx):
+    """Two models never sit in memory together (DESIGN: no leak across switches)."""
+    import gc
+    import weakref
+
+    manager = app_ctx.model_manager
+    first = weakref.ref(manager.get("tiny-sd1").model)
+    seen_while_loading: list[bool] = []
+    original_unload = manager.unload
+
+    def recording_unload() -> None:
+        original_unload()
+        gc.collect()
+        seen_while_loading.append(first() is not None)
+
+    manager.unload = recording_unload       # instance attribute: only this manager, this test
+    try:
+        manager.get("tiny-sd2_v")
+    finally:
+        del manager.unload
+    assert seen_while_loading and seen_while_loading[0] is False, \
+        "the previous model was still alive when the new one was materialised"
+    assert manager.current_checkpoint().model_name == "tiny-sd2_v"
