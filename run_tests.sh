@@ -18,6 +18,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     echo "$wanted" > "$stamp"
 fi
 
+# The browser tests (tests/browser) drive Debian's chromium through Playwright.
+chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "Installing Debian's chromium for the browser tests..."
+        apt-get update && apt-get install -y chromium \
+            || echo "Could not install chromium: the browser tests will be skipped." >&2
+    else
+        echo "The browser tests need Chromium at $chromium and will be skipped: install it with" \
+             "'sudo apt-get install -y chromium' (Debian/Ubuntu) or set CHROMIUM_PATH." >&2
+    fi
+fi
+
 set +e
 venv/bin/python -m pytest tests -q "$@"
 rc=$?

@@ -13,10 +13,18 @@ from starlette.routing import BaseRoute, Mount
 from modules.api.app import API_TITLE, configure_app, register_api_routes
 from modules.api.auth import parse_credentials
 from modules.api.routes_generation import Txt2ImgRunner
+from modules.ui.assets import register_licenses_route, ui_assets_for
 from modules.ui.common import UiTab
+from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import Img2ImgRunner, build_img2img_tab
+from modules.ui.later_tabs import build_checkpoint_merger_tab, build_extensions_tab, \
+    build_train_tab
+from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.quicksettings import build_quicksettings
+from modules.ui.send_to import SendToRegistry
+from modules.ui.settings_tab import build_settings_tab
 from modules.ui.txt2img_tab import build_txt2img_tab
+from modules.ui.ui_config import apply_ui_config
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -25,26 +33,44 @@ UI_TITLE = "Stable Diffusion"
 
 
 def default_tabs(*, txt2img_runner: Txt2ImgRunner | None = None,
-                 img2img_runner: Img2ImgRunner | None = None) -> list[UiTab]:
-    """The tab registry, in display order. Each later tab (extras, PNG info, checkpoint merger,
-    train, settings, extensions) adds one entry here from its own module."""
+                 img2img_runner: Img2ImgRunner | None = None,
+                 send_to: SendToRegistry | None = None) -> list[UiTab]:
+    """The tab registry, in A1111's display order; tab ids are A1111's (they prefix the keys of
+    ui-config.json). `send_to` collects the "Send to …" buttons of the tabs that have them."""
     return [
         UiTab("txt2img", "txt2img", lambda ctx: build_txt2img_tab(ctx, txt2img_runner)),
         UiTab("img2img", "img2img", lambda ctx: build_img2img_tab(ctx, img2img_runner)),
+        UiTab("extras", "Extras", build_extras_tab),
+        UiTab("pnginfo", "PNG Info", lambda ctx: build_pnginfo_tab(ctx, send_to)),
+        UiTab("modelmerger", "Checkpoint Merger", build_checkpoint_merger_tab),
+        UiTab("train", "Train", build_train_tab),
+        UiTab("settings", "Settings", build_settings_tab),
+        UiTab("extensions", "Extensions", build_extensions_tab),
     ]
 
 
 def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
              txt2img_runner: Txt2ImgRunner | None = None,
-             img2img_runner: Img2ImgRunner | None = None) -> gr.Blocks:
+             img2img_runner: Img2ImgRunner | None = None,
+             send_to: SendToRegistry | None = None) -> gr.Blocks:
+    """The whole page. `send_to` is the registry the given `tabs` put their "Send to" buttons in
+    (default_tabs gets a fresh one when `tabs` is not given)."""
+    send_to = send_to if send_to is not None else SendToRegistry()
     tabs = list(tabs) if tabs is not None else default_tabs(txt2img_runner=txt2img_runner,
-                                                            img2img_runner=img2img_runner)
+                                                            img2img_runner=img2img_runner,
+                                                            send_to=send_to)
     with gr.Blocks(title=UI_TITLE, analytics_enabled=False) as blocks:
         build_quicksettings(ctx)
-        with gr.Tabs(elem_id="tabs"):
+        tab_blocks: list[tuple[str, gr.Tab]] = []
+        with gr.Tabs(elem_id="tabs") as main_tabs:
             for tab in tabs:
-                with gr.Tab(tab.label, id=tab.tab_id, elem_id=f"tab_{tab.tab_id}"):
+                with gr.Tab(tab.label, id=tab.tab_id, elem_id=f"tab_{tab.tab_id}") as tab_block:
                     tab.build(ctx)
+                tab_blocks.append((tab.tab_id, tab_block))
+        send_to.wire(blocks, main_tabs, lambda: (bool(ctx.options.get("send_seed")),
+                                                 bool(ctx.options.get("send_size"))))
+        # before the Blocks close: Gradio freezes the page config on exit
+        apply_ui_config(tab_blocks, ctx.paths.ui_config_file)
     return blocks
 
 
@@ -76,6 +102,8 @@ def create_ui_app(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
     credentials = gradio_credentials(getattr(args, "gradio_auth", None),
                                      getattr(args, "gradio_auth_path", None))
     allowed = list(getattr(args, "gradio_allowed_path", None) or [])
+    register_licenses_route(app, ctx.paths.root)
     # --subpath reaches Gradio through uvicorn's root_path (set in webui.py)
     return gr.mount_gradio_app(app, blocks, path="/", auth=credentials or None,
-                               allowed_paths=allowed or None)
+                               allowed_paths=allowed or None,
+                               **ui_assets_for(args, ctx.paths).mount_kwargs())

@@ -7,13 +7,15 @@ import html
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
 from modules.engine.samplers import samplers_api_list
 from modules.engine.schedules import schedulers_api_list
 from modules.jobs.queue import Job
+from modules.ui.prompt_tools import APPLY_STYLE_SYMBOL, CLEAR_PROMPT_SYMBOL, PASTE_SYMBOL, \
+    StylesControls, styles_dropdown, styles_editor, token_counter_html
 from modules.ui.progress import PROGRESS_POLL_SECONDS, ProgressView, finished_outputs, interrupt_job, progress_view, \
     skip_job, stream_job_progress, wait_for_result
 
@@ -73,6 +75,11 @@ class PromptControls:
     generate: gr.Button
     interrupt: gr.Button
     skip: gr.Button
+    token_counter: gr.HTML | None = None
+    negative_token_counter: gr.HTML | None = None
+    paste: gr.Button | None = None             # ↙️ read generation parameters
+    clear_prompt: gr.Button | None = None
+    styles: StylesControls | None = None
 
 
 @dataclass
@@ -108,20 +115,38 @@ def seed_controls(tab_id: str) -> SeedControls:
     return SeedControls(seed, random_button, reuse_button)
 
 
-def prompt_row(tab_id: str) -> PromptControls:
-    """Prompt and negative prompt beside Generate / Interrupt / Skip."""
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
+def prompt_row(tab_id: str, style_names: Sequence[str] = ()) -> PromptControls:
+    """Prompt and negative prompt (each with its token counter) beside Generate / Interrupt /
+    Skip, the tool buttons (↙️ read generation parameters, 🗑️ clear, ✍️ apply styles), the
+    styles dropdown, and the styles editor below. prompt_tools.wire_prompt_tools wires them."""
+    with gr.Row(equal_height=False, elem_id=f"{tab_id}_toprow"):
+        with gr.Column(scale=3, elem_id=f"{tab_id}_prompt_container"):
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab_id}_prompt",
+                                elem_classes=["prompt"],
                                 placeholder="Prompt (Ctrl+Enter to generate)")
+            token_counter = gr.HTML(token_counter_html(0, 75), elem_id=f"{tab_id}_token_counter",
+                                    elem_classes=["token-counter"])
             negative_prompt = gr.Textbox(label="Negative prompt", lines=2,
-                                         elem_id=f"{tab_id}_neg_prompt")
+                                         elem_id=f"{tab_id}_neg_prompt", elem_classes=["prompt"])
+            negative_token_counter = gr.HTML(token_counter_html(0, 75),
+                                             elem_id=f"{tab_id}_negative_token_counter",
+                                             elem_classes=["token-counter"])
         with gr.Column(scale=1, min_width=200):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab_id}_generate")
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id=f"{tab_id}_interrupt", min_width=60)
                 skip = gr.Button("Skip", elem_id=f"{tab_id}_skip", min_width=60)
-    return PromptControls(prompt, negative_prompt, generate, interrupt, skip)
+            with gr.Row(elem_id=f"{tab_id}_tools"):
+                paste = gr.Button(PASTE_SYMBOL, elem_id=f"{tab_id}_paste",
+                                  elem_classes=["tool", "paste"], min_width=40)
+                clear_prompt = gr.Button(CLEAR_PROMPT_SYMBOL, elem_id=f"{tab_id}_clear_prompt",
+                                         elem_classes=["tool"], min_width=40)
+                apply_styles = gr.Button(APPLY_STYLE_SYMBOL, elem_id=f"{tab_id}_style_apply",
+                                         elem_classes=["tool"], min_width=40)
+            selected_styles = styles_dropdown(tab_id, style_names)
+    styles = styles_editor(tab_id, style_names, selected_styles, apply_styles)
+    return PromptControls(prompt, negative_prompt, generate, interrupt, skip, token_counter,
+                          negative_token_counter, paste, clear_prompt, styles)
 
 
 def sampling_controls(tab_id: str) -> SamplingControls:

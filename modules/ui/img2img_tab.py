@@ -17,6 +17,7 @@ from modules.processing.sketch import inpaint_sketch_inputs, strokes_mask
 from modules.ui.common import UI_DEFAULT_SAMPLER, error_outputs, generate_in_job, prompt_row, \
     refiner_controls, refiner_fields, result_panel, sampling_controls, seed_controls, \
     size_and_batch_controls, wire_generation
+from modules.ui.prompt_tools import wire_prompt_tools
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -44,8 +45,11 @@ IMG2IMG_INPUT_NAMES = (
     "batch_size", "resize_mode", "mask_blur", "mask_alpha", "inpainting_mask_invert",
     "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
     "enable_refiner", "refiner_checkpoint", "refiner_switch_at",
+    "styles",
 )
 
+# the inputs holding images or the selected sub-tab (never set from an infotext)
+IMAGE_INPUT_NAMES = frozenset(IMG2IMG_INPUT_NAMES[:10])
 
 # A1111's img2img modes (the index of the selected input sub-tab)
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
@@ -138,7 +142,7 @@ def img2img_params_from_ui(values: dict[str, Any], init_image: Image.Image | Non
         inpainting_fill=_index(values.get("inpainting_fill"), MASKED_CONTENT, default=1),
         inpaint_full_res=bool(_index(values.get("inpaint_full_res"), INPAINT_AREAS)),
         inpaint_full_res_padding=int(values.get("inpaint_full_res_padding") or 0),
-        is_api=False,
+        is_api=False, styles=list(values.get("styles") or []),
         **refiner_fields(values.get("enable_refiner", False), values.get("refiner_checkpoint"),
                          values.get("refiner_switch_at", 0.8)))
 
@@ -343,7 +347,7 @@ def _inpaint_controls() -> tuple[dict[str, Any], gr.Group, gr.Slider]:
 
 def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None) -> None:
     """Components of the tab (inside an open gr.Tab). `runner` defaults to run_img2img."""
-    prompts = prompt_row("img2img")
+    prompts = prompt_row("img2img", ctx.styles.names())
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             mode = gr.State(IMG2IMG)
@@ -379,8 +383,13 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None) ->
         "batch_count": sizes.batch_count, "batch_size": sizes.batch_size,
         "resize_mode": resize_mode, **inpaint, "enable_refiner": refiner.enable,
         "refiner_checkpoint": refiner.checkpoint, "refiner_switch_at": refiner.switch_at,
+        "styles": prompts.styles.selected,
     }
     inputs = [components[name] for name in IMG2IMG_INPUT_NAMES]
+    # ↙️ sets every control but the init images and the mode
+    pasted = {name: component for name, component in components.items()
+              if name not in IMAGE_INPUT_NAMES}
+    wire_prompt_tools(ctx, prompts, pasted, sampling.steps)
 
     def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
         yield from generate_img2img_live(ctx, runner, dict(zip(IMG2IMG_INPUT_NAMES, values)))

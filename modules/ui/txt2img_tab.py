@@ -16,6 +16,7 @@ from modules.ui.common import UI_DEFAULT_SAMPLER, error_to_html, \
     generate_in_job, infotext_to_html, prompt_row, refiner_controls, refiner_fields, \
     result_panel, sampling_controls, seed_controls, size_and_batch_controls, wait_with_progress, \
     wire_generation
+from modules.ui.prompt_tools import wire_prompt_tools
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -38,6 +39,7 @@ TXT2IMG_INPUT_NAMES = (
     "hr_resize_x", "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler",
     "hr_prompt", "hr_negative_prompt",
     "enable_refiner", "refiner_checkpoint", "refiner_switch_at",
+    "styles",
 )
 
 
@@ -85,7 +87,8 @@ def params_from_ui(values: dict[str, Any]) -> GenerationParams:
     hires = hires_fields(*(values[name] for name in TXT2IMG_INPUT_NAMES[11:23]))
     refiner = refiner_fields(values["enable_refiner"], values["refiner_checkpoint"],
                              values["refiner_switch_at"])
-    return ui_params(*(values[name] for name in TXT2IMG_INPUT_NAMES[:11]), **hires, **refiner)
+    return ui_params(*(values[name] for name in TXT2IMG_INPUT_NAMES[:11]), **hires, **refiner,
+                     styles=list(values.get("styles") or []))
 
 
 def generate_txt2img(ctx: "AppContext", runner: Txt2ImgRunner, params: GenerationParams,
@@ -168,7 +171,7 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None) ->
         from modules.processing.txt2img import run_txt2img
         runner = run_txt2img
 
-    prompts = prompt_row("txt2img")
+    prompts = prompt_row("txt2img", ctx.styles.names())
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             sampling = sampling_controls("txt2img")
@@ -186,8 +189,10 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None) ->
         "height": sizes.height, "seed": seeds.seed, "batch_count": sizes.batch_count,
         "batch_size": sizes.batch_size, **hires, "enable_refiner": refiner.enable,
         "refiner_checkpoint": refiner.checkpoint, "refiner_switch_at": refiner.switch_at,
+        "styles": prompts.styles.selected,
     }
     inputs = [components[name] for name in TXT2IMG_INPUT_NAMES]
+    wire_prompt_tools(ctx, prompts, components, sampling.steps)
 
     def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
         params = params_from_ui(dict(zip(TXT2IMG_INPUT_NAMES, values)))

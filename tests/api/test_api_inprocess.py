@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 import functools
+from pathlib import Path
+import tempfile
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from modules.app.checkpoints import VaeRegistry
+from modules.app.option_defs import default_option_definitions
+from modules.app.paths import Paths
+from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
 from modules.app.context import AppContext
 from modules.api.app import create_api_app
@@ -34,8 +40,8 @@ TIMEOUT = 10
 
 
 def small_options(config_path) -> Options:
-    """The real settings registry over the few settings these routes read."""
-    definitions = {
+    """The real settings registry, with the settings these tests look at made predictable."""
+    definitions = {**default_option_definitions(),
         "sd_model_checkpoint": OptionInfo(default="model-a.safetensors [aaaaaaaaaa]"),
         "samples_format": OptionInfo(default="png", choices=["png", "jpg", "jpeg", "webp"]),
         "enable_pnginfo": OptionInfo(default=True),
@@ -152,10 +158,14 @@ class FakeRunner:
 
 def make_ctx(argv: list[str], config_path=None) -> SimpleNamespace:
     args, _ = parse_args(argv)
+    data_dir = Path(config_path).parent if config_path is not None else Path(tempfile.mkdtemp())
+    args.data_dir = str(data_dir)
+    paths = Paths.from_args(args, data_dir)
     ctx = SimpleNamespace(args=args, options=small_options(config_path),
                           checkpoints=CheckpointInfos(CHECKPOINTS),
                           model_manager=FakeModelManager(), jobs=JobQueue(),
-                          upscalers=UpscalerRegistry())
+                          upscalers=UpscalerRegistry(), paths=paths,
+                          vaes=VaeRegistry(paths.vae_dir), styles=StyleDatabase(paths.styles_files))
     ctx.processing_context = lambda progress: SimpleNamespace(options=ctx.options,
                                                               progress=progress)
     # the real switching logic (load on the job worker) over the fake model manager

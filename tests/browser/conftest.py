@@ -1,0 +1,317 @@
+"""Browser tests: the real app (`launch.py`, UI + API, a tiny SD1 checkpoint) driven by Debian's
+headless Chromium through Playwright, as a person would use it.
+
+Every test gets a fresh page; a test fails when the browser console reports an error, and a
+screenshot of a failed test is written to `test-screenshots/<test>.png`.
+The server and browser helpers here are shared with `make_screenshots.py`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterator
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_PATH = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 1100}
+FAILURE_SCREENSHOTS = ROOT / "test-screenshots"
+SERVER_START_SECONDS = 180
+GENERATION_TIMEOUT_MS = 120_000
+CHECKPOINT_NAME = "tiny.safetensors"
+
+# Errors Gradio's client logs when its open event stream is cut because the page itself is being
+# reloaded or left (the test asked for that): not a fault of the app. Ignored only during such a
+# navigation (see ConsoleErrors.navigating).
+UNLOAD_CONSOLE_ERRORS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"^AbortError: signal is aborted without reason"),
+    re.compile(r"^Unexpected error Connection errored out"),
+)
+
+
+@dataclass
+class AppServer:
+    """A running `launch.py` process and where to reach it."""
+    base_url: str
+    data_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+    log_file: IO[str] = field(repr=False)
+
+    def log_text(self) -> str:
+        if not self.log_file.closed:
+            self.log_file.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_tiny_data_dir(data_dir: Path) -> Path:
+    """A data dir holding one tiny random-weight SD1 checkpoint (real key names)."""
+    from tests.engine.tiny_checkpoints import write_tiny_checkpoint
+
+    checkpoint = data_dir / "models" / "Stable-diffusion" / CHECKPOINT_NAME
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    write_tiny_checkpoint(checkpoint, "sd1")
+    return checkpoint
+
+
+def start_app_server(data_dir: Path, *, extra_args: tuple[str, ...] = ()) -> AppServer:
+    """Start the real app (UI with --api) on a free port and wait until it answers."""
+    port = free_port()
+    log_path = data_dir / "server.log"
+    log_file = open(log_path, "w", encoding="utf-8")
+    # Gradio's uploaded / generated files go under the data dir, so nothing outlives the run
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(data_dir / "gradio-tmp"),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen(
+        [sys.executable, "launch.py", "--data-dir", str(data_dir), "--port", str(port), "--api",
+         "--skip-prepare-environment", *extra_args],
+        cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    server = AppServer(f"http://127.0.0.1:{port}", data_dir, process, log_path, log_file)
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log_file.close()
+            raise RuntimeError(f"the app exited with {process.returncode}:\n{server.log_text()}")
+        try:
+            if requests.get(server.base_url + "/internal/ping", timeout=2).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    stop_app_server(server)
+    raise RuntimeError(f"the app did not answer within {SERVER_START_SECONDS}s:\n"
+                       f"{server.log_text()}")
+
+
+def stop_app_server(server: AppServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=20)
+    server.log_file.close()
+
+
+def browser_unavailable_reason() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed: run ./run_tests.sh (installs requirements-test.txt)"
+    if not CHROMIUM_PATH.exists():
+        return (f"no Chromium at {CHROMIUM_PATH}: install Debian's package "
+                f"(sudo apt-get install -y chromium) or set CHROMIUM_PATH")
+    return None
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=BROWSER_ARGS,
+                                      headless=True)
+
+
+class ConsoleErrors:
+    """Collects a page's console errors and uncaught exceptions."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self._navigating = False
+
+    def attach(self, page) -> "ConsoleErrors":
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        return self
+
+    def _on_console(self, message) -> None:
+        if message.type != "error":
+            return
+        if self._navigating and any(p.search(message.text) for p in UNLOAD_CONSOLE_ERRORS):
+            return
+        self.errors.append(f"console.error: {message.text}")
+
+    @contextmanager
+    def navigating(self) -> Iterator[None]:
+        """While the test reloads or leaves the page on purpose."""
+        self._navigating = True
+        try:
+            yield
+        finally:
+            self._navigating = False
+
+
+def open_ui(page, base_url: str) -> None:
+    """Load the UI and wait until the txt2img tab can be used."""
+    page.goto(base_url + "/")
+    page.locator("#txt2img_prompt textarea").wait_for(state="visible")
+
+
+def reload_ui(page, console: ConsoleErrors) -> None:
+    """Reload the page (F5) and wait until the UI can be used again."""
+    with console.navigating():
+        page.reload()
+        page.locator("#txt2img_prompt textarea").wait_for(state="visible")
+
+
+# -- actions a person takes in the UI ------------------------------------------------------------
+
+def set_number(page, elem_id: str, value: float) -> None:
+    """Type a value into a slider's number box (as a user does) and check the slider took it."""
+    from playwright.sync_api import expect
+
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    expect(page.locator(f"#{elem_id} input[type=range]")).to_have_value(str(value))
+
+
+def choose_option(page, elem_id: str, option: str) -> None:
+    """Open a dropdown and click one of its options."""
+    from playwright.sync_api import expect
+
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(page.locator(f"#{elem_id} input")).to_have_value(option)
+
+
+def open_tab(page, tab_id: str) -> None:
+    page.locator(f"#tab_{tab_id}-button").click()
+    page.locator(f"#{tab_id}_prompt textarea").wait_for(state="visible")
+
+
+def fill_small_generation(page, tab_id: str, prompt: str, *, steps: int = 3,
+                          seed: int | None = None, size: tuple[int, int] = (64, 64)) -> None:
+    """Prompt, a small size, few steps (and a fixed seed when given): a job the tiny model runs
+    fast."""
+    page.locator(f"#{tab_id}_prompt textarea").fill(prompt)
+    set_number(page, f"{tab_id}_width", size[0])
+    set_number(page, f"{tab_id}_height", size[1])
+    set_number(page, f"{tab_id}_steps", steps)
+    if seed is not None:
+        page.locator(f"#{tab_id}_seed input").fill(str(seed))
+
+
+def generate_and_wait(page, tab_id: str, *, expected_in_info: str) -> str:
+    """Click Generate, wait for the infotext to show `expected_in_info` and for the gallery image
+    to load; returns the infotext."""
+    from playwright.sync_api import expect
+
+    info = page.locator(f"#html_info_{tab_id}")
+    page.locator(f"#{tab_id}_generate").click()
+    expect(info).to_contain_text(expected_in_info, timeout=GENERATION_TIMEOUT_MS)
+    wait_for_gallery_images(page, tab_id)
+    return info.inner_text()
+
+
+def wait_for_gallery_images(page, tab_id: str, count: int = 1) -> list[tuple[int, int]]:
+    """Wait until the tab's gallery shows `count` loaded images; their natural sizes."""
+    from playwright.sync_api import expect
+
+    images = page.locator(f"#{tab_id}_gallery img")
+    expect(images).to_have_count(count, timeout=GENERATION_TIMEOUT_MS)
+    page.wait_for_function(
+        "id => [...document.querySelectorAll(`#${id}_gallery img`)]"
+        ".every(img => img.complete && img.naturalWidth > 0)", arg=tab_id,
+        timeout=GENERATION_TIMEOUT_MS)
+    return [tuple(size) for size in images.evaluate_all(
+        "imgs => imgs.map(img => [img.naturalWidth, img.naturalHeight])")]
+
+
+def download_gallery_image(page, tab_id: str, index: int = 0) -> bytes:
+    """The file behind a gallery image, as the browser fetches it (what "save" gives a user)."""
+    source = page.locator(f"#{tab_id}_gallery img").nth(index).get_attribute("src")
+    response = page.request.get(source)
+    assert response.ok, (source, response.status)
+    return response.body()
+
+
+# -- pytest fixtures -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> Iterator[AppServer]:
+    reason = browser_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    data_dir = tmp_path_factory.mktemp("browser-app")
+    write_tiny_data_dir(data_dir)
+    server = start_app_server(data_dir)
+    yield server
+    stop_app_server(server)
+
+
+@pytest.fixture(scope="session")
+def browser(app_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can see whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+def save_failure_screenshot(page, test_name: str) -> Path:
+    FAILURE_SCREENSHOTS.mkdir(exist_ok=True)
+    # the folder ignores itself, so failure screenshots never end up in a commit
+    (FAILURE_SCREENSHOTS / ".gitignore").write_text("*\n", encoding="utf-8")
+    path = FAILURE_SCREENSHOTS / (re.sub(r"[^\w.-]+", "_", test_name) + ".png")
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def console_errors() -> ConsoleErrors:
+    """The console errors of the test's page (the page fixture fails the test on any)."""
+    return ConsoleErrors()
+
+
+@pytest.fixture
+def page(browser, app_server, console_errors, request):
+    """A fresh page with the UI loaded. Fails the test on browser-console errors and keeps a
+    screenshot when the test failed."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    console_errors.attach(page)
+    open_ui(page, app_server.base_url)
+    yield page
+    call_report = getattr(request.node, "report_call", None)
+    if (call_report is not None and call_report.failed) or console_errors.errors:
+        save_failure_screenshot(page, request.node.name)
+    context.close()
+    assert not console_errors.errors, ("browser console errors:\n"
+                                       + "\n".join(console_errors.errors))
+
+
+@pytest.fixture
+def sample_png(tmp_path) -> Path:
+    """A 64x64 picture to upload: a red square on blue."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 64), (30, 60, 200))
+    ImageDraw.Draw(image).rectangle((16, 16, 47, 47), fill=(220, 30, 30))
+    path = tmp_path / "upload.png"
+    image.save(path)
+    return path
+

@@ -1,0 +1,34 @@
+"""img2img in the browser: upload a picture, generate, read the result."""
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import fill_small_generation, generate_and_wait, open_tab, \
+    set_number, wait_for_gallery_images
+
+
+def test_img2img_from_an_uploaded_image(page, sample_png):
+    open_tab(page, "img2img")
+    page.locator("#img2img_image input[type=file]").set_input_files(str(sample_png))
+    expect(page.locator("#img2img_image img")).to_be_visible()
+    fill_small_generation(page, "img2img", "a blue dog", steps=3, seed=42)
+    # a size other than the upload's: the output follows the requested size
+    set_number(page, "img2img_width", 96)
+    set_number(page, "img2img_denoising_strength", 0.5)
+
+    info = generate_and_wait(page, "img2img", expected_in_info="Steps: 3")
+    assert info.splitlines()[0] == "a blue dog"
+    for expected in ("Seed: 42", "Size: 96x64", "Denoising strength: 0.5"):
+        assert expected in info, (expected, info)
+    assert wait_for_gallery_images(page, "img2img") == [(96, 64)]
+    expect(page.locator("#html_log_img2img")).to_have_text("")
+
+
+def test_img2img_without_an_image_says_what_is_missing(page):
+    open_tab(page, "img2img")
+    fill_small_generation(page, "img2img", "nothing uploaded", steps=2, seed=1)
+    page.locator("#img2img_generate").click()
+    error = page.locator("#html_log_img2img")
+    expect(error).not_to_have_text("", timeout=60_000)
+    expect(error).to_contain_text("image")
+    expect(page.locator("#img2img_gallery img")).to_have_count(0)

@@ -1,0 +1,46 @@
+"""Tabs in A1111's order; the tabs of later features say so; Extensions lists its folders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from modules.app.cmd_args import parse_args
+from modules.app.context import build_app_context
+from modules.ui.app import build_ui
+from modules.ui.later_tabs import CHECKPOINT_MERGER_NOTICE, TRAIN_NOTICE, extensions_table_html, \
+    find_extension_folders
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tabs_in_a1111_order_with_later_features_announced(tmp_path):
+    (tmp_path / "extensions" / "sd-webui-controlnet").mkdir(parents=True)
+    (tmp_path / "extensions" / ".hidden").mkdir()
+    args, _ = parse_args(["--data-dir", str(tmp_path), "--skip-load-model-at-start"])
+    ctx = build_app_context(args, ROOT)
+    try:
+        blocks = build_ui(ctx)
+    finally:
+        ctx.close()
+    main_tabs = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "tabs")
+    labels = [tab.label for tab in main_tabs.children if isinstance(tab, gr.Tab)]
+    assert labels == ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train",
+                      "Settings", "Extensions"]
+    by_elem = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+    assert by_elem["modelmerger_notice"].value == CHECKPOINT_MERGER_NOTICE
+    assert by_elem["train_notice"].value == TRAIN_NOTICE
+    installed = by_elem["extensions_installed_html"].value
+    assert "sd-webui-controlnet" in installed and ".hidden" not in installed
+
+
+def test_extension_folders_user_then_builtin(tmp_path):
+    user, builtin = tmp_path / "extensions", tmp_path / "extensions-builtin"
+    for folder in (user / "b-ext", user / "A-ext", builtin / "Lora"):
+        folder.mkdir(parents=True)
+    (user / "file.txt").write_text("not an extension")
+    found = find_extension_folders(user, builtin)
+    assert [(f.name, f.builtin) for f in found] == [("A-ext", False), ("b-ext", False),
+                                                     ("Lora", True)]
+    assert "built-in" in extensions_table_html(found)
+    assert "No extensions installed" in extensions_table_html([])
