@@ -5,6 +5,7 @@ the settings that differ from their defaults with a "Restore defaults" button, a
 `option_component` is shared with the quicksettings row, so a setting looks the same in both."""
 from __future__ import annotations
 
+import functools
 import html
 import logging
 from dataclasses import dataclass
@@ -64,30 +65,37 @@ def option_choices(ctx: "AppContext", key: str, info: OptionInfo) -> list | None
 
 def option_component(key: str, info: OptionInfo, value: Any, choices: list | None, *,
                      elem_id: str | None = None, **layout: Any) -> gr.components.Component:
-    """The Gradio control of one setting (A1111's component kinds)."""
+    """The Gradio control of one setting (A1111's component kinds). `value` may be a function:
+    Gradio calls it on every page load, so a reloaded page shows the stored value."""
+    def shown(convert: Callable[[Any], Any]) -> Any:
+        return (lambda: convert(value())) if callable(value) else convert(value)
+
+    def same(current: Any) -> Any:
+        return current
+
     label = info.label or key
     extra = dict(info.component_args or {})
     common = dict(label=label, elem_id=elem_id or f"setting_{key}",
                   info=info.comment or None, **layout)
     kind = info.component
     if kind == "slider":
-        return gr.Slider(value=value, **extra, **common)
+        return gr.Slider(value=shown(same), **extra, **common)
     if kind == "checkbox":
-        return gr.Checkbox(value=bool(value), **common)
+        return gr.Checkbox(value=shown(bool), **common)
     if kind == "number":
-        return gr.Number(value=value, **common)
+        return gr.Number(value=shown(same), **common)
     if kind == "colorpicker":
-        return gr.ColorPicker(value=value, **common)
+        return gr.ColorPicker(value=shown(same), **common)
     if kind == "radio" and choices:
-        return gr.Radio(choices, value=value, **common)
+        return gr.Radio(choices, value=shown(same), **common)
     if kind == "checkboxgroup":
-        return gr.CheckboxGroup(choices or [], value=list(value or []), **common)
+        return gr.CheckboxGroup(choices or [], value=shown(lambda v: list(v or [])), **common)
     if kind in ("dropdown", "radio"):
         multiselect = bool(extra.get("multiselect"))
-        dropdown_value = list(value or []) if multiselect else value
-        return gr.Dropdown(choices or [], value=dropdown_value, multiselect=multiselect,
-                           allow_custom_value=not choices, **common)
-    return gr.Textbox(value="" if value is None else str(value), **common)
+        return gr.Dropdown(choices or [],
+                           value=shown(lambda v: list(v or []) if multiselect else v),
+                           multiselect=multiselect, allow_custom_value=not choices, **common)
+    return gr.Textbox(value=shown(lambda v: "" if v is None else str(v)), **common)
 
 
 def apply_settings(options: Options, values: dict[str, Any], *,
@@ -193,7 +201,8 @@ def build_settings_tab(ctx: "AppContext") -> None:
                           elem_id=f"settings_section_{section.section_id}") as block:
             for key in section.keys:
                 info = options.info(key)
-                components.append(option_component(key, info, options.get(key),
+                # a function: the control shows the stored value again after a page reload
+                components.append(option_component(key, info, functools.partial(options.get, key),
                                                    option_choices(ctx, key, info)))
                 keys.append(key)
         section_blocks.append(block)

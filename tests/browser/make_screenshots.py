@@ -40,7 +40,7 @@ def capture(page, tab_id: str, prompt: str, destination: Path) -> None:
     # down to the infotext under the gallery, so the picture shows the result and its parameters
     info_box = page.locator(f"#html_info_{tab_id}").bounding_box()
     height = min(MAX_SCREENSHOT_HEIGHT,
-                 max(VIEWPORT["height"], int(info_box["y"] + info_box["height"]) + 24))
+                 max(VIEWPORT["height"], int(info_box["y"] + info_box["height"]) + 60))
     page.screenshot(path=str(destination), full_page=True,
                     clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
     shrink_png(destination)

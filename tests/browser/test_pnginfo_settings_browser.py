@@ -2,7 +2,6 @@
 a page reload."""
 from __future__ import annotations
 
-import pytest
 import requests
 from playwright.sync_api import expect
 
@@ -34,9 +33,6 @@ def test_png_info_shows_a_generated_images_parameters_and_sends_them_to_img2img(
         assert wait_for_gallery_images(page, "img2img") == [(64, 64)]
 
 
-@pytest.mark.xfail(reason="known bug: the Settings tab shows the values it was built with, so a "
-                          "reloaded page shows the old value although config.json has the new one",
-                   strict=False)
 def test_a_setting_is_applied_and_kept_after_reload(page, app_server, console_errors):
     page.locator("#tab_settings-button").click()
     quality = page.locator("#setting_jpeg_quality input[type=number]")
