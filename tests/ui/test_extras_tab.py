@@ -5,26 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from modules.app.cmd_args import parse_args
-from modules.app.context import build_app_context
 from modules.processing.face_restoration import NOT_INSTALLED_MESSAGE
 from modules.processing.images import read_info_from_image, write_image
 from modules.ui.extras_tab import BATCH_FILES, BATCH_FOLDER, EXTRAS_INPUT_NAMES, SINGLE_IMAGE, \
     face_restorer_notice, run_extras_tab
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    args, _ = parse_args(["--data-dir", str(data), "--skip-load-model-at-start"])
-    context = build_app_context(args, ROOT)
-    yield context
-    context.close()
 
 
 def checker(width: int, height: int) -> Image.Image:

@@ -8,28 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modules.app.cmd_args import parse_args
-from modules.app.context import build_app_context
 from modules.processing.images import read_info_from_image
 from modules.ui.img2img_tab import IMG2IMG, IMG2IMG_INPUT_NAMES, INPAINT, INPAINT_SKETCH, \
     INPAINT_UPLOAD, SKETCH, BATCH, brush_mask, generate_img2img_live, init_image_and_mask
-from tests.engine.tiny_checkpoints import write_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = {"sd_model_checkpoint": "tiny-sd1", "samples_save": False, "grid_save": False,
            "return_grid": False}
 
 
+
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    ckpt_dir = data / "models" / "Stable-diffusion"
-    ckpt_dir.mkdir(parents=True)
-    write_tiny_checkpoint(ckpt_dir / "tiny-sd1.safetensors", "sd1", seed=1)
-    args, _ = parse_args(["--data-dir", str(data), "--skip-load-model-at-start"])
-    context = build_app_context(args, ROOT)
-    yield context
-    context.close()
+def ctx(tiny_ctx):
+    """These tests generate: the context with the tiny SD1 checkpoint."""
+    return tiny_ctx
 
 
 def gradient_image(width: int = 64, height: int = 64) -> Image.Image:

@@ -8,12 +8,9 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from modules.app.cmd_args import parse_args
-from modules.app.context import build_app_context
 from modules.processing.images import save_image, write_image
 from modules.ui.pnginfo_tab import run_pnginfo
 from modules.ui.send_to import SEND_TARGETS, infotext_field_values, send_values
-from tests.engine.tiny_checkpoints import write_tiny_checkpoint
 from tests.integration.conftest import generate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,16 +19,11 @@ INFOTEXT = ("a red fox, (snow:1.2)\nNegative prompt: blurry\n"
             "Size: 96x64, Denoising strength: 0.45")
 
 
+
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    ckpt_dir = data / "models" / "Stable-diffusion"
-    ckpt_dir.mkdir(parents=True)
-    write_tiny_checkpoint(ckpt_dir / "tiny-sd1.safetensors", "sd1", seed=1)
-    args, _ = parse_args(["--data-dir", str(data), "--skip-load-model-at-start"])
-    context = build_app_context(args, ROOT)
-    yield context
-    context.close()
+def ctx(tiny_ctx):
+    """These tests generate: the context with the tiny SD1 checkpoint."""
+    return tiny_ctx
 
 
 def test_generated_png_shows_its_infotext(ctx, tmp_path):

@@ -8,8 +8,6 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from modules.app.cmd_args import parse_args
-from modules.app.context import build_app_context
 from modules.engine.tokenizer import get_clip_tokenizer
 from modules.ui.prompt_tools import TokenCounter, apply_selected_styles, count_ui_prompt_tokens, \
     delete_style, fit_value, infotext_ui_values, save_style, token_counter_update
@@ -23,15 +21,6 @@ INFOTEXT = (
     "Steps: 31, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 1234567, Size: 320x448, "
     "Denoising strength: 0.45, Hires upscale: 1.5, Hires steps: 8, "
     "Hires upscaler: Latent (nearest), Batch size: 2, Version: v1.10.1")
-
-
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    args, _ = parse_args(["--data-dir", str(data), "--skip-load-model-at-start"])
-    context = build_app_context(args, ROOT)
-    yield context
-    context.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from PIL import Image
 
-from modules.app.cmd_args import parse_args
-from modules.app.context import build_app_context
 from modules.ui.common import refiner_fields
 from modules.ui.txt2img_tab import TXT2IMG_INPUT_NAMES, hires_fields, \
     hires_upscaler_names, params_from_ui
@@ -29,15 +26,6 @@ class CapturingRunner:
         image = Image.new("RGB", (params.width, params.height), (1, 2, 3))
         return SimpleNamespace(images=[image], infotexts=["a prompt\nSteps: 3"],
                                js=lambda: json.dumps({"seed": params.seed}))
-
-
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    args, _ = parse_args(["--data-dir", str(data), "--skip-load-model-at-start"])
-    context = build_app_context(args, ROOT)
-    yield context
-    context.close()
 
 
 def test_hires_and_refiner_values_become_request_fields():
