@@ -23,7 +23,7 @@ chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
 if [ ! -x "$chromium" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "Installing Debian's chromium for the browser tests..."
-        apt-get update && apt-get install -y chromium \
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
             || echo "Could not install chromium: the browser tests will be skipped." >&2
     else
         echo "The browser tests need Chromium at $chromium and will be skipped: install it with" \
