@@ -29,6 +29,7 @@ VIEWPORT = {"width": 1400, "height": 1100}
 FAILURE_SCREENSHOTS = ROOT / "test-screenshots"
 SERVER_START_SECONDS = 180
 GENERATION_TIMEOUT_MS = 120_000
+UI_TIMEOUT_MS = 30_000      # page actions and expect() assertions (Playwright's default: 5 s)
 CHECKPOINT_NAME = "tiny.safetensors"
 
 # Errors Gradio's client logs when its open event stream is cut because the page itself is being
@@ -293,6 +294,11 @@ def page(browser, app_server, console_errors, request):
     screenshot when the test failed."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
+    # generous waits: on a loaded 2-core machine a Gradio update can take seconds; a passing
+    # test never waits the full time, it continues as soon as the DOM is in the expected state
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    from playwright.sync_api import expect
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     console_errors.attach(page)
     open_ui(page, app_server.base_url)
     yield page
