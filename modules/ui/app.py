@@ -14,7 +14,7 @@ from modules.api.app import API_TITLE, configure_app, register_api_routes
 from modules.api.auth import parse_credentials
 from modules.api.routes_generation import Txt2ImgRunner
 from modules.ui.assets import register_licenses_route, ui_assets_for
-from modules.ui.common import UiTab
+from modules.ui.common import PageLoadRefresh, UiTab
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import Img2ImgRunner, build_img2img_tab
 from modules.ui.later_tabs import build_checkpoint_merger_tab, build_extensions_tab, \
@@ -34,9 +34,11 @@ UI_TITLE = "Stable Diffusion"
 
 def default_tabs(*, txt2img_runner: Txt2ImgRunner | None = None,
                  img2img_runner: Img2ImgRunner | None = None,
-                 send_to: SendToRegistry | None = None) -> list[UiTab]:
+                 send_to: SendToRegistry | None = None,
+                 page_load: PageLoadRefresh | None = None) -> list[UiTab]:
     """The tab registry, in A1111's display order; tab ids are A1111's (they prefix the keys of
-    ui-config.json). `send_to` collects the "Send to …" buttons of the tabs that have them."""
+    ui-config.json). `send_to` collects the "Send to …" buttons of the tabs that have them,
+    `page_load` the controls that show stored values again when the page reloads."""
     return [
         UiTab("txt2img", "txt2img", lambda ctx: build_txt2img_tab(ctx, txt2img_runner)),
         UiTab("img2img", "img2img", lambda ctx: build_img2img_tab(ctx, img2img_runner)),
@@ -44,7 +46,7 @@ def default_tabs(*, txt2img_runner: Txt2ImgRunner | None = None,
         UiTab("pnginfo", "PNG Info", lambda ctx: build_pnginfo_tab(ctx, send_to)),
         UiTab("modelmerger", "Checkpoint Merger", build_checkpoint_merger_tab),
         UiTab("train", "Train", build_train_tab),
-        UiTab("settings", "Settings", build_settings_tab),
+        UiTab("settings", "Settings", lambda ctx: build_settings_tab(ctx, page_load)),
         UiTab("extensions", "Extensions", build_extensions_tab),
     ]
 
@@ -56,17 +58,19 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
     """The whole page. `send_to` is the registry the given `tabs` put their "Send to" buttons in
     (default_tabs gets a fresh one when `tabs` is not given)."""
     send_to = send_to if send_to is not None else SendToRegistry()
+    page_load = PageLoadRefresh()
     tabs = list(tabs) if tabs is not None else default_tabs(txt2img_runner=txt2img_runner,
                                                             img2img_runner=img2img_runner,
-                                                            send_to=send_to)
+                                                            send_to=send_to, page_load=page_load)
     with gr.Blocks(title=UI_TITLE, analytics_enabled=False) as blocks:
-        build_quicksettings(ctx)
+        build_quicksettings(ctx, page_load)
         tab_blocks: list[tuple[str, gr.Tab]] = []
         with gr.Tabs(elem_id="tabs") as main_tabs:
             for tab in tabs:
                 with gr.Tab(tab.label, id=tab.tab_id, elem_id=f"tab_{tab.tab_id}") as tab_block:
                     tab.build(ctx)
                 tab_blocks.append((tab.tab_id, tab_block))
+        page_load.wire(blocks)
         send_to.wire(blocks, main_tabs, lambda: (bool(ctx.options.get("send_seed")),
                                                  bool(ctx.options.get("send_size"))))
         # before the Blocks close: Gradio freezes the page config on exit

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import gradio as gr
@@ -29,6 +29,37 @@ REUSE_SEED_SYMBOL = "\u267b\ufe0f"     # ♻️
 UI_DEFAULT_SAMPLER = "DPM++ 2M"
 UI_DEFAULT_SCHEDULER = "Automatic"
 NO_REFINER = "None"
+
+
+#: `<html data-stored-values-shown="1">` once PageLoadRefresh has set the controls
+PAGE_LOADED_FLAG = "storedValuesShown"
+
+
+@dataclass
+class PageLoadRefresh:
+    """Controls whose values are read again from the server each time a page (re)loads, so a
+    reloaded page shows what is stored now. All of them come back in one request: a callable
+    `value=` per control would make Gradio queue one event per control on every page load."""
+    readers: list[tuple[Callable[[], Sequence[Any]], list[Any]]] = field(default_factory=list)
+
+    def add(self, outputs: Sequence[Any], read: Callable[[], Sequence[Any]]) -> None:
+        """`read()` returns one value (or gr.update) per output, in order."""
+        self.readers.append((read, list(outputs)))
+
+    def wire(self, blocks: gr.Blocks) -> None:
+        """Call inside `blocks`, after every tab is built."""
+        if not self.readers:
+            return
+        outputs = [component for _, components in self.readers for component in components]
+
+        def read_all() -> list[Any]:
+            return [value for read, _ in self.readers for value in read()]
+        # the page is marked once the values are in, so scripts (and tests) know that what the
+        # controls show is no longer the build-time value
+        blocks.load(read_all, outputs=outputs, queue=False, show_progress="hidden",
+                    api_visibility="private").then(
+            fn=None, js=f"() => {{ document.documentElement.dataset.{PAGE_LOADED_FLAG} = '1'; }}",
+            queue=False, show_progress="hidden", api_visibility="private")
 
 
 @dataclass

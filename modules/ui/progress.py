@@ -4,6 +4,7 @@ on the tab's own job."""
 from __future__ import annotations
 
 import html
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
@@ -14,6 +15,8 @@ from modules.jobs.queue import Job, JobCancelled
 
 if TYPE_CHECKING:
     from modules.jobs.queue import JobQueue
+
+log = logging.getLogger(__name__)
 
 PROGRESS_POLL_SECONDS = 0.25
 
@@ -126,6 +129,7 @@ def interrupt_job(jobs: "JobQueue", task_id: str | None) -> bool:
     """Interrupt the tab's job: a queued one is cancelled, a running one stops at its next step
     and returns what is finished. Without a known id the running job is interrupted (A1111)."""
     job = jobs.get(task_id) if task_id else None
+    log.info("Interrupt requested from the UI for %s", task_id or "the running job")
     if job is None:
         return jobs.interrupt_current()
     if job.finished:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import gradio as gr
 
-from modules.ui.common import error_to_html
-from modules.ui.settings_tab import option_choices, option_component
+from modules.ui.common import PageLoadRefresh, error_to_html
+from modules.ui.settings_tab import option_choices, option_component, shown_value
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -111,7 +111,9 @@ def _refresh_button(elem_id: str) -> gr.Button:
     return gr.Button(REFRESH_SYMBOL, elem_id=elem_id, min_width=40, scale=0)
 
 
-def build_quicksettings(ctx: "AppContext") -> None:
+def build_quicksettings(ctx: "AppContext", page_load: PageLoadRefresh | None = None) -> None:
+    """The row above the tabs. With `page_load`, a reloaded page shows the model, VAE and values
+    of now (they may have changed through the API or another browser)."""
     with gr.Row(elem_id="quicksettings"):
         checkpoint = gr.Dropdown(ctx.checkpoints.titles(), value=_selected_title(ctx),
                                  label="Stable Diffusion checkpoint",
@@ -124,6 +126,12 @@ def build_quicksettings(ctx: "AppContext") -> None:
                                         option_choices(ctx, key, ctx.options.info(key)), scale=2)
                   for key in quicksettings_keys(ctx)[len(FIXED_QUICKSETTINGS):]}
     status = gr.HTML(_status_html(ctx), elem_id="quicksettings_status")
+    if page_load is not None:
+        page_load.add([checkpoint, vae, status, *others.values()], lambda: [
+            gr.update(choices=ctx.checkpoints.titles(), value=_selected_title(ctx)),
+            gr.update(choices=ctx.vaes.names(), value=ctx.options.get("sd_vae")),
+            _status_html(ctx),
+            *(shown_value(ctx.options.info(key), ctx.options.get(key)) for key in others)])
 
     def refreshed_checkpoints() -> tuple[Any, str]:
         ctx.checkpoints.refresh()

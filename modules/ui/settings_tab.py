@@ -5,7 +5,6 @@ the settings that differ from their defaults with a "Restore defaults" button, a
 `option_component` is shared with the quicksettings row, so a setting looks the same in both."""
 from __future__ import annotations
 
-import functools
 import html
 import logging
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import gradio as gr
 
 from modules.app.options import OptionInfo, Options, coerce_value
 from modules.engine.samplers import samplers_api_list
+from modules.ui.common import PageLoadRefresh
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -63,39 +63,47 @@ def option_choices(ctx: "AppContext", key: str, info: OptionInfo) -> list | None
     return info.choice_list()
 
 
+def shown_value(info: OptionInfo, value: Any) -> Any:
+    """A stored setting as its control shows it (see option_component)."""
+    kind = info.component
+    if kind == "checkbox":
+        return bool(value)
+    if kind in ("slider", "number", "colorpicker", "radio"):
+        return value
+    if kind == "checkboxgroup" or (kind == "dropdown"
+                                   and (info.component_args or {}).get("multiselect")):
+        return list(value or [])
+    if kind == "dropdown":
+        return value
+    return "" if value is None else str(value)
+
+
 def option_component(key: str, info: OptionInfo, value: Any, choices: list | None, *,
                      elem_id: str | None = None, **layout: Any) -> gr.components.Component:
-    """The Gradio control of one setting (A1111's component kinds). `value` may be a function:
-    Gradio calls it on every page load, so a reloaded page shows the stored value."""
-    def shown(convert: Callable[[Any], Any]) -> Any:
-        return (lambda: convert(value())) if callable(value) else convert(value)
-
-    def same(current: Any) -> Any:
-        return current
-
+    """The Gradio control of one setting (A1111's component kinds), showing `value`."""
+    value = shown_value(info, value)
     label = info.label or key
     extra = dict(info.component_args or {})
     common = dict(label=label, elem_id=elem_id or f"setting_{key}",
                   info=info.comment or None, **layout)
     kind = info.component
     if kind == "slider":
-        return gr.Slider(value=shown(same), **extra, **common)
+        return gr.Slider(value=value, **extra, **common)
     if kind == "checkbox":
-        return gr.Checkbox(value=shown(bool), **common)
+        return gr.Checkbox(value=value, **common)
     if kind == "number":
-        return gr.Number(value=shown(same), **common)
+        return gr.Number(value=value, **common)
     if kind == "colorpicker":
-        return gr.ColorPicker(value=shown(same), **common)
+        return gr.ColorPicker(value=value, **common)
     if kind == "radio" and choices:
-        return gr.Radio(choices, value=shown(same), **common)
+        return gr.Radio(choices, value=value, **common)
     if kind == "checkboxgroup":
-        return gr.CheckboxGroup(choices or [], value=shown(lambda v: list(v or [])), **common)
+        return gr.CheckboxGroup(choices or [], value=value, **common)
     if kind in ("dropdown", "radio"):
         multiselect = bool(extra.get("multiselect"))
-        return gr.Dropdown(choices or [],
-                           value=shown(lambda v: list(v or []) if multiselect else v),
-                           multiselect=multiselect, allow_custom_value=not choices, **common)
-    return gr.Textbox(value=shown(lambda v: "" if v is None else str(v)), **common)
+        return gr.Dropdown(choices or [], value=value, multiselect=multiselect,
+                           allow_custom_value=not choices, **common)
+    return gr.Textbox(value=value, **common)
 
 
 def apply_settings(options: Options, values: dict[str, Any], *,
@@ -181,8 +189,9 @@ def _checkpoint_handler(ctx: "AppContext") -> ChangeHandler:
     return load
 
 
-def build_settings_tab(ctx: "AppContext") -> None:
-    """Components of the tab (inside an open gr.Tab)."""
+def build_settings_tab(ctx: "AppContext", page_load: PageLoadRefresh | None = None) -> None:
+    """Components of the tab (inside an open gr.Tab). With `page_load`, a reloaded page shows the
+    values stored now rather than those of the moment the UI was built."""
     options = ctx.options
     with gr.Row():
         search = gr.Textbox(label="Search", placeholder="Search settings…", scale=4,
@@ -201,8 +210,7 @@ def build_settings_tab(ctx: "AppContext") -> None:
                           elem_id=f"settings_section_{section.section_id}") as block:
             for key in section.keys:
                 info = options.info(key)
-                # a function: the control shows the stored value again after a page reload
-                components.append(option_component(key, info, functools.partial(options.get, key),
+                components.append(option_component(key, info, options.get(key),
                                                    option_choices(ctx, key, info)))
                 keys.append(key)
         section_blocks.append(block)
@@ -218,12 +226,15 @@ def build_settings_tab(ctx: "AppContext") -> None:
                                          elem_id="settings_restore_defaults")
 
     handlers = {"sd_model_checkpoint": _checkpoint_handler(ctx)}
+    if page_load is not None:
+        page_load.add(components, lambda: [shown_value(options.info(key), options.get(key))
+                                           for key in keys])
 
     def on_apply(*values: Any) -> tuple[Any, ...]:
         message = apply_settings(options, dict(zip(keys, values)), change_handlers=handlers)
         # the controls show what is stored now (a rejected value springs back)
         return (message, changed_settings_html(options, keys),
-                *(options.get(key) for key in keys))
+                *(shown_value(options.info(key), options.get(key)) for key in keys))
 
     def on_search(query: str) -> list[Any]:
         visible = dict(zip(keys, matching_settings(options, keys, query)))

@@ -156,17 +156,24 @@ class ConsoleErrors:
             self._navigating = False
 
 
-def open_ui(page, base_url: str) -> None:
-    """Load the UI and wait until the txt2img tab can be used."""
-    page.goto(base_url + "/")
+def wait_until_ready(page) -> None:
+    """Wait until the txt2img tab can be used and the page-load refresh has set every control
+    to its stored value (typing before that would be overwritten by it)."""
     page.locator("#txt2img_prompt textarea").wait_for(state="visible")
+    page.wait_for_function("() => document.documentElement.dataset.storedValuesShown === '1'")
+
+
+def open_ui(page, base_url: str) -> None:
+    """Load the UI and wait until it can be used."""
+    page.goto(base_url + "/")
+    wait_until_ready(page)
 
 
 def reload_ui(page, console: ConsoleErrors) -> None:
     """Reload the page (F5) and wait until the UI can be used again."""
     with console.navigating():
         page.reload()
-        page.locator("#txt2img_prompt textarea").wait_for(state="visible")
+        wait_until_ready(page)
 
 
 # -- actions a person takes in the UI ------------------------------------------------------------

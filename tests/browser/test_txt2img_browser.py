@@ -55,7 +55,8 @@ def test_random_seed_is_reported_and_reuse_seed_puts_it_back(page):
 
 
 def test_interrupt_ends_a_long_job_early_with_an_image(page):
-    fill_small_generation(page, "txt2img", "a long job", steps=150, seed=3)
+    # 150 steps at 192x192: long enough that the click lands early even on a loaded machine
+    fill_small_generation(page, "txt2img", "a long job", steps=150, seed=3, size=(192, 192))
     # record every text the progress bar shows, to know how far the job got
     page.evaluate("""() => {
         window.progressTexts = [];
@@ -71,7 +72,7 @@ def test_interrupt_ends_a_long_job_early_with_an_image(page):
 
     expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 150",
                                                               timeout=GENERATION_TIMEOUT_MS)
-    assert wait_for_gallery_images(page, "txt2img") == [(64, 64)]
+    assert wait_for_gallery_images(page, "txt2img") == [(192, 192)]
     expect(page.locator("#txt2img_progress")).to_have_text("")
     percents = [int(match) for text in page.evaluate("() => window.progressTexts")
                 for match in PERCENT.findall(text)]

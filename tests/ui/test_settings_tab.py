@@ -127,3 +127,25 @@ def test_built_settings_tab_shows_current_values(ctx):
     vae = by_elem["setting_sd_vae"]   # the quicksettings dropdown comes first on the page
     assert [choice[1] for choice in vae.choices] == ["Automatic", "None", "my-vae.safetensors"]
     assert by_elem["settings_reload_ui"].value == "Reload UI"
+
+
+def test_a_page_load_reads_every_stored_value_in_one_request(ctx):
+    """A reloaded page shows what is stored now (changed after the UI was built, e.g. through the
+    API), and all settings come back in one load event rather than one per control."""
+    from modules.ui.app import build_ui
+    blocks = build_ui(ctx)
+    load_events = [fn for fn in blocks.fns.values()
+                   if any(target[1] == "load" for target in fn.targets)]
+    assert len(load_events) == 1
+    event = load_events[0]
+    assert event.queue is False
+    outputs = [component.elem_id for component in event.outputs]
+
+    ctx.options.set("jpeg_quality", 61)
+    ctx.options.set("samples_save", False)
+    values: dict = {}
+    for elem_id, value in zip(outputs, event.fn()):
+        values.setdefault(elem_id, value)   # the quicksettings row comes first on the page
+    assert values["setting_jpeg_quality"] == 61
+    assert values["setting_samples_save"] is False
+    assert values["setting_sd_model_checkpoint"]["choices"] == ctx.checkpoints.titles()
