@@ -238,6 +238,13 @@ def _selected_vae(ctx: ProcessingContext) -> tuple[str | None, str | None, str |
     return str(found.filename), Path(found.filename).name, found.shorthash()
 
 
+def output_folder(opts: Any, paths: Any, kind: str, *, grids: bool = False) -> Path:
+    """Where a tab's images (or grids) go: A1111's `outdir_samples` / `outdir_grids` when set,
+    else the per-tab folder (`outdir_txt2img_samples` …)."""
+    what = "grids" if grids else "samples"
+    return paths.resolve_output(opts.get(f"outdir_{what}") or opts.get(f"outdir_{kind}_{what}"))
+
+
 def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Image],
                   infotexts: list[str], indexes: list[int], namegen: dict,
                   incomplete: set[int]) -> list[str]:
@@ -245,8 +252,7 @@ def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Ima
     params, opts, plan = run.params, run.options, run.plan
     if params.do_not_save_samples or not opts.get("samples_save"):
         return []
-    outdir = Path(params.outpath_samples
-                  or run.ctx.paths.resolve_output(opts.get(f"outdir_{mode.kind}_samples")))
+    outdir = Path(params.outpath_samples or output_folder(opts, run.ctx.paths, mode.kind))
     saved = []
     for image, infotext, index in zip(images, infotexts, indexes):
         if index in incomplete and not opts.get("save_incomplete_images"):
@@ -351,7 +357,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         grid = image_grid(images, rows=opts.get("n_rows"), batch_size=params.batch_size)
         if opts.get("grid_save"):
             grid_dir = Path(params.outpath_grids
-                            or ctx.paths.resolve_output(opts.get(f"outdir_{mode.kind}_grids")))
+                            or output_folder(opts, ctx.paths, mode.kind, grids=True))
             grid_path, _ = save_image(
                 grid, grid_dir, basename="grid", seed=plan.seed, prompt=plan.prompts[0],
                 extension=opts.get("grid_format"), infotext=infotexts[0], filename_pattern="",

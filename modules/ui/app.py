@@ -40,8 +40,8 @@ def default_tabs(*, txt2img_runner: Txt2ImgRunner | None = None,
     ui-config.json). `send_to` collects the "Send to …" buttons of the tabs that have them,
     `page_load` the controls that show stored values again when the page reloads."""
     return [
-        UiTab("txt2img", "txt2img", lambda ctx: build_txt2img_tab(ctx, txt2img_runner)),
-        UiTab("img2img", "img2img", lambda ctx: build_img2img_tab(ctx, img2img_runner)),
+        UiTab("txt2img", "txt2img", lambda ctx: build_txt2img_tab(ctx, txt2img_runner, send_to)),
+        UiTab("img2img", "img2img", lambda ctx: build_img2img_tab(ctx, img2img_runner, send_to)),
         UiTab("extras", "Extras", build_extras_tab),
         UiTab("pnginfo", "PNG Info", lambda ctx: build_pnginfo_tab(ctx, send_to)),
         UiTab("modelmerger", "Checkpoint Merger", build_checkpoint_merger_tab),

@@ -174,7 +174,7 @@ def _source_tabs() -> tuple[dict[str, Any], list[gr.Tab]]:
     tabs: list[gr.Tab] = []
     with gr.Tabs(elem_id="mode_extras"):
         with gr.Tab(MODE_LABELS[SINGLE_IMAGE], id="extras_single_tab") as tab:
-            inputs["image"] = gr.Image(label="Source", type="pil", image_mode=None,
+            inputs["image"] = gr.Image(label="Source", type="pil", format="png", image_mode=None,
                                        sources=["upload", "clipboard"], elem_id="extras_image",
                                        height=400)
         tabs.append(tab)

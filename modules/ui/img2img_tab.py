@@ -14,12 +14,14 @@ from PIL import Image, ImageOps
 from modules.processing.masks import create_binary_mask
 from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.sketch import inpaint_sketch_inputs, strokes_mask
+from modules.ui.gallery_tools import gallery_tools
 from modules.ui.common import UI_DEFAULT_SAMPLER, error_outputs, generate_in_job, prompt_row, \
     refiner_controls, refiner_fields, result_panel, sampling_controls, seed_controls, \
     size_and_batch_controls, wire_generation
 from modules.ui.prompt_tools import wire_prompt_tools
 
 if TYPE_CHECKING:
+    from modules.ui.send_to import SendToRegistry
     from modules.app.context import AppContext
     from modules.jobs.progress import JobProgress
     from modules.processing.context import ProcessingContext
@@ -280,31 +282,32 @@ def _input_tabs() -> tuple[dict[str, Any], list[gr.Tab]]:
     color_brush = gr.Brush(color_mode="defaults")
     with gr.Tabs(elem_id="mode_img2img"):
         with gr.Tab(MODE_LABELS[IMG2IMG], id="img2img_img2img_tab") as tab:
-            inputs["init_img"] = gr.Image(label="Image for img2img", type="pil",
+            inputs["init_img"] = gr.Image(label="Image for img2img", type="pil", format="png",
                                           image_mode="RGBA", sources=["upload", "clipboard"],
                                           elem_id="img2img_image", height=480)
         tabs.append(tab)
         with gr.Tab(MODE_LABELS[SKETCH], id="img2img_img2img_sketch_tab") as tab:
-            inputs["sketch"] = gr.ImageEditor(label="Image for img2img", type="pil",
+            inputs["sketch"] = gr.ImageEditor(label="Image for img2img", type="pil", format="png",
                                               image_mode="RGB", brush=color_brush,
                                               elem_id="img2img_sketch", height=480)
         tabs.append(tab)
         with gr.Tab(MODE_LABELS[INPAINT], id="img2img_inpaint_tab") as tab:
             inputs["init_img_with_mask"] = gr.ImageEditor(
-                label="Image for inpainting with mask", type="pil", image_mode="RGBA",
+                label="Image for inpainting with mask", type="pil", format="png", image_mode="RGBA",
                 brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
                 layers=False, elem_id="img2maskimg", height=480)
         tabs.append(tab)
         with gr.Tab(MODE_LABELS[INPAINT_SKETCH], id="img2img_inpaint_sketch_tab") as tab:
             inputs["inpaint_color_sketch"] = gr.ImageEditor(
-                label="Color sketch inpainting", type="pil", image_mode="RGB",
+                label="Color sketch inpainting", type="pil", format="png", image_mode="RGB",
                 brush=color_brush, layers=False, elem_id="inpaint_sketch", height=480)
         tabs.append(tab)
         with gr.Tab(MODE_LABELS[INPAINT_UPLOAD], id="img2img_inpaint_upload_tab") as tab:
             inputs["init_img_inpaint"] = gr.Image(label="Image for img2img", type="pil",
-                                                  image_mode="RGBA", elem_id="img_inpaint_base")
-            inputs["init_mask_inpaint"] = gr.Image(label="Mask", type="pil", image_mode="RGBA",
-                                                   elem_id="img_inpaint_mask")
+                                                  format="png", image_mode="RGBA",
+                                                  elem_id="img_inpaint_base")
+            inputs["init_mask_inpaint"] = gr.Image(label="Mask", type="pil", format="png",
+                                                   image_mode="RGBA", elem_id="img_inpaint_mask")
         tabs.append(tab)
         with gr.Tab(MODE_LABELS[BATCH], id="img2img_batch_tab") as tab:
             gr.HTML("<p>Process images in a directory on the same machine where the server is "
@@ -345,8 +348,10 @@ def _inpaint_controls() -> tuple[dict[str, Any], gr.Group, gr.Slider]:
     return controls, group, controls["mask_alpha"]
 
 
-def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None) -> None:
-    """Components of the tab (inside an open gr.Tab). `runner` defaults to run_img2img."""
+def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
+                      send_to: "SendToRegistry | None" = None) -> None:
+    """Components of the tab (inside an open gr.Tab). `runner` defaults to run_img2img;
+    `send_to` gets the gallery's "Send to" buttons."""
     prompts = prompt_row("img2img", ctx.styles.names())
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
@@ -367,6 +372,7 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None) ->
             refiner = refiner_controls("img2img", ctx.checkpoints.titles())
         with gr.Column(scale=1):
             results = result_panel("img2img")
+            gallery_tools(ctx, "img2img", results, send_to)
 
     for index, tab in enumerate(mode_tabs):
         tab.select(fn=lambda chosen=index: (chosen, gr.update(visible=chosen in INPAINT_MODES),

@@ -62,8 +62,8 @@ def build_pnginfo_tab(ctx: "AppContext", send_to: "SendToRegistry | None" = None
     """Components of the tab (inside an open gr.Tab)."""
     with gr.Row(equal_height=False):
         with gr.Column():
-            image = gr.Image(label="Source", type="pil", image_mode=None, sources=["upload"],
-                             elem_id="pnginfo_image", height=480)
+            image = gr.Image(label="Source", type="pil", format="png", image_mode=None,
+                             sources=["upload"], elem_id="pnginfo_image", height=480)
         with gr.Column():
             info_html = gr.HTML(elem_id="pnginfo_html")
             infotext = gr.Textbox(label="Generation parameters", lines=6, interactive=False,

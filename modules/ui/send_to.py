@@ -67,12 +67,17 @@ def infotext_field_values(infotext: str, prefix: str, *, send_seed: bool = True,
             if name in fields and name not in skipped}
 
 
+def _image_and_infotext(image: Any, infotext: str) -> tuple[Any, str]:
+    return image, infotext
+
+
 @dataclass
 class SendSource:
     source_id: str
-    image: gr.components.Component        # a gr.Image (type="pil") or any image-valued input
-    infotext: gr.components.Component     # a textbox holding the infotext
+    inputs: list[gr.components.Component]
     buttons: dict[str, gr.Button]
+    #: the inputs' values → (picture to send, its infotext); default: inputs are (image, text)
+    resolve: Callable[..., tuple[Any, str]] = _image_and_infotext
 
 
 @dataclass
@@ -84,14 +89,20 @@ class SendToRegistry:
                     infotext: gr.components.Component,
                     targets: Sequence[str] = ("txt2img", "img2img", "inpaint", "extras"),
                     ) -> dict[str, gr.Button]:
-        """Create the buttons (in the current layout) and remember them for `wire`."""
-        by_name = {target.name: target for target in SEND_TARGETS}
-        buttons: dict[str, gr.Button] = {}
+        """Create the buttons (in a new row of the current layout) and remember them for
+        `wire`: `image` and the infotext text box are sent as they are."""
         with gr.Row(elem_id=f"{source_id}_send_to_buttons"):
-            for name in targets:
-                buttons[name] = gr.Button(by_name[name].label, elem_id=f"{source_id}_send_to_{name}",
-                                          size="sm")
-        self.sources.append(SendSource(source_id, image, infotext, buttons))
+            return self.add_source(source_id, [image, infotext], _image_and_infotext, targets)
+
+    def add_source(self, source_id: str, inputs: Sequence[gr.components.Component],
+                   resolve: Callable[..., tuple[Any, str]],
+                   targets: Sequence[str]) -> dict[str, gr.Button]:
+        """Buttons (in the current layout) that send what `resolve(*input values)` picks, e.g.
+        the selected image of a gallery and its own infotext."""
+        by_name = {target.name: target for target in SEND_TARGETS}
+        buttons = {name: gr.Button(by_name[name].label, elem_id=f"{source_id}_send_to_{name}",
+                                   size="sm") for name in targets}
+        self.sources.append(SendSource(source_id, list(inputs), buttons, resolve))
         return buttons
 
     def wire(self, blocks: gr.Blocks, main_tabs: gr.Tabs,
@@ -152,7 +163,8 @@ def _wire_button(source: SendSource, button: gr.Button, target: SendTarget, main
     outputs.extend(fields.values())
     field_ids = list(fields)
 
-    def send(image: Any, infotext: str) -> list[Any]:
+    def send(*values: Any) -> list[Any]:
+        image, infotext = source.resolve(*values)
         send_seed, send_size = options_flags()
         picture, field_values = send_values(target, image, infotext, field_ids,
                                                send_seed=send_seed, send_size=send_size)
@@ -163,5 +175,5 @@ def _wire_button(source: SendSource, button: gr.Button, target: SendTarget, main
             updates.append(picture if picture is not None else gr.update())
         return updates + field_values
 
-    button.click(send, inputs=[source.image, source.infotext], outputs=outputs,
+    button.click(send, inputs=source.inputs, outputs=outputs,
                  show_progress="hidden", api_visibility="private")

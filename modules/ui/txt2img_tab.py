@@ -12,6 +12,7 @@ from modules.engine.samplers import samplers_api_list
 from modules.engine.schedules import schedulers_api_list
 from modules.processing.upscalers import hires_upscaler_choices
 from modules.processing.params import GenerationParams, Processed
+from modules.ui.gallery_tools import gallery_tools
 from modules.ui.common import UI_DEFAULT_SAMPLER, error_to_html, \
     generate_in_job, infotext_to_html, prompt_row, refiner_controls, refiner_fields, \
     result_panel, sampling_controls, seed_controls, size_and_batch_controls, wait_with_progress, \
@@ -19,6 +20,7 @@ from modules.ui.common import UI_DEFAULT_SAMPLER, error_to_html, \
 from modules.ui.prompt_tools import wire_prompt_tools
 
 if TYPE_CHECKING:
+    from modules.ui.send_to import SendToRegistry
     from modules.app.context import AppContext
     from modules.processing.context import ProcessingContext
 
@@ -165,8 +167,10 @@ def _hires_accordion(ctx: "AppContext") -> dict[str, Any]:
     return controls
 
 
-def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None) -> None:
-    """Components of the tab (inside an open gr.Tab)."""
+def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None,
+                      send_to: "SendToRegistry | None" = None) -> None:
+    """Components of the tab (inside an open gr.Tab); `send_to` gets the gallery's "Send to"
+    buttons."""
     if runner is None:
         from modules.processing.txt2img import run_txt2img
         runner = run_txt2img
@@ -181,6 +185,7 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None) ->
             refiner = refiner_controls("txt2img", ctx.checkpoints.titles())
         with gr.Column(scale=1):
             results = result_panel("txt2img")
+            gallery_tools(ctx, "txt2img", results, send_to)
 
     components = {
         "prompt": prompts.prompt, "negative_prompt": prompts.negative_prompt,
