@@ -111,6 +111,7 @@ class PromptControls:
     paste: gr.Button | None = None             # ↙️ read generation parameters
     clear_prompt: gr.Button | None = None
     styles: StylesControls | None = None
+    dropped_image: gr.File | None = None       # hidden: an image dropped on a prompt box
 
 
 @dataclass
@@ -162,6 +163,11 @@ def prompt_row(tab_id: str, style_names: Sequence[str] = ()) -> PromptControls:
             negative_token_counter = gr.HTML(token_counter_html(0, 75),
                                              elem_id=f"{tab_id}_negative_token_counter",
                                              elem_classes=["token-counter"])
+            # rendered but hidden (CSS): javascript/drop-image.js hands it an image dropped on
+            # a prompt box; its upload reads the image's parameters into the tab
+            dropped_image = gr.File(file_types=["image"], type="filepath", show_label=False,
+                                    elem_id=f"{tab_id}_prompt_image",
+                                    elem_classes=["drop-target-hidden"])
         with gr.Column(scale=1, min_width=200):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab_id}_generate")
             with gr.Row():
@@ -177,7 +183,7 @@ def prompt_row(tab_id: str, style_names: Sequence[str] = ()) -> PromptControls:
             selected_styles = styles_dropdown(tab_id, style_names)
     styles = styles_editor(tab_id, style_names, selected_styles, apply_styles)
     return PromptControls(prompt, negative_prompt, generate, interrupt, skip, token_counter,
-                          negative_token_counter, paste, clear_prompt, styles)
+                          negative_token_counter, paste, clear_prompt, styles, dropped_image)
 
 
 def sampling_controls(tab_id: str) -> SamplingControls:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import gradio as gr
+from PIL import Image
 
 from modules.engine.conditioning import count_prompt_tokens, target_token_count, tokenize_prompt
 from modules.engine.prompt_parser import strip_prompt_comments
 from modules.engine.samplers import get_sampler_and_scheduler
 from modules.engine.tokenizer import ClipTokenizer, get_clip_tokenizer
+from modules.processing.images import read_info_from_image
 from modules.processing.infotext import infotext_to_api_fields, parse_generation_parameters
 from modules.processing.styles import PromptStyle, StyleDatabase
 
@@ -316,6 +318,33 @@ def wire_paste(ctx: "AppContext", paste: gr.Button, prompt: gr.Textbox,
                 inputs=[prompt], outputs=list(targets.values()), **_quiet())
 
 
+def dropped_image_infotext(path: str | None) -> str:
+    """The generation parameters an image dropped on a prompt box carries; a gr.Error (shown to
+    the user) when it is no image or has none."""
+    if not path:
+        raise gr.Error("Nothing was dropped.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            infotext, _ = read_info_from_image(image)
+    except (OSError, ValueError) as error:
+        raise gr.Error(f"The dropped file is not an image: {error}") from error
+    if not infotext:
+        raise gr.Error("The dropped image holds no generation parameters.")
+    return infotext
+
+
+def wire_image_drop(ctx: "AppContext", dropped: gr.File, prompt: gr.Textbox,
+                    components: Mapping[str, Any]) -> None:
+    """An image dropped on a prompt box: its infotext goes into the prompt box and sets every
+    control it names, as if it had been pasted and ↙️ pressed (A1111's drag and drop)."""
+    targets = dict(components)
+    dropped.upload(fn=lambda path: (dropped_image_infotext(path), None), inputs=[dropped],
+                   outputs=[prompt, dropped], **_quiet()).success(
+        fn=lambda text: read_generation_parameters(ctx, text, targets), inputs=[prompt],
+        outputs=list(targets.values()), **_quiet())
+
+
 def wire_prompt_tools(ctx: "AppContext", prompts: "PromptControls",
                       components: Mapping[str, Any], steps: gr.Slider | None) -> None:
     """Wire the prompt row's conveniences of one tab. `components`: the tab's controls by
@@ -329,6 +358,8 @@ def wire_prompt_tools(ctx: "AppContext", prompts: "PromptControls",
         wire_styles(ctx, prompts.styles, prompts.prompt, prompts.negative_prompt)
     if prompts.paste is not None:
         wire_paste(ctx, prompts.paste, prompts.prompt, components)
+    if prompts.dropped_image is not None:
+        wire_image_drop(ctx, prompts.dropped_image, prompts.prompt, components)
     if prompts.clear_prompt is not None:
         prompts.clear_prompt.click(fn=lambda: ("", ""), inputs=[],
                                    outputs=[prompts.prompt, prompts.negative_prompt], **_quiet())

@@ -1,8 +1,14 @@
 """The prompt box conveniences A1111 users rely on: token counter, Ctrl+Up / Ctrl+Down on a
-selection, pasting an infotext (clipboard or the "read generation parameters" button)."""
+selection, pasting an infotext (clipboard or the "read generation parameters" button), dropping
+an image that carries parameters on the prompt box."""
 from __future__ import annotations
 
+import base64
+import io
+
 import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from playwright.sync_api import expect
 
 INFOTEXT = ("a dog in the snow\nNegative prompt: blurry\nSteps: 7, Sampler: Euler a, "
@@ -72,4 +78,28 @@ def test_read_generation_parameters_button_sets_every_field(page, needs):
     needs("txt2img_paste")
     page.locator("#txt2img_prompt textarea").fill(INFOTEXT)
     page.locator("#txt2img_paste").click()
+    expect_pasted_fields(page)
+
+
+def drop_file(page, selector: str, name: str, data: bytes, mime: str) -> None:
+    """Drop a file on an element, as dragging it from the desktop does."""
+    page.evaluate("""([selector, name, b64, mime]) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: mime}));
+        const target = document.querySelector(selector);
+        for (const type of ["dragenter", "dragover", "drop"]) {
+            target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true,
+                                                      dataTransfer: transfer}));
+        }
+    }""", [selector, name, base64.b64encode(data).decode(), mime])
+
+
+def test_dropping_an_image_on_the_prompt_sets_every_field(page):
+    info = PngInfo()
+    info.add_text("parameters", INFOTEXT)
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 96), (200, 30, 30)).save(buffer, format="PNG", pnginfo=info)
+    page.locator("#txt2img_prompt textarea").fill("something typed before")
+    drop_file(page, "#txt2img_prompt textarea", "dog.png", buffer.getvalue(), "image/png")
     expect_pasted_fields(page)

@@ -162,3 +162,26 @@ def test_selected_styles_reach_the_generation_request():
         False, "Latent", 0.0, 0.7, 2.0, 0.0, 0.0, "Use same checkpoint", "Use same sampler",
         "Use same scheduler", "", "", False, "None", 0.8, ["sharp"])))
     assert params_from_ui(values).styles == ["sharp"]
+
+
+def test_a_dropped_image_gives_its_parameters_or_says_why_not(tmp_path):
+    import gradio as gr
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from modules.ui.prompt_tools import dropped_image_infotext
+
+    info = PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 5, Seed: 3")
+    with_params = tmp_path / "with.png"
+    Image.new("RGB", (8, 8)).save(with_params, pnginfo=info)
+    assert dropped_image_infotext(str(with_params)) == "a cat\nSteps: 5, Seed: 3"
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    for path, message in ((plain, "holds no generation parameters"),
+                          (not_an_image, "not an image"), (None, "Nothing was dropped")):
+        with pytest.raises(gr.Error, match=message):
+            dropped_image_infotext(str(path) if path else None)
