@@ -31,6 +31,13 @@ EMPHASIS_CHOICES = ["Original", "No norm", "Ignore", "None"]
 IMAGE_FORMATS = ["png", "jpg", "jpeg", "webp", "gif"]
 
 
+
+#: A1111's `ui_reorder_list` categories, in their default order (the left column of txt2img and
+#: img2img; modules/ui/section_order.py builds them)
+UI_REORDER_CATEGORIES: tuple[str, ...] = (
+    "inpaint", "sampler", "accordions", "checkboxes", "dimensions", "cfg", "denoising", "seed",
+    "batch", "override_settings", "scripts")
+
 def _slider(default: float, label: str, minimum: float, maximum: float, step: float,
             section: tuple[str, str], **extra) -> OptionInfo:
     return OptionInfo(default, label, "slider",
@@ -323,7 +330,8 @@ def _ui_options(sampler_names: ChoiceSource | None) -> dict[str, OptionInfo]:
         "hide_samplers": _choice([], "Hide samplers in user interface", sampler_names, UI,
                                  component="checkboxgroup"),
         "ui_reorder_list": OptionInfo([], "UI item order for txt2img/img2img tabs", "dropdown",
-                                      {"multiselect": True}, section=UI),
+                                      {"multiselect": True}, choices=list(UI_REORDER_CATEGORIES),
+                                      section=UI, comment="takes effect when the server restarts"),
         "show_progressbar": _check(True, "Show progressbar", LIVE_PREVIEWS),
         "live_previews_enable": _check(True, "Show live previews of the created image",
                                        LIVE_PREVIEWS),

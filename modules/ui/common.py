@@ -198,19 +198,26 @@ def sampling_controls(tab_id: str) -> SamplingControls:
     return SamplingControls(sampler, scheduler, steps)
 
 
-def size_and_batch_controls(tab_id: str) -> SizeBatchControls:
+def dimension_controls(tab_id: str) -> tuple[gr.Slider, gr.Slider]:
     with gr.Row():
         width = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab_id}_width")
         height = gr.Slider(64, 2048, value=512, step=8, label="Height",
                            elem_id=f"{tab_id}_height")
+    return width, height
+
+
+def batch_controls(tab_id: str) -> tuple[gr.Slider, gr.Slider]:
     with gr.Row():
         batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count",
                                 elem_id=f"{tab_id}_batch_count")
         batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size",
                                elem_id=f"{tab_id}_batch_size")
-    cfg_scale = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale",
-                          elem_id=f"{tab_id}_cfg_scale")
-    return SizeBatchControls(width, height, batch_count, batch_size, cfg_scale)
+    return batch_count, batch_size
+
+
+def cfg_control(tab_id: str) -> gr.Slider:
+    return gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale",
+                     elem_id=f"{tab_id}_cfg_scale")
 
 
 def refiner_controls(tab_id: str, checkpoint_titles: list[str]) -> RefinerControls:

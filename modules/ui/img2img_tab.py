@@ -14,11 +14,13 @@ from PIL import Image, ImageOps
 from modules.processing.masks import create_binary_mask
 from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.sketch import inpaint_sketch_inputs, strokes_mask
-from modules.ui.gallery_tools import gallery_tools
-from modules.ui.common import UI_DEFAULT_SAMPLER, error_outputs, generate_in_job, prompt_row, \
+from modules.ui.common import UI_DEFAULT_SAMPLER, SizeBatchControls, batch_controls, \
+    cfg_control, dimension_controls, error_outputs, generate_in_job, prompt_row, \
     refiner_controls, refiner_fields, result_panel, sampling_controls, seed_controls, \
-    size_and_batch_controls, wire_generation
+    wire_generation
+from modules.ui.gallery_tools import gallery_tools
 from modules.ui.prompt_tools import wire_prompt_tools
+from modules.ui.section_order import build_sections_in_order
 
 if TYPE_CHECKING:
     from modules.ui.send_to import SendToRegistry
@@ -348,6 +350,15 @@ def _inpaint_controls() -> tuple[dict[str, Any], gr.Group, gr.Slider]:
     return controls, group, controls["mask_alpha"]
 
 
+def _cfg_controls() -> tuple[gr.Slider, gr.Slider]:
+    """CFG scale and, for instruct-pix2pix models, the image CFG scale."""
+    with gr.Row():
+        cfg_scale = cfg_control("img2img")
+        image_cfg_scale = gr.Slider(0, 3.0, value=1.5, step=0.05, label="Image CFG Scale",
+                                    elem_id="img2img_image_cfg_scale")
+    return cfg_scale, image_cfg_scale
+
+
 def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
                       send_to: "SendToRegistry | None" = None) -> None:
     """Components of the tab (inside an open gr.Tab). `runner` defaults to run_img2img;
@@ -359,17 +370,23 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
             image_inputs, mode_tabs = _input_tabs()
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                    label="Resize mode", elem_id="resize_mode")
-            inpaint, inpaint_group, mask_alpha = _inpaint_controls()
-            sampling = sampling_controls("img2img")
-            sizes = size_and_batch_controls("img2img")
-            with gr.Row():
-                image_cfg_scale = gr.Slider(0, 3.0, value=1.5, step=0.05, label="Image CFG Scale",
-                                            elem_id="img2img_image_cfg_scale")
-                denoising_strength = gr.Slider(0.0, 1.0, value=0.75, step=0.01,
+            sections = build_sections_in_order(ctx.options.get("ui_reorder_list"), {
+                "inpaint": _inpaint_controls,
+                "sampler": lambda: sampling_controls("img2img"),
+                "dimensions": lambda: dimension_controls("img2img"),
+                "cfg": _cfg_controls,
+                "denoising": lambda: gr.Slider(0.0, 1.0, value=0.75, step=0.01,
                                                label="Denoising strength",
-                                               elem_id="img2img_denoising_strength")
-            seeds = seed_controls("img2img")
-            refiner = refiner_controls("img2img", ctx.checkpoints.titles())
+                                               elem_id="img2img_denoising_strength"),
+                "seed": lambda: seed_controls("img2img"),
+                "batch": lambda: batch_controls("img2img"),
+                "accordions": lambda: refiner_controls("img2img", ctx.checkpoints.titles()),
+            })
+            inpaint, inpaint_group, mask_alpha = sections["inpaint"]
+            sampling, seeds, refiner = sections["sampler"], sections["seed"], sections["accordions"]
+            cfg_scale, image_cfg_scale = sections["cfg"]
+            denoising_strength = sections["denoising"]
+            sizes = SizeBatchControls(*sections["dimensions"], *sections["batch"], cfg_scale)
         with gr.Column(scale=1):
             results = result_panel("img2img")
             gallery_tools(ctx, "img2img", results, send_to)

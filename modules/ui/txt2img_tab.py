@@ -12,11 +12,12 @@ from modules.engine.samplers import samplers_api_list
 from modules.engine.schedules import schedulers_api_list
 from modules.processing.upscalers import hires_upscaler_choices
 from modules.processing.params import GenerationParams, Processed
+from modules.ui.common import UI_DEFAULT_SAMPLER, SizeBatchControls, batch_controls, \
+    cfg_control, dimension_controls, error_to_html, generate_in_job, infotext_to_html, \
+    prompt_row, refiner_controls, refiner_fields, result_panel, sampling_controls, \
+    seed_controls, wait_with_progress, wire_generation
 from modules.ui.gallery_tools import gallery_tools
-from modules.ui.common import UI_DEFAULT_SAMPLER, error_to_html, \
-    generate_in_job, infotext_to_html, prompt_row, refiner_controls, refiner_fields, \
-    result_panel, sampling_controls, seed_controls, size_and_batch_controls, wait_with_progress, \
-    wire_generation
+from modules.ui.section_order import build_sections_in_order
 from modules.ui.prompt_tools import wire_prompt_tools
 
 if TYPE_CHECKING:
@@ -178,11 +179,19 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None,
     prompts = prompt_row("txt2img", ctx.styles.names())
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
-            sampling = sampling_controls("txt2img")
-            sizes = size_and_batch_controls("txt2img")
-            seeds = seed_controls("txt2img")
-            hires = _hires_accordion(ctx)
-            refiner = refiner_controls("txt2img", ctx.checkpoints.titles())
+            sections = build_sections_in_order(ctx.options.get("ui_reorder_list"), {
+                "sampler": lambda: sampling_controls("txt2img"),
+                "dimensions": lambda: dimension_controls("txt2img"),
+                "cfg": lambda: cfg_control("txt2img"),
+                "seed": lambda: seed_controls("txt2img"),
+                "batch": lambda: batch_controls("txt2img"),
+                "accordions": lambda: (_hires_accordion(ctx),
+                                       refiner_controls("txt2img", ctx.checkpoints.titles())),
+            })
+            sampling, seeds = sections["sampler"], sections["seed"]
+            sizes = SizeBatchControls(*sections["dimensions"], *sections["batch"],
+                                      sections["cfg"])
+            hires, refiner = sections["accordions"]
         with gr.Column(scale=1):
             results = result_panel("txt2img")
             gallery_tools(ctx, "txt2img", results, send_to)
