@@ -13,7 +13,11 @@ function contextMenuElement() {
         menu.className = "context-menu";
         menu.style.display = "none";
         document.body.appendChild(menu);
-        document.addEventListener("click", function () { menu.style.display = "none"; });
+        // only a person's click closes it: the script's own click on Generate (the next run of
+        // Generate forever) must not close a menu the user just opened
+        document.addEventListener("click", function (event) {
+            if (event.isTrusted) { menu.style.display = "none"; }
+        });
         document.addEventListener("keydown", function (event) {
             if (event.key === "Escape") { menu.style.display = "none"; }
         });

@@ -14,22 +14,33 @@ from tests.browser.conftest import download_gallery_image, fill_small_generation
 
 
 def draw_stroke(page, elem_id: str, start: tuple[float, float], end: tuple[float, float]) -> None:
-    """Drag the mouse over the image editor's canvas; points are fractions of the canvas."""
+    """Drag the mouse over the image editor's canvas; points are fractions of the canvas. The
+    editor's Undo button turns on once it has taken a stroke; on a busy machine the first stroke
+    can be lost while the editor is still setting up, so it is drawn again (as a person would)."""
     canvas = page.locator(f"#{elem_id} canvas").first
+    undo = page.locator(f"#{elem_id} button[aria-label=Undo]")
     expect(canvas).to_be_visible()
+    expect(undo).to_be_disabled()
     canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
+    for _ in range(3):
+        box = canvas.bounding_box()
 
-    def at(point: tuple[float, float]) -> tuple[float, float]:
-        return box["x"] + box["width"] * point[0], box["y"] + box["height"] * point[1]
+        def at(point: tuple[float, float]) -> tuple[float, float]:
+            return box["x"] + box["width"] * point[0], box["y"] + box["height"] * point[1]
 
-    page.mouse.move(*at(start))
-    page.mouse.down()
-    for step in range(1, 11):
-        fraction = step / 10
-        page.mouse.move(*at((start[0] + (end[0] - start[0]) * fraction,
-                             start[1] + (end[1] - start[1]) * fraction)))
-    page.mouse.up()
+        page.mouse.move(*at(start))
+        page.mouse.down()
+        for step in range(1, 11):
+            fraction = step / 10
+            page.mouse.move(*at((start[0] + (end[0] - start[0]) * fraction,
+                                 start[1] + (end[1] - start[1]) * fraction)))
+        page.mouse.up()
+        try:
+            expect(undo).to_be_enabled(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    expect(undo).to_be_enabled()
 
 
 def test_send_a_result_to_inpaint_and_repaint_a_drawn_mask(page):
