@@ -1,10 +1,10 @@
-"""img2img in the browser: upload a picture, generate, read the result."""
+"""img2img and Extras in the browser: upload a picture, generate, read the result."""
 from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import fill_small_generation, generate_and_wait, open_tab, \
-    set_number, wait_for_gallery_images
+from tests.browser.conftest import choose_option, fill_small_generation, generate_and_wait, \
+    open_tab, set_number, wait_for_gallery_images
 
 
 def test_img2img_from_an_uploaded_image(page, sample_png):
@@ -32,3 +32,14 @@ def test_img2img_without_an_image_says_what_is_missing(page):
     expect(error).not_to_have_text("", timeout=60_000)
     expect(error).to_contain_text("image")
     expect(page.locator("#img2img_gallery img")).to_have_count(0)
+
+
+def test_extras_upscales_an_uploaded_image(page, sample_png):
+    page.locator("#tab_extras-button").click()
+    page.locator("#extras_image input[type=file]").set_input_files(str(sample_png))
+    expect(page.locator("#extras_image img")).to_be_visible()
+    set_number(page, "extras_upscaling_resize", 2)
+    choose_option(page, "extras_upscaler_1", "Lanczos")
+    page.locator("#extras_generate").click()
+    assert wait_for_gallery_images(page, "extras") == [(128, 128)]
+    expect(page.locator("#html_log_extras")).to_have_text("")
