@@ -83,6 +83,10 @@ class HashCache:
         os.replace(temp, self.path)
 
 
+#: the demo checkpoint shipped in models/Stable-diffusion (python -m modules.demo.train_demo_model)
+DEMO_CHECKPOINT_FILE = "demo-shapes.safetensors"
+
+
 @dataclass
 class CheckpointInfo:
     filename: str                   # absolute path
@@ -104,6 +108,11 @@ class CheckpointInfo:
     @property
     def title(self) -> str:
         return self.name if self.shorthash is None else f"{self.name} [{self.shorthash}]"
+
+    @property
+    def is_demo(self) -> bool:
+        """The small demo model this project ships (trained on coloured shapes)."""
+        return Path(self.filename).name == DEMO_CHECKPOINT_FILE
 
     @property
     def stem(self) -> str:

@@ -59,6 +59,11 @@ class ModelManager:
     def current_checkpoint(self) -> CheckpointInfo | None:
         return self._loaded.info if self._loaded else None
 
+    def demo_model_message(self) -> str:
+        return (f"This is the small demo model (simple coloured shapes, 64×64). Put real Stable "
+                f"Diffusion checkpoints (.safetensors) into {self.checkpoint_dir} and refresh "
+                f"the list to use them.")
+
     def no_checkpoint_message(self) -> str:
         return (f"No Stable Diffusion checkpoint found. Put a .safetensors checkpoint into "
                 f"{self.checkpoint_dir} (or pass --ckpt / --ckpt-dir), then refresh the list.")
@@ -76,7 +81,8 @@ class ModelManager:
             available = self.checkpoints.list()
             if not available:
                 raise NoCheckpointError(self.no_checkpoint_message())
-            fallback = available[0]
+            # the shipped demo model only when the user has no checkpoint of their own
+            fallback = next((info for info in available if not info.is_demo), available[0])
         if title:
             log.warning("Checkpoint %r not found; using %s", title, fallback.title)
         return fallback
