@@ -18,7 +18,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from modules.engine.checkpoint_io import legacy_model_hash, sha256_file
+from modules.engine.checkpoint_io import CheckpointLoadError, legacy_model_hash, \
+    read_safetensors_metadata, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,16 @@ class CheckpointInfo:
     def is_demo(self) -> bool:
         """The small demo model this project ships (trained on coloured shapes)."""
         return Path(self.filename).name == DEMO_CHECKPOINT_FILE
+
+    def native_size(self) -> tuple[int, int] | None:
+        """(width, height) the model was trained at, from the `modelspec.resolution` metadata of
+        a .safetensors file ("64x64"); None when the file does not say."""
+        try:
+            text = read_safetensors_metadata(self.filename).get("modelspec.resolution", "")
+            width, height = (int(part) for part in text.lower().split("x"))
+        except (CheckpointLoadError, ValueError):
+            return None
+        return (width, height) if width > 0 and height > 0 else None
 
     @property
     def stem(self) -> str:

@@ -3,7 +3,7 @@ beside it when `--api` is given."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import gradio as gr
 from fastapi import FastAPI
@@ -70,12 +70,33 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
                 with gr.Tab(tab.label, id=tab.tab_id, elem_id=f"tab_{tab.tab_id}") as tab_block:
                     tab.build(ctx)
                 tab_blocks.append((tab.tab_id, tab_block))
+        _demo_model_sizes(ctx, blocks, page_load)
         page_load.wire(blocks)
         send_to.wire(blocks, main_tabs, lambda: (bool(ctx.options.get("send_seed")),
                                                  bool(ctx.options.get("send_size"))))
         # before the Blocks close: Gradio freezes the page config on exit
         apply_ui_config(tab_blocks, ctx.paths.ui_config_file)
     return blocks
+
+
+def _demo_model_sizes(ctx: "AppContext", blocks: gr.Blocks, page_load: PageLoadRefresh) -> None:
+    """While the demo model is the current one, a page opens with its native size (64×64) in
+    the width / height of txt2img and img2img instead of 512."""
+    by_elem_id = {block.elem_id: block for block in blocks.blocks.values()
+                  if getattr(block, "elem_id", None)}
+    pairs = [(by_elem_id[f"{tab}_width"], by_elem_id[f"{tab}_height"])
+             for tab in ("txt2img", "img2img")
+             if f"{tab}_width" in by_elem_id and f"{tab}_height" in by_elem_id]
+    if not pairs:
+        return
+
+    def sizes() -> list[Any]:
+        current = ctx.model_manager.current_checkpoint()
+        native = current.native_size() if current is not None and current.is_demo else None
+        if native is None:
+            return [gr.skip() for _ in pairs for _ in range(2)]
+        return [value for _ in pairs for value in native]
+    page_load.add([component for pair in pairs for component in pair], sizes)
 
 
 def gradio_credentials(auth: str | None, auth_path: str | None) -> list[tuple[str, str]]:

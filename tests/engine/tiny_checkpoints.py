@@ -140,8 +140,10 @@ def _extra_keys(kind: str) -> dict[str, torch.Tensor]:
 
 
 def write_tiny_checkpoint(path: str | Path, kind: str, *, seed: int = 0,
-                          dtype: torch.dtype = torch.float32, extra_keys: bool = True) -> Path:
-    """Write a tiny random `.safetensors` checkpoint of `kind` (see KINDS) with real key names.
+                          dtype: torch.dtype = torch.float32, extra_keys: bool = True,
+                          metadata: dict[str, str] | None = None) -> Path:
+    """Write a tiny random `.safetensors` checkpoint of `kind` (see KINDS) with real key names
+    (and `metadata` added to the header).
 
     extra_keys adds the non-weight entries of real files (CLIP position_ids, DDPM schedule
     buffers, EMA scalars, SDXL denoiser sigmas).
@@ -152,7 +154,7 @@ def write_tiny_checkpoint(path: str | Path, kind: str, *, seed: int = 0,
     if extra_keys:
         state.update(_extra_keys(kind))
     path = Path(path)
-    save_file(state, str(path), metadata={"format": "pt", "tiny_kind": kind})
+    save_file(state, str(path), metadata={"format": "pt", "tiny_kind": kind, **(metadata or {})})
     return path
 
 

@@ -29,3 +29,28 @@ def test_a_user_checkpoint_is_preferred_over_the_demo(tmp_path):
         assert _status_html(ctx) == ""
         # asked for by name, the demo is still there to use
         assert ctx.model_manager.resolve("demo-shapes").is_demo
+
+
+def test_a_page_opens_with_the_demo_models_native_size(tmp_path):
+    from modules.ui.app import build_ui
+    ckpt_dir = tmp_path / "models" / "Stable-diffusion"
+    ckpt_dir.mkdir(parents=True)
+    write_tiny_checkpoint(ckpt_dir / DEMO_CHECKPOINT_FILE, "sd1", seed=1,
+                          metadata={"modelspec.resolution": "64x64"})
+    write_tiny_checkpoint(ckpt_dir / "mine.safetensors", "sd1", seed=2)
+    with app_context(tmp_path) as ctx:
+        [demo] = [info for info in ctx.checkpoints.list() if info.is_demo]
+        assert demo.native_size() == (64, 64)
+        blocks = build_ui(ctx)
+        [load_event] = [fn for fn in blocks.fns.values()
+                        if any(target[1] == "load" for target in fn.targets)]
+
+        def page_sizes() -> dict:
+            values = dict(zip((c.elem_id for c in load_event.outputs), load_event.fn()))
+            return {key: values[key] for key in ("txt2img_width", "txt2img_height",
+                                                 "img2img_width", "img2img_height")}
+
+        ctx.load_checkpoint(demo)
+        assert set(page_sizes().values()) == {64}
+        ctx.load_checkpoint(ctx.checkpoints.get_closest("mine"))
+        assert all(not isinstance(value, int) for value in page_sizes().values())   # untouched
