@@ -1,4 +1,4 @@
-"""Train the offline demo checkpoint: an SD1.x model at small width on the procedural shapes dataset.
+"""Train the offline demo checkpoint: a small-width SD1.x model on the procedural shapes dataset.
 
     python -m modules.demo.train_demo_model --out models/Stable-diffusion/demo-shapes.safetensors
 
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from modules.demo import shapes_dataset
@@ -112,6 +113,7 @@ class TrainingLog:
     losses: dict[str, float] = field(default_factory=dict)
     latent_stats: dict[str, list[float]] = field(default_factory=dict)
     unet_steps_done: int = 0
+    resumed_from: dict[str, object] | None = None
 
 
 def _images_to_tensor(images: list, device: torch.device) -> torch.Tensor:
@@ -321,7 +323,8 @@ def recipe_metadata(recipe: Recipe, log: TrainingLog, device: torch.device,
         "dataset": shapes_dataset.describe((recipe.image_size,)),
         "training": {"unet_steps_done": log.unet_steps_done, "seconds": log.seconds,
                      "losses": log.losses, "latent_stats": log.latent_stats,
-                     "device": str(device), "threads": threads, "torch": torch.__version__},
+                     "device": str(device), "threads": threads, "torch": torch.__version__,
+                     "resumed_from": log.resumed_from},
         "prediction": "eps", "schedule": "scaled_linear 0.00085..0.012, 1000 steps",
         "latent_scale": SD_SCALING_FACTOR,
         "trainer": "python -m modules.demo.train_demo_model",
@@ -355,18 +358,36 @@ def verify_checkpoint(path: Path, recipe: Recipe) -> None:
 
 # ---------------------------------------------------------------------------------------- main
 
+def _resume(model: StableDiffusionModel, path: Path, recipe: Recipe) -> dict[str, object]:
+    """Load a checkpoint this script wrote (its VAE is kept as is); returns what the new file's
+    recipe records about it."""
+    previous = load_model(path)
+    if previous.config != recipe.model_config():
+        raise ValueError(f"{path} does not have the recipe's architecture")
+    model.load_state_dict(previous.state_dict())
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata() or {}
+    return {"file": path.name,
+            "recipe": json.loads(metadata[RECIPE_METADATA_KEY]) if RECIPE_METADATA_KEY in metadata
+            else None}
+
+
 def train(recipe: Recipe, out: Path, *, device: torch.device | None = None,
-          report: Callable[[str], None] = print) -> Path:
+          report: Callable[[str], None] = print, resume_from: Path | None = None) -> Path:
+    """Train (or, with `resume_from`, continue training the UNet and text encoder of) a demo
+    checkpoint and write it to `out`."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     threads = torch.get_num_threads()
     torch.manual_seed(recipe.seed)
     model = StableDiffusionModel(recipe.model_config()).to(device)
-    # The UNet's zero-initialised layers are not zero in the engine's class; SD trains from
-    # torch's default init, which is fine at this size.
     log = TrainingLog()
     report(f"recipe: {json.dumps(dataclasses.asdict(recipe))}")
 
-    train_vae(model.first_stage_model, recipe, device, log, report)
+    if resume_from is not None:
+        log.resumed_from = _resume(model, Path(resume_from), recipe)
+        report(f"resumed from {resume_from}; its VAE is kept")
+    else:
+        train_vae(model.first_stage_model, recipe, device, log, report)
     started = time.time()
     dataset = ShapesDataset(seed=recipe.seed + 1, size=recipe.image_size, split="train",
                             two_shape_prob=recipe.two_shape_prob)
@@ -374,14 +395,15 @@ def train(recipe: Recipe, out: Path, *, device: torch.device | None = None,
     images = _images_to_tensor([shapes_dataset.render_scene(s, recipe.image_size)
                                 for s in scenes], torch.device("cpu"))
     vae = model.first_stage_model.requires_grad_(False)
-    mean, std = normalise_vae_latents(vae, images.to(device))
+    if resume_from is None:
+        mean, std = normalise_vae_latents(vae, images.to(device))
+        log.latent_stats = {"raw_mean": mean.tolist(), "raw_std": std.tolist()}
     with torch.no_grad():
         latents = torch.cat([vae.encode(images[i:i + 64].to(device)).cpu()
                              for i in range(0, len(images), 64)])
     del images
-    log.latent_stats = {"raw_mean": mean.tolist(), "raw_std": std.tolist(),
-                        "scaled_mean": latents.mean(dim=(0, 2, 3)).tolist(),
-                        "scaled_std": latents.std(dim=(0, 2, 3)).tolist()}
+    log.latent_stats.update({"scaled_mean": latents.mean(dim=(0, 2, 3)).tolist(),
+                             "scaled_std": latents.std(dim=(0, 2, 3)).tolist()})
     log.seconds["latents"] = round(time.time() - started, 1)
     report(f"latents {tuple(latents.shape)} scaled std {log.latent_stats['scaled_std']}")
 
@@ -404,6 +426,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, help="seed (recipe default 0)")
     parser.add_argument("--threads", type=int, help="CPU threads (torch default when unset)")
     parser.add_argument("--device", help="cpu / cuda (default: cuda when present)")
+    parser.add_argument("--resume-from", type=Path,
+                        help="continue training the UNet and text encoder of a checkpoint this "
+                             "script wrote (keeps its VAE; use another --seed for new batches)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny smoke-test run (a minute; the result makes no real images)")
     args = parser.parse_args(argv)
@@ -420,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     def report(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
-    train(recipe, Path(args.out), device=device, report=report)
+    train(recipe, Path(args.out), device=device, report=report, resume_from=args.resume_from)
 
 
 if __name__ == "__main__":

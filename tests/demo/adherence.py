@@ -26,7 +26,9 @@ class Trial:
     analysis: Analysis
 
     def correct(self, field: str) -> bool:
-        expected = self.scene.background if field == "background" else getattr(self.scene.main, field)
+        if field == "background":
+            return self.analysis.background == self.scene.background
+        expected = getattr(self.scene.main, field)
         return getattr(self.analysis, field) == expected
 
 

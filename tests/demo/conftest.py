@@ -43,7 +43,8 @@ def demo_ctx(tmp_path_factory) -> AppContext:
 def _run(ctx: AppContext, kind: str, params, runner) -> Processed:
     with ctx.options.override({"sd_model_checkpoint": DEMO_NAME, "samples_save": False,
                                "grid_save": False}):
-        job = ctx.jobs.submit(kind, lambda progress: runner(params, ctx.processing_context(progress)))
+        job = ctx.jobs.submit(kind,
+                              lambda progress: runner(params, ctx.processing_context(progress)))
         return job.wait(timeout=600)
 
 

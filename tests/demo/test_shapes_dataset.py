@@ -17,7 +17,8 @@ def _pixels(image) -> np.ndarray:
 
 
 def test_same_seed_gives_the_same_images_and_captions():
-    first, again = ShapesDataset(seed=3, two_shape_prob=0.3), ShapesDataset(seed=3, two_shape_prob=0.3)
+    first = ShapesDataset(seed=3, two_shape_prob=0.3)
+    again = ShapesDataset(seed=3, two_shape_prob=0.3)
     for index in (0, 1, 17, 1000):
         assert first.caption(index) == again.caption(index)
         assert np.array_equal(_pixels(first.image(index)), _pixels(again.image(index)))

@@ -68,3 +68,20 @@ def test_latent_normalisation_keeps_decoding_and_gives_unit_latents():
     assert torch.allclose(before, after, atol=1e-4)
     assert torch.allclose(latents.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3)
     assert torch.allclose(latents.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-3)
+
+
+def test_resume_continues_from_a_checkpoint_and_records_it(tmp_path):
+    first = _train(tmp_path / "first.safetensors")
+    recipe = dataclasses.replace(TINY, steps=2, seed=1)
+    second = train(recipe, tmp_path / "second.safetensors", device=torch.device("cpu"),
+                   report=lambda line: None, resume_from=first)
+    before, after = read_state_dict(first), read_state_dict(second)
+    vae_key = "first_stage_model.decoder.conv_out.weight"
+    assert torch.equal(before[vae_key], after[vae_key])           # the VAE is kept
+    unet_key = "model.diffusion_model.out.2.weight"
+    assert not torch.equal(before[unet_key], after[unet_key])
+    with safe_open(str(second), "pt") as handle:
+        recipe_json = json.loads(handle.metadata()[RECIPE_METADATA_KEY])
+    resumed = recipe_json["training"]["resumed_from"]
+    assert resumed["file"] == "first.safetensors"
+    assert resumed["recipe"]["recipe"]["steps"] == 3
