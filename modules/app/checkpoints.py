@@ -97,6 +97,9 @@ class CheckpointInfo:
     shorthash: str | None = None    # first 10 hex of sha256
     legacy_hash: str = ""           # 8 hex (64 KiB @ 1 MiB)
     config: str | None = None       # sidecar .yaml
+    # (width, height) from the header once read (see native_size); False: not read yet
+    _native_size: tuple[int, int] | None | bool = field(default=False, repr=False,
+                                                        compare=False)
 
     @classmethod
     def from_file(cls, filename: Path, name: str) -> "CheckpointInfo":
@@ -117,13 +120,15 @@ class CheckpointInfo:
 
     def native_size(self) -> tuple[int, int] | None:
         """(width, height) the model was trained at, from the `modelspec.resolution` metadata of
-        a .safetensors file ("64x64"); None when the file does not say."""
-        try:
-            text = read_safetensors_metadata(self.filename).get("modelspec.resolution", "")
-            width, height = (int(part) for part in text.lower().split("x"))
-        except (CheckpointLoadError, ValueError):
-            return None
-        return (width, height) if width > 0 and height > 0 else None
+        a .safetensors file ("64x64"); None when the file does not say. The header is read once."""
+        if self._native_size is False:
+            try:
+                text = read_safetensors_metadata(self.filename).get("modelspec.resolution", "")
+                width, height = (int(part) for part in text.lower().split("x"))
+                self._native_size = (width, height) if width > 0 and height > 0 else None
+            except (CheckpointLoadError, ValueError):
+                self._native_size = None
+        return self._native_size
 
     @property
     def stem(self) -> str:

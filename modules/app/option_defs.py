@@ -30,13 +30,12 @@ SAMPLER_PARAMS = ("sampler-params", "Sampler parameters")
 EMPHASIS_CHOICES = ["Original", "No norm", "Ignore", "None"]
 IMAGE_FORMATS = ["png", "jpg", "jpeg", "webp", "gif"]
 
-
-
 #: A1111's `ui_reorder_list` categories, in their default order (the left column of txt2img and
 #: img2img; modules/ui/section_order.py builds them)
 UI_REORDER_CATEGORIES: tuple[str, ...] = (
     "inpaint", "sampler", "accordions", "checkboxes", "dimensions", "cfg", "denoising", "seed",
     "batch", "override_settings", "scripts")
+
 
 def _slider(default: float, label: str, minimum: float, maximum: float, step: float,
             section: tuple[str, str], **extra) -> OptionInfo:

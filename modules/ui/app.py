@@ -21,7 +21,7 @@ from modules.ui.later_tabs import build_checkpoint_merger_tab, build_extensions_
     build_train_tab
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.quicksettings import build_quicksettings
-from modules.ui.send_to import SendToRegistry
+from modules.ui.send_to import SendToRegistry, components_by_elem_id
 from modules.ui.settings_tab import build_settings_tab
 from modules.ui.txt2img_tab import build_txt2img_tab
 from modules.ui.ui_config import apply_ui_config
@@ -82,8 +82,7 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
 def _demo_model_sizes(ctx: "AppContext", blocks: gr.Blocks, page_load: PageLoadRefresh) -> None:
     """While the demo model is the current one, a page opens with its native size (64×64) in
     the width / height of txt2img and img2img instead of 512."""
-    by_elem_id = {block.elem_id: block for block in blocks.blocks.values()
-                  if getattr(block, "elem_id", None)}
+    by_elem_id = components_by_elem_id(blocks)
     pairs = [(by_elem_id[f"{tab}_width"], by_elem_id[f"{tab}_height"])
              for tab in ("txt2img", "img2img")
              if f"{tab}_width" in by_elem_id and f"{tab}_height" in by_elem_id]

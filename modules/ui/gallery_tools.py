@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN_FOLDER_SYMBOL = "\U0001f4c2"    # 📂
-SEND_TARGETS_BY_TAB = {"txt2img": ("img2img", "inpaint", "extras"),
-                       "img2img": ("img2img", "inpaint", "extras")}
+GALLERY_SEND_TARGETS = ("img2img", "inpaint", "extras")
 #: the columns of A1111's log.csv next to the images saved with the Save button
 LOG_CSV_FIELDS = ("prompt", "seed", "width", "height", "sampler", "cfgs", "steps", "filename",
                   "negative_prompt", "sd_model_name", "sd_model_hash")
@@ -58,6 +57,15 @@ def gallery_entry_path(entry: Any) -> str | None:
     return str(entry) if entry else None
 
 
+def open_gallery_entry(entry: Any) -> Image.Image | None:
+    """The picture of one gallery entry, read into memory (None when its file is gone)."""
+    path = gallery_entry_path(entry)
+    if not path or not Path(path).is_file():
+        return None
+    with Image.open(path) as opened:
+        return opened.copy()
+
+
 def pick_index(count: int, selected: Any) -> int | None:
     """The selected index when valid, else the first image; None for an empty gallery."""
     if count <= 0:
@@ -77,11 +85,7 @@ def selected_image_and_infotext(gallery: Sequence[Any] | None, generation_info: 
     index = pick_index(len(gallery), selected)
     if index is None:
         return None, ""
-    path = gallery_entry_path(gallery[index])
-    image = None
-    if path and Path(path).is_file():
-        with Image.open(path) as opened:
-            image = opened.copy()
+    image = open_gallery_entry(gallery[index])
     infotexts = _info(generation_info).get("infotexts") or []
     infotext = infotexts[index] if index < len(infotexts) else (infotexts[0] if infotexts else "")
     return image, infotext
@@ -115,14 +119,12 @@ def save_gallery_images(ctx: "AppContext", gallery: Sequence[Any] | None,
     first_image = int(info.get("index_of_first_image") or 0)
     saved: list[str] = []
     for index in indexes:
-        path = gallery_entry_path(gallery[index])
-        if not path or not Path(path).is_file():
+        image = open_gallery_entry(gallery[index])
+        if image is None:
             continue
         image_no = max(0, index - first_image)
         seed = seeds[image_no] if image_no < len(seeds) else info.get("seed")
         infotext = infotexts[index] if index < len(infotexts) else None
-        with Image.open(path) as opened:
-            image = opened.copy()
         file_path, _ = save_image(
             image, save_dir, seed=seed, prompt=info.get("prompt"),
             extension=options.get("samples_format") or "png", infotext=infotext,
@@ -189,16 +191,17 @@ def gallery_tools(ctx: "AppContext", tab_id: str, results: "ResultPanel",
         if send_to is not None:
             send_to.add_source(f"{tab_id}_gallery", [results.gallery, results.generation_info,
                                                      selected_index],
-                               selected_image_and_infotext, SEND_TARGETS_BY_TAB[tab_id])
+                               selected_image_and_infotext, GALLERY_SEND_TARGETS)
     download = gr.File(None, file_count="multiple", interactive=False, visible=False,
                        elem_id=f"download_files_{tab_id}", label="Saved files")
     message = gr.HTML(elem_id=f"gallery_message_{tab_id}")
     tools = GalleryTools(selected_index, open_folder, save, save_zip, download, message)
-    _wire(ctx, tab_id, results, tools)
+    _wire(ctx, tab_id, results, tools, folders_hidden=folders_hidden)
     return tools
 
 
-def _wire(ctx: "AppContext", tab_id: str, results: "ResultPanel", tools: GalleryTools) -> None:
+def _wire(ctx: "AppContext", tab_id: str, results: "ResultPanel", tools: GalleryTools, *,
+          folders_hidden: bool) -> None:
     def on_select(event: gr.SelectData) -> int:
         return int(event.index)
 
@@ -215,8 +218,7 @@ def _wire(ctx: "AppContext", tab_id: str, results: "ResultPanel", tools: Gallery
 
     def on_open_folder() -> str:
         folder = output_folder(ctx.options, ctx.paths, tab_id)
-        return _message_html(open_folder_message(
-            folder, hidden=bool(getattr(ctx.args, "hide_ui_dir_config", False))))
+        return _message_html(open_folder_message(folder, hidden=folders_hidden))
 
     results.gallery.select(on_select, outputs=[tools.selected_index], show_progress="hidden",
                            api_visibility="private", queue=False)

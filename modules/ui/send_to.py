@@ -20,6 +20,15 @@ from modules.processing.infotext import infotext_to_api_fields, parse_generation
 log = logging.getLogger(__name__)
 
 
+def components_by_elem_id(blocks: gr.Blocks) -> dict[str, Any]:
+    """The page's blocks by elem_id (the first one built wins a repeated id)."""
+    found: dict[str, Any] = {}
+    for block in blocks.blocks.values():
+        if getattr(block, "elem_id", None):
+            found.setdefault(block.elem_id, block)
+    return found
+
+
 @dataclass(frozen=True)
 class SendTarget:
     name: str                        # the button's target: "txt2img", "inpaint" …
@@ -109,8 +118,7 @@ class SendToRegistry:
              options_flags: Callable[[], tuple[bool, bool]] = lambda: (True, True)) -> list[str]:
         """Connect every button whose target is on the page; returns "source->target" names.
         `options_flags()` gives (send_seed, send_size) at click time. Call inside `blocks`."""
-        by_elem_id = {block.elem_id: block for block in blocks.blocks.values()
-                      if getattr(block, "elem_id", None)}
+        by_elem_id = components_by_elem_id(blocks)
         wired: list[str] = []
         for source in self.sources:
             for name, button in source.buttons.items():
