@@ -27,6 +27,7 @@ from modules.processing.upscalers import UpscalerInfo
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
+    from modules.jobs.progress import JobProgress
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,11 @@ def models_router(ctx: "AppContext") -> APIRouter:
 
     @router.post("/reload-checkpoint", tags=["models"])
     def reloadapi() -> dict:
-        ctx.jobs.run("reload_model", lambda progress: ctx.model_manager.reload_to_device())
+        def reload(progress: "JobProgress") -> None:
+            # nothing returned: a finished job's result must never keep a model alive
+            ctx.model_manager.reload_to_device()
+
+        ctx.jobs.run("reload_model", reload)
         return {}
 
     @router.get("/scripts", response_model=ScriptsList, tags=["scripts"])

@@ -44,7 +44,12 @@ class AppContext:
         current = self.model_manager.current_checkpoint()
         if current is not None and current.filename == info.filename:
             return
-        self.jobs.run("load_model", lambda progress: self.model_manager.get(info.title))
+        def load(progress: JobProgress) -> None:
+            # returns nothing: a finished job keeps its result, and a model kept there would
+            # outlive the next switch (the leak of issue #9)
+            self.model_manager.get(info.title)
+
+        self.jobs.run("load_model", load)
 
     def close(self) -> None:
         self.jobs.shutdown()

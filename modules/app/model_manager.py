@@ -17,6 +17,7 @@ import torch
 
 from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, v_prediction_hint
 from modules.app.devices import DevicePlan
+from modules.engine.checkpoint_io import CheckpointLoadError
 from modules.engine.sd_model import StableDiffusionModel, load_model, load_vae_weights
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,21 @@ class ModelManager:
 
     def _load(self, info: CheckpointInfo) -> LoadedModel:
         log.info("Loading checkpoint %s", info.filename)
-        # The previous model is released only once the new file is known to load (readable,
-        # detected, every key fitting), so a corrupt file leaves it usable and two models never
-        # sit in memory together.
-        model = load_model(info.filename, device=self.plan.device, dtype=self.plan.dtype,
-                           v_prediction=self._wants_v_prediction(info),
-                           allow_unsafe_pickle=self.allow_unsafe_pickle, on_validated=self.unload)
+        previous = self._loaded
+        previous_source = (previous.info, previous.vae_path) if previous is not None else None
+        del previous   # no reference of ours may keep the old model alive past unload()
+        # The new file's header (keys, shapes, dtypes) is checked before the previous model is
+        # released, so a file that does not fit leaves it usable; then the previous model is
+        # released before any new weight is read, so two models never sit in memory together.
+        try:
+            model = load_model(info.filename, device=self.plan.device, dtype=self.plan.dtype,
+                               v_prediction=self._wants_v_prediction(info),
+                               allow_unsafe_pickle=self.allow_unsafe_pickle,
+                               on_validated=self.unload)
+        except Exception as error:
+            if previous_source is None or self._loaded is not None:
+                raise           # failed before the release: the previous model is still loaded
+            raise self._restore_after_failed_load(info, previous_source, error) from error
         if self.plan.vae_dtype != self.plan.dtype:
             model.first_stage_model.to(self.plan.vae_dtype)
         self.checkpoints.ensure_hashed(info)
@@ -128,6 +138,26 @@ class ModelManager:
         log.info("Loaded %s (%s, %s prediction) on %s", info.title, model.config.family,
                  model.prediction, self.plan.describe())
         return self._loaded
+
+    def _restore_after_failed_load(self, failed: CheckpointInfo,
+                                   previous: tuple[CheckpointInfo, str | None],
+                                   error: Exception) -> CheckpointLoadError:
+        """Loading `failed` broke after the previous model was released (the file changed or
+        could not be read past its header): load the previous one again. Returns the error to
+        raise, which says whether the previous model is back."""
+        info, vae_path = previous
+        log.error("Loading %s failed after %s was released (%s); loading %s again",
+                  failed.filename, info.title, error, info.title)
+        try:
+            self._load(info)
+            if vae_path is not None:
+                self._apply_vae(self._loaded, vae_path)
+            outcome = f"{info.title} was loaded again"
+        except Exception as reload_error:  # noqa: BLE001 - reported in the message
+            log.error("Loading %s again failed too: %s", info.title, reload_error)
+            outcome = f"loading {info.title} again failed too ({reload_error}); no model is loaded"
+        reason = error.reason if isinstance(error, CheckpointLoadError) else str(error)
+        return CheckpointLoadError(failed.filename, f"{reason}; {outcome}")
 
     def _apply_vae(self, loaded: LoadedModel, vae_path: str | None) -> None:
         # None = back to the checkpoint's own VAE: its first_stage_model.* weights are a VAE source

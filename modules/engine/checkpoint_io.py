@@ -54,6 +54,49 @@ def read_state_dict(path: StrPath, *, allow_unsafe_pickle: bool = False,
     return _tensors_only(file_path, loaded)
 
 
+# safetensors dtype names → torch dtypes (what a checkpoint header may name)
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def read_checkpoint_header(path: StrPath, *,
+                           allow_unsafe_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint as a meta tensor (name, shape, dtype; no data).
+
+    For safetensors only the JSON header is read, so a model switch can check a new file before
+    the loaded model is released, without holding a second model's weights. Pickles are opened
+    memory-mapped (lazily) and their tensors turned into meta tensors.
+    """
+    file_path = Path(path)
+    if not file_path.is_file():
+        raise CheckpointLoadError(path, "file not found")
+    if file_path.suffix.lower() != SAFETENSORS_SUFFIX:
+        tensors = read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle)
+        return {key: torch.empty_like(value, device="meta") for key, value in tensors.items()}
+    try:
+        with safe_open(str(file_path), framework="pt") as handle:
+            header = {}
+            for key in handle.keys():
+                tensor_slice = handle.get_slice(key)
+                dtype = _SAFETENSORS_DTYPES.get(tensor_slice.get_dtype())
+                if dtype is None:
+                    raise CheckpointLoadError(
+                        path, f"tensor {key} has the unsupported dtype {tensor_slice.get_dtype()}")
+                header[key] = torch.empty(tensor_slice.get_shape(), dtype=dtype, device="meta")
+    except CheckpointLoadError:
+        raise
+    except Exception as error:  # safetensors raises its own (Rust) error types
+        raise CheckpointLoadError(path,
+                                  f"corrupt or truncated safetensors file ({error})") from error
+    if not header:
+        raise CheckpointLoadError(path, "the file contains no tensors")
+    return header
+
+
 def _read_safetensors(path: Path, device: str | torch.device) -> dict:
     try:
         return load_file(str(path), device=str(device))

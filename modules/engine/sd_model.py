@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from modules.engine.checkpoint_io import CheckpointLoadError, read_state_dict
+from modules.engine.checkpoint_io import (CheckpointLoadError, read_checkpoint_header,
+                                          read_state_dict)
 from modules.engine.configs import ModelConfig, TextEncoderConfig
 from modules.engine.detection import (
     CLIP_L_BODY, SD1_CLIP_PREFIX, SDXL_EMBEDDER_PREFIX, DetectionError, detect_model_config,
@@ -169,36 +170,56 @@ def _cast_like(value: torch.Tensor, built: torch.Tensor, device: torch.device | 
     return value.to(device=device, dtype=target_dtype)
 
 
-def _load_weights_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], path: StrPath,
-                         *, device: torch.device | str, dtype: torch.dtype,
-                         optional_suffixes: tuple[str, ...] = (),
-                         on_validated: Callable[[], None] | None = None) -> None:
-    """Assign the file's tensors (cast to dtype, on device) into a meta-built module.
-
-    Every key must match in name and shape except the known non-weight entries and the optional
-    weights ending in `optional_suffixes` (left on the meta device for the caller to fill).
-    `on_validated` runs once the keys are known to fit, before any weight is materialised.
-    """
+def _check_weights_fit(module: nn.Module, state_dict: Mapping[str, torch.Tensor], path: StrPath,
+                       *, optional_suffixes: tuple[str, ...] = ()) -> None:
+    """Raise CheckpointLoadError unless every key of the meta-built `module` is in `state_dict`
+    (tensors or the file's meta header) with its shape and a floating dtype, and nothing else is,
+    except the known non-weight entries and the optional weights ending in `optional_suffixes`."""
     expected = module.state_dict()
-    non_persistent = {name for name, _ in module.named_buffers()} - set(expected)
-    weights = {key: value for key, value in state_dict.items()
-               if not _is_ignorable(key, non_persistent)}
+    weights = _weights_only(module, state_dict)
     missing = [key for key in expected if key not in weights]
     optional_missing = [key for key in missing if key.endswith(optional_suffixes)]
     missing = [key for key in missing if key not in optional_missing]
     unexpected = [key for key in weights if key not in expected]
     mis_shaped = [f"{key} {tuple(weights[key].shape)} != {tuple(expected[key].shape)}"
                   for key in expected if key in weights and weights[key].shape != expected[key].shape]
-    if missing or unexpected or mis_shaped:
+    mis_typed = [f"{key} {weights[key].dtype}" for key in expected
+                 if key in weights and expected[key].is_floating_point()
+                 and not weights[key].is_floating_point()]
+    if missing or unexpected or mis_shaped or mis_typed:
         problems = [_format_keys(title, keys) for title, keys in (
             ("missing keys", missing), ("unexpected keys", unexpected),
-            ("mis-shaped keys (file != model)", mis_shaped)) if keys]
+            ("mis-shaped keys (file != model)", mis_shaped),
+            ("weights that are not floating point", mis_typed)) if keys]
         raise CheckpointLoadError(path, "the weights do not fit the detected architecture: "
                                         + "; ".join(problems))
-    if on_validated is not None:
-        on_validated()
-    cast = {key: _cast_like(value, expected[key], device, dtype) for key, value in weights.items()}
+
+
+def _weights_only(module: nn.Module,
+                  state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    non_persistent = {name for name, _ in module.named_buffers()} - set(module.state_dict())
+    return {key: value for key, value in state_dict.items()
+            if not _is_ignorable(key, non_persistent)}
+
+
+def _assign_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], *,
+                    device: torch.device | str, dtype: torch.dtype) -> None:
+    """Assign the (already checked) file tensors into the meta-built module, cast to dtype on
+    device. Each file tensor is dropped from `state_dict` as soon as it is cast, so a converted
+    copy never coexists with the whole file's tensors."""
+    expected = module.state_dict()
+    cast = {}
+    for key in list(_weights_only(module, state_dict)):
+        cast[key] = _cast_like(state_dict.pop(key), expected[key], device, dtype)
     module.load_state_dict(cast, strict=False, assign=True)
+
+
+def _load_weights_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: StrPath,
+                         *, device: torch.device | str, dtype: torch.dtype) -> None:
+    """Check the file's tensors against a meta-built module, then assign them (cast to dtype,
+    on device)."""
+    _check_weights_fit(module, state_dict, path)
+    _assign_weights(module, state_dict, device=device, dtype=dtype)
 
 
 def _initialise_missing_optional_weights(model: StableDiffusionModel) -> None:
@@ -215,22 +236,28 @@ def load_model(path: StrPath, *, device: torch.device | str = "cpu",
                on_validated: Callable[[], None] | None = None) -> StableDiffusionModel:
     """Read, detect and strictly load a checkpoint; optionally replace its VAE from `vae_path`.
 
-    The model is built on the meta device and the file's tensors are assigned into it, so the
-    weights exist once in memory. Any missing, unexpected or mis-shaped key raises
-    CheckpointLoadError naming the file and the keys. `on_validated` runs when the file is known
-    to load (readable, detected, every key fitting) and before weights are materialised: a caller
-    switching models frees the previous one there, so both never sit in memory together.
+    The file's header (names, shapes, dtypes) is checked first: any missing, unexpected,
+    mis-shaped or non-float weight raises CheckpointLoadError naming the file and the keys.
+    `on_validated` runs then, before a single weight is read: a caller switching models frees the
+    previous one there, so two models never sit in memory together. The model is built on the
+    meta device and the file's tensors are assigned into it, so the weights exist once in memory.
     """
-    state_dict = _normalize_legacy_keys(
-        read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, device=device))
+    header = _normalize_legacy_keys(read_checkpoint_header(path,
+                                                           allow_unsafe_pickle=allow_unsafe_pickle))
     try:
-        config = detect_model_config(state_dict, v_prediction=v_prediction)
+        config = detect_model_config(header, v_prediction=v_prediction)
     except DetectionError as error:
         raise CheckpointLoadError(path, str(error)) from error
     with torch.device("meta"):
         model = StableDiffusionModel(config)
-    _load_weights_strict(model, state_dict, path, device=device, dtype=dtype,
-                         optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES, on_validated=on_validated)
+    _check_weights_fit(model, header, path, optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES)
+    del header
+    if on_validated is not None:
+        on_validated()
+    state_dict = _normalize_legacy_keys(
+        read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, device=device))
+    _check_weights_fit(model, state_dict, path, optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES)
+    _assign_weights(model, state_dict, device=device, dtype=dtype)
     del state_dict
     _initialise_missing_optional_weights(model)
     model.reset_non_persistent_buffers()

@@ -11,6 +11,7 @@ import secrets
 import string
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
 from modules.jobs.progress import JobProgress
@@ -41,7 +42,7 @@ class Job:
         self._queue = queue
         self.id = job_id
         self.kind = kind
-        self.fn = fn
+        self.fn: Callable[[JobProgress], Any] | None = fn
         self.state = QUEUED
         self.progress = JobProgress(job=kind)
         self.result: Any = None
@@ -240,6 +241,11 @@ class JobQueue:
             except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
                 log.debug("job %s failed: %r", job.id, error)
                 failure = error
+                # a finished job is kept for a while; the locals of the frames its error went
+                # through (a model, a batch of latents) must not be kept with it
+                traceback.clear_frames(error.__traceback__)
+            # the request's closure (decoded images, its params) is not needed any more
+            job.fn = None
             with self._condition:
                 self._current = None
                 self._remember_finished(job)
@@ -247,3 +253,4 @@ class JobQueue:
                 job._finish(CANCELLED)
             else:
                 job._finish(FAILED if failure is not None else DONE, result, failure)
+            del job, result, failure

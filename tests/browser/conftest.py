@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 import pytest
-import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.server_process import ROOT, AppServer, start_app_server, stop_app_server  # noqa: F401
+
 CHROMIUM_PATH = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 1100}
 FAILURE_SCREENSHOTS = ROOT / "test-screenshots"
-SERVER_START_SECONDS = 180
 GENERATION_TIMEOUT_MS = 120_000
 UI_TIMEOUT_MS = 30_000      # page actions and expect() assertions (Playwright's default: 5 s)
 CHECKPOINT_NAME = "tiny.safetensors"
@@ -41,27 +35,6 @@ UNLOAD_CONSOLE_ERRORS: tuple[re.Pattern[str], ...] = (
 )
 
 
-@dataclass
-class AppServer:
-    """A running `launch.py` process and where to reach it."""
-    base_url: str
-    data_dir: Path
-    process: subprocess.Popen
-    log_path: Path
-    log_file: IO[str] = field(repr=False)
-
-    def log_text(self) -> str:
-        if not self.log_file.closed:
-            self.log_file.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def write_tiny_data_dir(data_dir: Path) -> Path:
     """A data dir holding one tiny random-weight SD1 checkpoint (real key names)."""
     from tests.engine.tiny_checkpoints import write_tiny_checkpoint
@@ -70,44 +43,6 @@ def write_tiny_data_dir(data_dir: Path) -> Path:
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     write_tiny_checkpoint(checkpoint, "sd1")
     return checkpoint
-
-
-def start_app_server(data_dir: Path, *, extra_args: tuple[str, ...] = ()) -> AppServer:
-    """Start the real app (UI with --api) on a free port and wait until it answers."""
-    port = free_port()
-    log_path = data_dir / "server.log"
-    log_file = open(log_path, "w", encoding="utf-8")
-    # Gradio's uploaded / generated files go under the data dir, so nothing outlives the run
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(data_dir / "gradio-tmp"),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen(
-        [sys.executable, "launch.py", "--data-dir", str(data_dir), "--port", str(port), "--api",
-         "--skip-prepare-environment", *extra_args],
-        cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    server = AppServer(f"http://127.0.0.1:{port}", data_dir, process, log_path, log_file)
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log_file.close()
-            raise RuntimeError(f"the app exited with {process.returncode}:\n{server.log_text()}")
-        try:
-            if requests.get(server.base_url + "/internal/ping", timeout=2).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    stop_app_server(server)
-    raise RuntimeError(f"the app did not answer within {SERVER_START_SECONDS}s:\n"
-                       f"{server.log_text()}")
-
-
-def stop_app_server(server: AppServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=20)
-    server.log_file.close()
 
 
 def browser_unavailable_reason() -> str | None:

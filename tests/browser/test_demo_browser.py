@@ -12,7 +12,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.browser.conftest import ROOT, VIEWPORT, ConsoleErrors, download_gallery_image, \
-    generate_and_wait, launch_chromium, open_ui, start_app_server, \
+    generate_and_wait, open_ui, start_app_server, \
     stop_app_server
 from tests.demo.shape_analyser import analyse
 

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from modules.engine.checkpoint_io import (
-    CheckpointLoadError, addnet_hash_safetensors, legacy_model_hash, read_safetensors_metadata,
+    CheckpointLoadError, addnet_hash_safetensors, legacy_model_hash, read_checkpoint_header,
+    read_safetensors_metadata,
     read_state_dict, sha256_file,
 )
 
@@ -141,3 +142,21 @@ def test_addnet_hash_skips_the_safetensors_header(tmp_path: Path) -> None:
     other = tmp_path / "renamed.safetensors"
     save_file(_sample_tensors(), str(other), metadata={"ss_output_name": "another name"})
     assert addnet_hash_safetensors(other) == expected
+
+
+def test_header_gives_names_shapes_and_dtypes_without_data(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    tensors = _sample_tensors()
+    save_file(tensors, str(path))
+    header = read_checkpoint_header(path)
+    assert {key: (tuple(value.shape), value.dtype, value.device.type)
+            for key, value in header.items()} == {
+        key: (tuple(value.shape), value.dtype, "meta") for key, value in tensors.items()}
+    pickled = tmp_path / "model.ckpt"
+    torch.save({"state_dict": tensors}, pickled)
+    assert {key: value.shape for key, value in read_checkpoint_header(pickled).items()} == \
+        {key: value.shape for key, value in tensors.items()}
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(CheckpointLoadError, match="truncated.safetensors"):
+        read_checkpoint_header(truncated)

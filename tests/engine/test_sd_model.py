@@ -233,3 +233,27 @@ def test_checkpoint_file_restores_its_own_vae(tiny_checkpoint, tiny_vae_file: Pa
     assert weight.dtype == torch.bfloat16
     expected = load_file(str(path))["first_stage_model.decoder.conv_out.weight"]
     assert torch.equal(weight, expected.to(torch.bfloat16))
+
+
+def test_header_is_checked_before_the_previous_model_is_released(tmp_path: Path,
+                                                                 tiny_checkpoint) -> None:
+    """on_validated (where a model switch releases the loaded model) runs only for a file whose
+    header fits, and before its weights are read; a weight stored as integers is refused."""
+    released: list[str] = []
+    load_model(tiny_checkpoint("sd1"), on_validated=lambda: released.append("fits"))
+    assert released == ["fits"]
+
+    integer_key = "model.diffusion_model.out.2.bias"
+    path = _rewritten(tmp_path, tiny_checkpoint("sd1"), "int_weight.safetensors",
+                      lambda state: state.update({integer_key: state[integer_key].to(torch.int32)}))
+    with pytest.raises(CheckpointLoadError, match="not floating point") as caught:
+        load_model(path, on_validated=lambda: released.append("int"))
+    assert integer_key in str(caught.value) and released == ["fits"]
+
+    # the data is read after on_validated: a file that changes in between is read as it is then
+    # (a model manager reloads the previous model when this fails, see test_model_switching)
+    good = tiny_checkpoint("sd1")
+    swapped = tmp_path / "swapped.safetensors"
+    swapped.write_bytes(good.read_bytes())
+    with pytest.raises(CheckpointLoadError, match="swapped.safetensors"):
+        load_model(swapped, on_validated=lambda: swapped.write_bytes(b"gone"))

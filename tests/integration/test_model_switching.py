@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from modules.engine.checkpoint_io import CheckpointLoadError
+
 from modules.ui.quicksettings import change_checkpoint
 from tests.integration.conftest import generate
 
@@ -54,3 +58,49 @@ def test_switching_releases_the_previous_model_before_loading_the_next(app_ctx):
     assert seen_while_loading and seen_while_loading[0] is False, \
         "the previous model was still alive when the new one was materialised"
     assert manager.current_checkpoint().model_name == "tiny-sd2_v"
+
+
+def test_a_switch_through_the_job_queue_leaves_no_reference_to_the_old_model(app_ctx):
+    """The API's and the UI's switch path (AppContext.load_checkpoint, a job on the worker): once
+    the next model is loaded, nothing holds the previous one (finished jobs are kept a while)."""
+    import gc
+    import weakref
+
+    app_ctx.load_checkpoint(app_ctx.checkpoints.get_closest("tiny-sd1"))
+    first = weakref.ref(app_ctx.model_manager.current().model)
+    app_ctx.load_checkpoint(app_ctx.checkpoints.get_closest("tiny-sd2_v"))
+    gc.collect()
+    assert first() is None, gc.get_referrers(first())
+    assert app_ctx.model_manager.current_checkpoint().model_name == "tiny-sd2_v"
+
+
+def test_a_load_that_fails_after_the_release_brings_the_previous_model_back(app_ctx,
+                                                                            tiny_data_dir):
+    """The file changes between its header check and the reading of its weights (e.g. it is
+    being overwritten): the previous model is loaded again and the error says so."""
+    manager = app_ctx.model_manager
+    ckpt_dir = tiny_data_dir / "models" / "Stable-diffusion"
+    changing = ckpt_dir / "zz-changing.safetensors"
+    changing.write_bytes((ckpt_dir / "tiny-sd1.safetensors").read_bytes())
+    app_ctx.checkpoints.refresh()
+    manager.get("tiny-sd2_v")
+    original_unload = manager.unload
+
+    def unload_then_overwrite() -> None:
+        original_unload()
+        changing.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+
+    manager.unload = unload_then_overwrite       # instance attribute: only this manager, this test
+    try:
+        with pytest.raises(CheckpointLoadError) as caught:
+            app_ctx.load_checkpoint(app_ctx.checkpoints.get_closest("zz-changing"))
+    finally:
+        del manager.unload
+        changing.unlink()
+        app_ctx.checkpoints.refresh()
+    message = str(caught.value)
+    assert "zz-changing.safetensors" in message and "tiny-sd2_v" in message \
+        and "was loaded again" in message, message
+    assert manager.current_checkpoint().model_name == "tiny-sd2_v"
+    processed = generate(app_ctx, "tiny-sd2_v", prompt="back again", seed=5)
+    assert processed.images[0].size == (64, 64)

@@ -210,3 +210,36 @@ def test_cancel_and_shutdown():
     assert another.state in (CANCELLED, DONE)
     with pytest.raises(RuntimeError):
         queue.submit("txt2img", lambda p: None)
+
+
+def test_a_finished_job_keeps_its_result_but_not_what_its_work_held(queue):
+    """Finished jobs stay readable for a while; the objects their function or their error's
+    frames referenced (a model, decoded images) must not be kept alive with them."""
+    import gc
+    import weakref
+
+    class Heavy:
+        pass
+
+    held = Heavy()
+    seen = weakref.ref(held)
+
+    def work(progress: JobProgress, kept=held):
+        return id(kept)
+
+    assert queue.run("work", work) == id(held)
+    del held, work
+    gc.collect()
+    assert seen() is None, "the finished job keeps its function's closure"
+
+    def failing(progress: JobProgress):
+        local = Heavy()
+        failing.seen = weakref.ref(local)
+        raise ValueError("bad request")
+
+    job = queue.submit("failing", failing)
+    with pytest.raises(ValueError, match="bad request"):
+        job.wait(TIMEOUT)
+    gc.collect()
+    assert failing.seen() is None, "the failed job's traceback keeps its frames' locals"
+    assert job.state == FAILED and str(job.error) == "bad request"
