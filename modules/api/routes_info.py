@@ -88,7 +88,8 @@ def info_router(ctx: "AppContext") -> APIRouter:
 
     @router.get("/options", tags=["settings"])
     def get_config() -> dict[str, Any]:
-        return ctx.options.data_dict()
+        # sd_model_checkpoint names the checkpoint actually loaded, as A1111 reports it
+        return ctx.shown_options()
 
     @router.post("/options", tags=["settings"])
     def set_config(changes: dict[str, Any] = Body(...)) -> None:

@@ -5,6 +5,7 @@ import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, HashCache, VaeRegistry
 from modules.app.devices import plan_devices
@@ -37,6 +38,29 @@ class AppContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
                                  paths=self.paths, styles=self.styles, vaes=self.vaes,
                                  progress=progress, upscalers=self.upscalers)
+
+    def active_checkpoint(self) -> CheckpointInfo | None:
+        """The checkpoint loaded now (before the first load: the one the next job loads)."""
+        return self.model_manager.active_checkpoint(self.options.get("sd_model_checkpoint"))
+
+    def shown_option(self, key: str) -> Any:
+        """A setting as clients and the UI show it: the stored value, except that
+        `sd_model_checkpoint` / `sd_checkpoint_hash` name the checkpoint actually loaded (after a
+        fallback or a failed load too, as A1111 reports it). config.json keeps what the user
+        chose until they choose again."""
+        if key in ("sd_model_checkpoint", "sd_checkpoint_hash"):
+            active = self.active_checkpoint()
+            if active is not None:
+                return active.title if key == "sd_model_checkpoint" else (active.sha256 or "")
+        return self.options.get(key)
+
+    def shown_options(self) -> dict[str, Any]:
+        """Every setting as `shown_option` gives it (GET /sdapi/v1/options)."""
+        shown = self.options.data_dict()
+        for key in ("sd_model_checkpoint", "sd_checkpoint_hash"):
+            if key in shown:
+                shown[key] = self.shown_option(key)
+        return shown
 
     def load_checkpoint(self, info: CheckpointInfo) -> None:
         """Load `info` on the job worker, after the running job (the device has one owner).

@@ -69,7 +69,17 @@ class ModelManager:
         return (f"No Stable Diffusion checkpoint found. Put a .safetensors checkpoint into "
                 f"{self.checkpoint_dir} (or pass --ckpt / --ckpt-dir), then refresh the list.")
 
-    def resolve(self, title: str | None) -> CheckpointInfo:
+    def active_checkpoint(self, wanted: str | None) -> CheckpointInfo | None:
+        """The checkpoint that is loaded; before any load, the one the next job would load for
+        the setting `wanted`; None when there is no checkpoint at all."""
+        if self._loaded is not None:
+            return self._loaded.info
+        try:
+            return self.resolve(wanted, warn=False)
+        except NoCheckpointError:
+            return None
+
+    def resolve(self, title: str | None, *, warn: bool = True) -> CheckpointInfo:
         """The checkpoint named by `title` (any A1111 alias). None, or a title that matches nothing
         (a stale setting), gives the loaded model, else the first checkpoint on disk, as A1111 does."""
         if title:
@@ -84,7 +94,7 @@ class ModelManager:
                 raise NoCheckpointError(self.no_checkpoint_message())
             # the shipped demo model only when the user has no checkpoint of their own
             fallback = next((info for info in available if not info.is_demo), available[0])
-        if title:
+        if title and warn:
             log.warning("Checkpoint %r not found; using %s", title, fallback.title)
         return fallback
 

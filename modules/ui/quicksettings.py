@@ -17,7 +17,6 @@ from modules.ui.common import PageLoadRefresh, error_to_html
 from modules.ui.settings_tab import option_choices, option_component, shown_value
 
 if TYPE_CHECKING:
-    from modules.app.checkpoints import CheckpointInfo
     from modules.app.context import AppContext
 
 log = logging.getLogger(__name__)
@@ -26,26 +25,15 @@ REFRESH_SYMBOL = "\U0001f504"  # 🔄
 FIXED_QUICKSETTINGS = ("sd_model_checkpoint", "sd_vae")
 
 
-def _selected_checkpoint(ctx: "AppContext") -> "CheckpointInfo | None":
-    current = ctx.model_manager.current_checkpoint()
-    if current is not None:
-        return current
-    wanted = ctx.options.get("sd_model_checkpoint")
-    found = ctx.checkpoints.get_closest(wanted) if wanted else None
-    available = ctx.checkpoints.list()
-    return found or next((info for info in available if not info.is_demo),
-                         available[0] if available else None)
-
-
 def _selected_title(ctx: "AppContext") -> str | None:
-    selected = _selected_checkpoint(ctx)
+    selected = ctx.active_checkpoint()
     return selected.title if selected is not None else None
 
 
 def _status_html(ctx: "AppContext") -> str:
     if not ctx.checkpoints.list():
         return error_to_html(ctx.model_manager.no_checkpoint_message())
-    selected = _selected_checkpoint(ctx)
+    selected = ctx.active_checkpoint()
     if selected is not None and selected.is_demo:
         notice = html.escape(ctx.model_manager.demo_model_message())
         return f"<div class='demo-model-notice'>{notice}</div>"

@@ -210,7 +210,7 @@ def build_settings_tab(ctx: "AppContext", page_load: PageLoadRefresh | None = No
                           elem_id=f"settings_section_{section.section_id}") as block:
             for key in section.keys:
                 info = options.info(key)
-                components.append(option_component(key, info, options.get(key),
+                components.append(option_component(key, info, ctx.shown_option(key),
                                                    option_choices(ctx, key, info)))
                 keys.append(key)
         section_blocks.append(block)
@@ -227,14 +227,14 @@ def build_settings_tab(ctx: "AppContext", page_load: PageLoadRefresh | None = No
 
     handlers = {"sd_model_checkpoint": _checkpoint_handler(ctx)}
     if page_load is not None:
-        page_load.add(components, lambda: [shown_value(options.info(key), options.get(key))
+        page_load.add(components, lambda: [shown_value(options.info(key), ctx.shown_option(key))
                                            for key in keys])
 
     def on_apply(*values: Any) -> tuple[Any, ...]:
         message = apply_settings(options, dict(zip(keys, values)), change_handlers=handlers)
         # the controls show what is stored now (a rejected value springs back)
         return (message, changed_settings_html(options, keys),
-                *(shown_value(options.info(key), options.get(key)) for key in keys))
+                *(shown_value(options.info(key), ctx.shown_option(key)) for key in keys))
 
     def on_search(query: str) -> list[Any]:
         visible = dict(zip(keys, matching_settings(options, keys, query)))

@@ -89,6 +89,9 @@ class FakeModelManager:
     def current_checkpoint(self) -> CheckpointInfo | None:
         return self.loaded
 
+    def active_checkpoint(self, wanted: str | None) -> CheckpointInfo | None:
+        return self.loaded
+
     def no_checkpoint_message(self) -> str:
         return "Put a checkpoint into /models/Stable-diffusion"
 
@@ -170,6 +173,8 @@ def make_ctx(argv: list[str], config_path=None) -> SimpleNamespace:
                                                               progress=progress)
     # the real switching logic (load on the job worker) over the fake model manager
     ctx.load_checkpoint = functools.partial(AppContext.load_checkpoint, ctx)
+    for view in ("active_checkpoint", "shown_option", "shown_options"):
+        setattr(ctx, view, functools.partial(getattr(AppContext, view), ctx))
     return ctx
 
 
