@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from modules.api.auth import BasicAuthMiddleware, RoutePredicate, api_routes_of, every_request, \
     parse_credentials
 from modules.api.errors import install_error_handlers
+from modules.api.request_size import MB, RequestSizeLimitMiddleware
 from modules.api.routes_generation import Txt2ImgRunner, generation_router
 from modules.api.routes_img2img import img2img_router
 from modules.api.routes_info import info_router
@@ -62,10 +63,15 @@ def _install_middleware(app: FastAPI, ctx: "AppContext",
 
     # Starlette makes the last added middleware the outermost. From the outside in: CORS (it
     # answers preflights, which carry no credentials, and labels 401s for allowed origins), GZip,
-    # timing/--api-log (so refused requests are logged too), auth, the error envelope (added by
-    # install_error_handlers before this).
+    # the request-body limit (before anything reads a body), timing/--api-log (so refused
+    # requests are logged too), auth, the error envelope (added by install_error_handlers before
+    # this).
     _install_auth(app, ctx, auth_exempt)
     app.middleware("http")(process_time)
+    limits = ctx.limits
+    app.add_middleware(RequestSizeLimitMiddleware,
+                       max_bytes=lambda: int(limits.value("limit_request_mb") * MB),
+                       describe_limit=lambda: limits.source("limit_request_mb"))
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     origins = [origin.strip() for origin in
                (getattr(args, "cors_allow_origins", None) or "").split(",") if origin.strip()]

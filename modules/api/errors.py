@@ -18,7 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules.app.model_manager import NoCheckpointError
+from modules.jobs.queue import QueueFullError
+from modules.processing.admission import AdmissionError
 from modules.processing.context import UnsupportedRequestError
+from modules.processing.memory_guard import InsufficientMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,17 @@ def status_for_exception(error: BaseException) -> int:
         return 503   # the server works, but cannot generate until a checkpoint is added
     if isinstance(error, UnsupportedRequestError):
         return 400
+    if isinstance(error, (AdmissionError, InsufficientMemoryError)):
+        return 422   # above a server limit, or more memory than the machine has
+    if isinstance(error, QueueFullError):
+        return 429
     return 500
+
+
+def headers_for_exception(error: BaseException) -> dict[str, str] | None:
+    if isinstance(error, QueueFullError):
+        return {"Retry-After": str(error.retry_after)}
+    return getattr(error, "headers", None)
 
 
 def error_envelope(error: BaseException) -> dict[str, Any]:
@@ -51,8 +64,8 @@ def envelope_response(request: Request, error: BaseException) -> JSONResponse:
     if status >= 500 and not isinstance(error, (StarletteHTTPException, NoCheckpointError)):
         log.error("API error: %s %s: %s", request.method, request.url.path, error,
                   exc_info=error)
-    headers = getattr(error, "headers", None)
-    return JSONResponse(status_code=status, content=error_envelope(error), headers=headers)
+    return JSONResponse(status_code=status, content=error_envelope(error),
+                        headers=headers_for_exception(error))
 
 
 def _json_safe(value: Any) -> Any:
@@ -88,5 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_exception_handler(NoCheckpointError, handle_http_exception)
     app.add_exception_handler(UnsupportedRequestError, handle_http_exception)
+    for refusal in (AdmissionError, InsufficientMemoryError, QueueFullError):
+        app.add_exception_handler(refusal, handle_http_exception)
     app.add_exception_handler(Exception, handle_http_exception)
     app.middleware("http")(catch_everything)

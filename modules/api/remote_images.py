@@ -161,12 +161,20 @@ class RemoteImageFetcher:
                 raise RemoteImageError(f"Timed out fetching {url}")
         return bytes(body)
 
-    def fetch_image(self, url: str) -> Image.Image:
+    def fetch_image(self, url: str,
+                    check_size: Callable[[int, int], None] | None = None) -> Image.Image:
+        """The image at `url`; `check_size(width, height)` may refuse it from its header,
+        before its pixels are decoded."""
         data = self.fetch_bytes(url)
         try:
             image = Image.open(io.BytesIO(data))
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            raise RemoteImageError(f"The file at {url} is not an image") from error
+        if check_size is not None:
+            check_size(*image.size)
+        try:
             image.load()
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        except (OSError, ValueError) as error:
             raise RemoteImageError(f"The file at {url} is not an image") from error
         return image
 

@@ -12,8 +12,10 @@ from PIL import Image
 from modules.api.models import StableDiffusionImg2ImgProcessingAPI, TextToImageResponse
 from modules.api.remote_images import RemoteImageError, is_url, remote_image_loader
 from modules.api.request_infotext import apply_request_infotext
-from modules.api.routes_generation import (reject_unknown_scripts, resolve_sampler_fields,
-                                           run_generation_request)
+from modules.api.routes_generation import (admit_generation, reject_unknown_scripts,
+                                           resolve_sampler_fields, run_generation_request)
+from modules.processing.admission import (AdmissionError, Limits, check_input_image, check_limit,
+                                          pixels_in_decompression_bomb_error)
 from modules.processing.images import decode_base64_to_image
 from modules.processing.params import Img2ImgParams, Processed
 
@@ -33,38 +35,62 @@ def default_img2img_runner() -> Img2ImgRunner:
     return run_img2img
 
 
-def decode_request_image(encoded: str,
-                         fetch_url: Callable[[str], Image.Image] | None = None) -> Image.Image:
+def decode_request_image(encoded: str, fetch_url: Callable[..., Image.Image] | None = None, *,
+                         field: str = "image", limits: "Limits | None" = None) -> Image.Image:
     """A base64 image (raw or data-URL) → PIL; anything else is a 400 "Invalid encoded image".
     An http(s) URL is fetched with `fetch_url` (modules/api/remote_images.py: allowed by the
-    options, never from local addresses); a refused one is a 4xx with the reason."""
-    if is_url(encoded):
-        if fetch_url is None:
-            raise HTTPException(status_code=400,
-                                detail="Images from URLs are not supported here; send base64")
-        try:
-            return fetch_url(encoded)
-        except RemoteImageError as error:
-            raise HTTPException(status_code=error.status_code, detail=error.message) from error
+    options, never from local addresses); a refused one is a 4xx with the reason. With `limits`,
+    an image above the input size limit is refused (AdmissionError, 422 naming `field`) from its
+    header, before its pixels are decoded."""
+    check_size = None
+    if limits is not None:
+        def check_size(width: int, height: int) -> None:
+            check_input_image(limits, field, width, height)
     try:
-        return decode_base64_to_image(encoded)
-    except ValueError as error:
-        raise HTTPException(status_code=400, detail="Invalid encoded image") from error
+        if is_url(encoded):
+            if fetch_url is None:
+                raise HTTPException(status_code=400,
+                                    detail="Images from URLs are not supported here; send base64")
+            try:
+                return fetch_url(encoded, check_size=check_size) if check_size else \
+                    fetch_url(encoded)
+            except RemoteImageError as error:
+                raise HTTPException(status_code=error.status_code, detail=error.message) from error
+        try:
+            return decode_base64_to_image(encoded, check_size)
+        except AdmissionError:
+            raise
+        except ValueError as error:
+            raise HTTPException(status_code=400, detail="Invalid encoded image") from error
+    except Image.DecompressionBombError as error:
+        # above twice PIL's own limit: PIL refuses before the size reaches check_size
+        pixels = pixels_in_decompression_bomb_error(error)
+        if limits is None:
+            raise HTTPException(status_code=422, detail=f"{field}: {error}") from error
+        megapixels = (pixels or 0) / 1_000_000
+        check_limit(limits, "limit_input_megapixels", field, megapixels,
+                    shown=f"{megapixels:.1f} megapixels")
+        raise HTTPException(status_code=422, detail=f"{field}: {error}") from error
 
 
 def build_img2img_params(request: StableDiffusionImg2ImgProcessingAPI,
-                         fetch_url: Callable[[str], Image.Image] | None = None) -> Img2ImgParams:
+                         fetch_url: Callable[..., Image.Image] | None = None,
+                         limits: "Limits | None" = None) -> Img2ImgParams:
     if not request.init_images:
         raise HTTPException(status_code=404, detail="Init image not found")
     sampler, scheduler = resolve_sampler_fields(request)
     values = {key: value for key, value in request.model_dump().items()
               if key in _PARAM_FIELDS and key not in _IMAGE_FIELDS}
+
+    def decode(encoded: str, field: str) -> Image.Image:
+        return decode_request_image(encoded, fetch_url, field=field, limits=limits)
+
     values.update(
         sampler_name=sampler, scheduler=scheduler, is_api=True,
-        init_images=[decode_request_image(image, fetch_url) for image in request.init_images],
-        mask=decode_request_image(request.mask, fetch_url) if request.mask else None,
-        latent_mask=decode_request_image(request.latent_mask, fetch_url)
-        if request.latent_mask else None,
+        init_images=[decode(image, f"init_images[{index}]")
+                     for index, image in enumerate(request.init_images)],
+        mask=decode(request.mask, "mask") if request.mask else None,
+        latent_mask=decode(request.latent_mask, "latent_mask") if request.latent_mask else None,
         # A1111 ignores the request's own flags: saving follows save_images
         do_not_save_samples=not request.save_images, do_not_save_grid=not request.save_images)
     return Img2ImgParams(**values)
@@ -75,7 +101,10 @@ def prepare_img2img_request(ctx: "AppContext", request: StableDiffusionImg2ImgPr
     """§3.3 steps 1-5: the request after its infotext prefill, and its processing params."""
     request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
     reject_unknown_scripts(request)
-    return request, build_img2img_params(request, fetch_url=remote_image_loader(ctx.options))
+    # sizes, steps and prompts first: an image is decoded only for a request that may run
+    admit_generation(ctx, request)
+    return request, build_img2img_params(request, fetch_url=remote_image_loader(ctx.options),
+                                         limits=ctx.limits)
 
 
 def echoed_parameters(request: StableDiffusionImg2ImgProcessingAPI) -> dict[str, Any]:

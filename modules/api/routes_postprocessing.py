@@ -19,6 +19,7 @@ from modules.api.models import (ExtrasBaseRequest, ExtrasBatchImagesRequest,
                                 InterrogateResponse, PNGInfoRequest, PNGInfoResponse)
 from modules.api.remote_images import remote_image_loader
 from modules.api.routes_img2img import decode_request_image
+from modules.processing.admission import Limits, check_extras
 from modules.processing.images import IMAGE_FORMATS, read_info_from_image, write_image
 from modules.processing.infotext import parse_generation_parameters
 from modules.processing.postprocessing import (ExtrasResult, ExtrasSettings, PostprocessingError,
@@ -63,9 +64,11 @@ def encode_with_metadata(image: Image.Image, fmt: str, jpeg_quality: int = 80) -
 
 def run_extras_job(ctx: "AppContext", images: list[Image.Image], names: list[str],
                    request: ExtrasBaseRequest) -> ExtrasResult:
-    """The extras job on the worker; unknown upscalers and empty sizes are a 400."""
+    """The extras job on the worker; unknown upscalers and empty sizes are a 400, an upscale
+    above the server limits a 422 before the job is queued."""
     settings = extras_settings(request)
     options = ctx.options
+    check_extras(ctx.limits, settings, [image.size for image in images])
 
     def job(progress: "JobProgress") -> ExtrasResult:
         def on_image(index: int, count: int) -> None:
@@ -106,12 +109,12 @@ def json_safe_items(items: Mapping[str, Any]) -> dict[str, Any]:
     return {str(key): convert(value) for key, value in items.items()}
 
 
-def png_info_response(encoded: str,
-                      fetch_url: Callable[[str], Image.Image] | None = None) -> PNGInfoResponse:
+def png_info_response(encoded: str, fetch_url: Callable[..., Image.Image] | None = None,
+                      limits: "Limits | None" = None) -> PNGInfoResponse:
     """§4.2: the image's infotext, its other metadata, and the infotext parsed."""
     if not encoded.strip():
         return PNGInfoResponse(info="", items={}, parameters={})
-    image = decode_request_image(encoded.strip(), fetch_url)
+    image = decode_request_image(encoded.strip(), fetch_url, limits=limits)
     geninfo, items = read_info_from_image(image)
     geninfo = geninfo or ""
     # parsed even when empty, like A1111: the defaults it fills in are part of the answer
@@ -127,9 +130,11 @@ def postprocessing_router(ctx: "AppContext", *,
     router = APIRouter(prefix="/sdapi/v1")
     installed_interrogators = dict(interrogators or {})
 
-    def decode(encoded: str) -> Image.Image:
-        # URLs are fetched only as the api_enable_requests / api_forbid_local_requests allow
-        return decode_request_image(encoded, remote_image_loader(ctx.options))
+    def decode(encoded: str, field: str = "image") -> Image.Image:
+        # URLs are fetched only as the api_enable_requests / api_forbid_local_requests allow;
+        # an image above the input size limit is refused before its pixels are decoded
+        return decode_request_image(encoded, remote_image_loader(ctx.options), field=field,
+                                    limits=ctx.limits)
 
     @router.post("/extra-single-image", response_model=ExtrasSingleImageResponse,
                  tags=["postprocessing"])
@@ -144,14 +149,15 @@ def postprocessing_router(ctx: "AppContext", *,
     @router.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse,
                  tags=["postprocessing"])
     def extras_batch_images_api(request: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
-        images = [decode(item.data) for item in request.imageList]
+        images = [decode(item.data, f"imageList[{index}]")
+                  for index, item in enumerate(request.imageList)]
         result = run_extras_job(ctx, images, [item.name for item in request.imageList], request)
         return ExtrasBatchImagesResponse(html_info=result.html_info,
                                          images=_encode_results(ctx, result))
 
     @router.post("/png-info", response_model=PNGInfoResponse, tags=["postprocessing"])
     def pnginfoapi(request: PNGInfoRequest) -> PNGInfoResponse:
-        return png_info_response(request.image, remote_image_loader(ctx.options))
+        return png_info_response(request.image, remote_image_loader(ctx.options), ctx.limits)
 
     @router.post("/interrogate", response_model=InterrogateResponse, tags=["postprocessing"])
     def interrogateapi(request: InterrogateRequest) -> InterrogateResponse:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from modules.app.server_limits import add_limit_flags
+
 REDACTED = "<redacted>"
 
 # Flag destinations whose values are credentials or private key material: never echoed back.
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(parser)
     _add_server(parser)
     _add_behaviour(parser)
+    add_limit_flags(parser)
     return parser
 
 

@@ -13,9 +13,11 @@ from modules.app.model_manager import ModelManager
 from modules.app.option_defs import default_option_definitions
 from modules.app.options import Options
 from modules.app.paths import Paths
+from modules.app.server_limits import ServerLimits
 from modules.jobs.progress import JobProgress
 from modules.jobs.queue import JobQueue
 from modules.processing.context import ProcessingContext
+from modules.processing.memory_guard import MemoryGuard
 from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
 
@@ -32,22 +34,25 @@ class AppContext:
     styles: StyleDatabase
     model_manager: ModelManager
     jobs: JobQueue
+    limits: ServerLimits
+    memory: MemoryGuard
     upscalers: UpscalerRegistry = field(default_factory=UpscalerRegistry)
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
                                  paths=self.paths, styles=self.styles, vaes=self.vaes,
-                                 progress=progress, upscalers=self.upscalers)
+                                 progress=progress, upscalers=self.upscalers, memory=self.memory)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
-        """The checkpoint loaded now (before the first load: the one the next job loads)."""
+        """The checkpoint jobs use now: the setting's, or the loaded one when the setting names
+        none or a file that is gone (before the first load: the one the next job loads)."""
         return self.model_manager.active_checkpoint(self.options.get("sd_model_checkpoint"))
 
     def shown_option(self, key: str) -> Any:
         """A setting as clients and the UI show it: the stored value, except that
-        `sd_model_checkpoint` / `sd_checkpoint_hash` name the checkpoint actually loaded (after a
-        fallback or a failed load too, as A1111 reports it). config.json keeps what the user
-        chose until they choose again."""
+        `sd_model_checkpoint` / `sd_checkpoint_hash` name the checkpoint in use (on a fresh
+        install, after a fallback from a removed file, after a failed load). config.json keeps
+        what the user chose until they choose again."""
         if key in ("sd_model_checkpoint", "sd_checkpoint_hash"):
             active = self.active_checkpoint()
             if active is not None:
@@ -97,5 +102,9 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     manager = ModelManager(checkpoints, plan_devices(args), checkpoint_dir=paths.ckpt_dir,
                            allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
                            force_v_prediction=lambda: bool(options.get("sd_v_prediction")))
+    limits = ServerLimits(options, args)
+    jobs = JobQueue(max_waiting=lambda: int(limits.value("limit_queue_size")),
+                    time_limit=lambda: limits.value("limit_job_seconds"))
     return AppContext(args=args, paths=paths, options=options, checkpoints=checkpoints,
-                      vaes=vaes, styles=styles, model_manager=manager, jobs=JobQueue())
+                      vaes=vaes, styles=styles, model_manager=manager, jobs=jobs, limits=limits,
+                      memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))

@@ -70,10 +70,11 @@ class ModelManager:
                 f"{self.checkpoint_dir} (or pass --ckpt / --ckpt-dir), then refresh the list.")
 
     def active_checkpoint(self, wanted: str | None) -> CheckpointInfo | None:
-        """The checkpoint that is loaded; before any load, the one the next job would load for
-        the setting `wanted`; None when there is no checkpoint at all."""
-        if self._loaded is not None:
-            return self._loaded.info
+        """The checkpoint in use for the setting `wanted`: that one when its file exists, else
+        (no setting, or a file that is gone) the loaded model, or before any load the one the
+        next job loads. None when there is no checkpoint at all. (After a job with a checkpoint
+        override the override stays loaded until the next job, as in A1111; this names the
+        setting's checkpoint, which that next job uses.)"""
         try:
             return self.resolve(wanted, warn=False)
         except NoCheckpointError:

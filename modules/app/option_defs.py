@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from modules.app import server_limits
 from modules.app.options import OptionInfo
 
 ChoiceSource = Callable[[], list]
@@ -393,6 +394,26 @@ def _sampler_options() -> dict[str, OptionInfo]:
     }
 
 
+def _limit_options() -> dict[str, OptionInfo]:
+    """The "Server limits" section, from the limits table (modules/app/server_limits.py)."""
+    section = server_limits.SECTION
+
+    def at_least_zero(value: float) -> float:
+        if value < 0:
+            raise ValueError("a limit cannot be negative")
+        return value
+
+    # restrict_api: a client must not raise the limits that protect the server from clients
+    options = {spec.key: _number(spec.default, spec.label, section, validate=at_least_zero,
+                                 restrict_api=True)
+               for spec in server_limits.LIMIT_SPECS}
+    options[server_limits.MEMORY_RESERVE_KEY] = _number(
+        server_limits.MEMORY_RESERVE_DEFAULT_MB, "Memory left free for the system while a job "
+        "runs, MB (jobs that would need it are refused or decoded in tiles)", section,
+        validate=at_least_zero, restrict_api=True)
+    return options
+
+
 def default_option_definitions(*, checkpoint_titles: ChoiceSource | None = None,
                                vae_names: ChoiceSource | None = None,
                                sampler_names: ChoiceSource | None = None,
@@ -402,6 +423,6 @@ def default_option_definitions(*, checkpoint_titles: ChoiceSource | None = None,
     for group in (_saving_options(), _path_options(), _system_options(upscaler_names),
                   _sd_options(checkpoint_titles), _vae_options(vae_names), _img2img_options(),
                   _optimization_options(), _compatibility_options(), _infotext_options(),
-                  _ui_options(sampler_names), _sampler_options()):
+                  _ui_options(sampler_names), _sampler_options(), _limit_options()):
         definitions.update(group)
     return definitions

@@ -182,7 +182,15 @@ class AutoencoderKL(nn.Module):
 
     def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Latent of `images`: the distribution mean, or a sample drawn with `generator`."""
-        moments = self.quant_conv(self.encoder(images))
+        return self.sample_latents(self.encode_moments(images), generator)
+
+    def encode_moments(self, images: torch.Tensor) -> torch.Tensor:
+        """The latent distribution of `images`: mean and log-variance stacked on the channel axis."""
+        return self.quant_conv(self.encoder(images))
+
+    def sample_latents(self, moments: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Scaled latents from `encode_moments`: the mean, or a sample drawn with `generator`."""
         mean, log_variance = moments.chunk(2, dim=1)
         if generator is None:
             latents = mean

@@ -34,6 +34,8 @@ class JobProgress:
         self.sampling_step = 0
         self.sampling_steps = 0
         self.interrupted = False
+        #: why the job was interrupted when it was not the user (e.g. the server's time limit)
+        self.interrupt_reason: str | None = None
         self.skipped = False
         self.stopping_generation = False
         self.textinfo: str | None = None
@@ -114,9 +116,13 @@ class JobProgress:
             self.textinfo = text
 
     # -- requested from other threads ----------------------------------------------------------
-    def interrupt(self) -> None:
+    def interrupt(self, reason: str | None = None) -> None:
+        """Stop the job at its next step; `reason` is kept for its result when it is not the
+        user who asked (a time limit)."""
         with self._lock:
             self.interrupted = True
+            if reason and self.interrupt_reason is None:
+                self.interrupt_reason = reason
 
     def skip(self) -> None:
         with self._lock:

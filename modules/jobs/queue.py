@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import secrets
 import string
 import threading
@@ -22,6 +23,15 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 RECENT_FINISHED_LIMIT = 16
 _TASK_ID_ALPHABET = string.ascii_uppercase + string.digits
+
+
+class QueueFullError(RuntimeError):
+    """The queue already holds its maximum of waiting jobs (HTTP 429 with Retry-After)."""
+
+    def __init__(self, waiting: int, limit: int, retry_after: int) -> None:
+        self.waiting, self.limit, self.retry_after = waiting, limit, retry_after
+        super().__init__(f"The queue is full ({waiting} jobs waiting, the limit is {limit}); "
+                         f"try again in about {retry_after} s")
 
 
 class JobCancelled(Exception):
@@ -87,9 +97,18 @@ class Job:
 
 
 class JobQueue:
-    """FIFO queue served by a single worker thread (started on construction)."""
+    """FIFO queue served by a single worker thread (started on construction).
 
-    def __init__(self, *, name: str = "job-worker") -> None:
+    `max_waiting()` bounds the jobs waiting to start (0 = no bound): beyond it `submit` raises
+    QueueFullError. `time_limit()` (seconds, 0 = none) interrupts a job that runs longer, with
+    the reason on its progress (`JobProgress.interrupt_reason`). Both are read at each use, so a
+    settings change applies to the next job."""
+
+    def __init__(self, *, name: str = "job-worker", max_waiting: Callable[[], int] = lambda: 0,
+                 time_limit: Callable[[], float] = lambda: 0) -> None:
+        self.max_waiting = max_waiting
+        self.time_limit = time_limit
+        self._recent_durations: collections.deque[float] = collections.deque(maxlen=8)
         self._condition = threading.Condition()
         self._pending: collections.deque[Job] = collections.deque()
         self._current: Job | None = None
@@ -103,9 +122,12 @@ class JobQueue:
     def submit(self, kind: str, fn: Callable[[JobProgress], Any], *,
                task_id: str | None = None) -> Job:
         job = Job(self, task_id or create_task_id(kind), kind, fn)
+        limit = int(self.max_waiting() or 0)
         with self._condition:
             if self._stopping:
                 raise RuntimeError("the job queue is shut down")
+            if limit > 0 and len(self._pending) >= limit:
+                raise QueueFullError(len(self._pending), limit, self._retry_after_locked())
             self._pending.append(job)
             self._condition.notify_all()
         return job
@@ -216,6 +238,31 @@ class JobQueue:
         if threading.current_thread() is not self._worker:
             self._worker.join(timeout)
 
+    def _retry_after_locked(self) -> int:
+        """Seconds until a place in the queue is likely free: what the running job has left by
+        its progress, else the mean time of recent jobs (caller holds the condition lock)."""
+        seconds = None
+        if self._current is not None:
+            seconds = self._current.progress.eta_seconds()
+        if seconds is None and self._recent_durations:
+            seconds = sum(self._recent_durations) / len(self._recent_durations)
+        return max(1, math.ceil(seconds if seconds is not None else 5))
+
+    def _start_time_limit(self, job: Job) -> threading.Timer | None:
+        seconds = float(self.time_limit() or 0)
+        if seconds <= 0:
+            return None
+
+        def expire() -> None:
+            log.warning("%s ran past the time limit of %g s: interrupted", job.id, seconds)
+            job.progress.interrupt(f"Stopped after the server's time limit of {seconds:g} s "
+                                   f"per job (setting limit_job_seconds)")
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def _remember_finished(self, job: Job) -> None:
         """Caller holds the condition lock."""
         self._finished[job.id] = job
@@ -236,6 +283,8 @@ class JobQueue:
                 self._current = job
             result: Any = None
             failure: BaseException | None = None
+            started = time.monotonic()
+            timer = self._start_time_limit(job)
             try:
                 result = job.fn(job.progress)
             except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
@@ -244,10 +293,13 @@ class JobQueue:
                 # a finished job is kept for a while; the locals of the frames its error went
                 # through (a model, a batch of latents) must not be kept with it
                 traceback.clear_frames(error.__traceback__)
+            if timer is not None:
+                timer.cancel()
             # the request's closure (decoded images, its params) is not needed any more
             job.fn = None
             with self._condition:
                 self._current = None
+                self._recent_durations.append(time.monotonic() - started)
                 self._remember_finished(job)
             if job.cancel_requested:
                 job._finish(CANCELLED)

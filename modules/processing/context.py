@@ -1,8 +1,10 @@
 """What processing needs from the application, passed in explicitly (no globals)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from modules.processing.memory_guard import MemoryGuard
 
 if TYPE_CHECKING:
     from modules.app.checkpoints import VaeRegistry
@@ -27,3 +29,5 @@ class ProcessingContext:
     vaes: "VaeRegistry | None"
     progress: "JobProgress | Any"
     upscalers: "UpscalerRegistry | None" = None   # None = the built-in ones
+    #: estimates, refuses what cannot fit, and runs the VAE within the free memory
+    memory: MemoryGuard = field(default_factory=MemoryGuard)

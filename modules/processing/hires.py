@@ -15,6 +15,7 @@ from modules.engine.samplers import effective_scheduler, find_sampler, get_sampl
 from modules.processing.context import UnsupportedRequestError
 from modules.processing.image_conditioning import (img2img_image_conditioning,
                                                    txt2img_image_conditioning)
+from modules.processing.memory_guard import JobShape
 from modules.processing.params import GenerationParams
 from modules.processing.pipeline import (BatchWork, PipelineRun, decode_latents, encode_images,
                                          images_to_tensor, tensors_to_images)
@@ -212,7 +213,7 @@ class HiresFixMode:
             image_cond = self.latent_image_conditioning(run, model, latents)
         else:
             pixels = self.upscale_images(run, first, size.upscale_width, size.upscale_height)
-            latents = encode_images(model, pixels)
+            latents = encode_images(model, pixels, memory=run.ctx.memory)
             image_cond = img2img_image_conditioning(
                 model, pixels, tuple(latents.shape[-2:]), None,
                 float(run.options.get("inpainting_mask_weight") or 1.0))
@@ -243,18 +244,19 @@ class HiresFixMode:
         height, width = latents.shape[-2] * LATENT_FACTOR, latents.shape[-1] * LATENT_FACTOR
         mask_weight = float(run.options.get("inpainting_mask_weight") or 1.0)
         if model.config.variant == "inpaint" and mask_weight < 1.0:
-            pixels = decode_latents(model, latents)
+            pixels = decode_latents(model, latents, run.ctx.memory)
             return img2img_image_conditioning(model, pixels, tuple(latents.shape[-2:]), None,
                                               mask_weight)
         if model.config.variant == "edit":
-            return img2img_image_conditioning(model, decode_latents(model, latents),
+            return img2img_image_conditioning(model, decode_latents(model, latents,
+                                                                    run.ctx.memory),
                                               tuple(latents.shape[-2:]), None, mask_weight)
         return txt2img_image_conditioning(model, latents.shape[0], width, height)
 
     def upscale_images(self, run: PipelineRun, first: torch.Tensor, width: int,
                        height: int) -> torch.Tensor:
         """Decode the first pass, upscale each image with the chosen upscaler → [B, 3, H, W]."""
-        images = tensors_to_images(decode_latents(run.model, first))
+        images = tensors_to_images(decode_latents(run.model, first, run.ctx.memory))
         name = run.params.hr_upscaler
         upscaled: list[Image.Image] = [self.upscalers.resize(image, width, height, name)
                                        for image in images]
@@ -263,3 +265,11 @@ class HiresFixMode:
     def finish_images(self, run: PipelineRun, batch: BatchWork,
                       images: list[Image.Image]) -> list[Image.Image]:
         return self.first_pass.finish_images(run, batch, images)
+
+    def memory_shape(self, run: PipelineRun) -> JobShape:
+        """Both passes; a hires upscaled as images is VAE-encoded at the upscaled size."""
+        first = self.first_pass.memory_shape(run)
+        upscaled = (self.size.upscale_width, self.size.upscale_height)
+        latent = find_latent_upscale_mode(run.params.hr_upscaler or DEFAULT_LATENT_MODE)
+        return JobShape(passes=(*first.passes, upscaled), batch_size=first.batch_size,
+                        encodes=() if latent is not None else (upscaled,))

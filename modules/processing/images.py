@@ -351,15 +351,26 @@ def encode_image_to_base64(image: Image.Image, *, fmt: str = "png", infotext: st
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_base64_to_image(text: str) -> Image.Image:
-    """Base64 with or without a `data:image/...;base64,` prefix → a loaded PIL image."""
+ImageSizeCheck = Callable[[int, int], None]
+
+
+def decode_base64_to_image(text: str, check_size: ImageSizeCheck | None = None) -> Image.Image:
+    """Base64 with or without a `data:image/...;base64,` prefix → a loaded PIL image.
+    `check_size(width, height)` runs on the size read from the file's header, before the pixels
+    are decoded, and may raise to refuse the image (PIL's own decompression-bomb guard raises
+    Image.DecompressionBombError first for images above twice its limit)."""
     try:
         payload = _DATA_URL.sub("", text.strip(), count=1)
         image = Image.open(io.BytesIO(base64.b64decode(payload, validate=False)))
-        image.load()
-        return image
     except (binascii.Error, UnidentifiedImageError, OSError, ValueError, AttributeError) as error:
         raise ValueError("Invalid encoded image") from error
+    if check_size is not None:
+        check_size(*image.size)
+    try:
+        image.load()
+    except (OSError, ValueError) as error:
+        raise ValueError("Invalid encoded image") from error
+    return image
 
 
 def write_params_txt(path: Path, infotext: str) -> None:

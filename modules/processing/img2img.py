@@ -25,6 +25,7 @@ from modules.processing.masks import (CropRegion, blur_mask, create_binary_mask,
                                       latent_mask_tensor, overlay_for, paste_back,
                                       pixel_mask_tensor)
 from modules.processing.params import Img2ImgParams, Processed
+from modules.processing.memory_guard import JobShape
 from modules.processing.pipeline import (BatchWork, PipelineRun, encode_images, images_to_tensor,
                                          run_generation)
 from modules.processing.resize import (JUST_RESIZE, LATENT_RESIZE, RESIZE_AND_FILL,
@@ -191,9 +192,10 @@ class Img2ImgMode:
         """VAE latents of the images at `latent_size` (mode 3: encoded at their own size, then
         resized bilinearly in latent space)."""
         if all(image.size == images[0].size for image in images):
-            latents = [encode_images(run.model, images_to_tensor(images))]
+            latents = [encode_images(run.model, images_to_tensor(images), memory=run.ctx.memory)]
         else:
-            latents = [encode_images(run.model, images_to_tensor([image])) for image in images]
+            latents = [encode_images(run.model, images_to_tensor([image]), memory=run.ctx.memory)
+                       for image in images]
         latents = [latent if latent.shape[-2:] == latent_size else
                    torch.nn.functional.interpolate(latent, size=latent_size, mode="bilinear")
                    for latent in latents]
@@ -242,6 +244,17 @@ class Img2ImgMode:
         return run.sample(batch.conditioning, rng, steps=params.steps, init_latent=init_latent,
                           denoising_strength=run.denoising_strength,
                           inpaint_mask=inputs.latent_mask).latent
+
+    def memory_shape(self, run: PipelineRun) -> JobShape:
+        """Sampled at the plan's size; init images encoded at that size, or at their own with
+        "latent upscale" resizing (the largest of them)."""
+        params: Img2ImgParams = run.params  # type: ignore[assignment]
+        size = (run.plan.width, run.plan.height)
+        encoded = size
+        if params.resize_mode == LATENT_RESIZE and params.mask is None:
+            encoded = max((image.size for image in params.init_images or []),
+                          key=lambda wh: wh[0] * wh[1], default=size)
+        return JobShape(passes=(size,), batch_size=params.batch_size, encodes=(encoded,))
 
     def finish_images(self, run: PipelineRun, batch: BatchWork,
                       images: list[Image.Image]) -> list[Image.Image]:

@@ -149,5 +149,9 @@ class Processed:
         return {key: getattr(self, key) for key in self.INFO_KEYS}
 
     def js(self) -> str:
+        """A1111's keys; `comments` (why a job stopped early, say) only when there are some."""
         import json
-        return json.dumps(self.info_dict(), default=lambda _: None)
+        info = self.info_dict()
+        if self.comments:
+            info["comments"] = self.comments
+        return json.dumps(info, default=lambda _: None)

@@ -29,6 +29,7 @@ from modules.processing.context import ProcessingContext
 from modules.processing.face_restoration import face_restorer_for_job, restore_faces
 from modules.processing.generation_info import InfotextSource, infotext_for
 from modules.processing.images import image_grid, save_image, write_params_txt
+from modules.processing.memory_guard import JobShape, MemoryGuard, ModelFootprint
 from modules.processing.params import GenerationParams, Processed
 from modules.processing.previews import live_previews_for_job, vae_approx_dir
 from modules.processing.refiner import RefinerPrompts, resolve_refiner, sample_with_refiner
@@ -38,16 +39,15 @@ from modules.version import INFOTEXT_VERSION
 log = logging.getLogger(__name__)
 
 
-def latents_to_images(model, latents: torch.Tensor) -> list[Image.Image]:
-    return tensors_to_images(decode_latents(model, latents))
+def latents_to_images(model, latents: torch.Tensor,
+                      memory: MemoryGuard | None = None) -> list[Image.Image]:
+    return tensors_to_images(decode_latents(model, latents, memory))
 
 
-def decode_latents(model, latents: torch.Tensor) -> torch.Tensor:
-    """Latents → images in [0, 1], float32 [B, 3, H, W] (VAE in its own dtype)."""
-    vae_dtype = next(model.first_stage_model.parameters()).dtype
-    with torch.inference_mode():
-        decoded = model.decode_first_stage(latents.to(model.device, vae_dtype)).float()
-    return ((decoded + 1.0) / 2.0).clamp(0, 1)
+def decode_latents(model, latents: torch.Tensor, memory: MemoryGuard | None = None) -> torch.Tensor:
+    """Latents → images in [0, 1], float32 [B, 3, H, W] (VAE in its own dtype); the whole batch,
+    image by image or in tiles, whichever fits in the free memory (`memory`)."""
+    return (memory or MemoryGuard()).decode(model, latents)
 
 
 def tensors_to_images(pixels: torch.Tensor) -> list[Image.Image]:
@@ -61,13 +61,11 @@ def images_to_tensor(images: list[Image.Image]) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def encode_images(model, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Images in [0, 1] [B, 3, H, W] → scaled latents in the model's dtype."""
-    vae_dtype = next(model.first_stage_model.parameters()).dtype
-    with torch.inference_mode():
-        latents = model.encode_first_stage((pixels * 2.0 - 1.0).to(model.device, vae_dtype),
-                                           generator=generator)
-    return latents.float()
+def encode_images(model, pixels: torch.Tensor, generator: torch.Generator | None = None,
+                  memory: MemoryGuard | None = None) -> torch.Tensor:
+    """Images in [0, 1] [B, 3, H, W] → scaled latents (float32); in tiles when a whole encode
+    does not fit in the free memory (`memory`)."""
+    return (memory or MemoryGuard()).encode(model, pixels, generator)
 
 
 @dataclass
@@ -102,6 +100,9 @@ class GenerationMode(Protocol):
     def finish_images(self, run: "PipelineRun", batch: BatchWork,
                       images: list[Image.Image]) -> list[Image.Image]:
         """Decoded images → output images (inpaint compositing, overlays)."""
+
+    def memory_shape(self, run: "PipelineRun") -> JobShape:
+        """The sizes the job samples and VAE-encodes at (for the memory guard)."""
 
 
 @dataclass
@@ -268,32 +269,14 @@ def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Ima
     return saved
 
 
-def run_generation(params: GenerationParams, ctx: ProcessingContext,
-                   mode: GenerationMode) -> Processed:
-    opts = ctx.options
-    plan = plan_generation(params, ctx)
-    face_restorer = face_restorer_for_job(params, ctx)   # refused here, before any sampling
-    vae_path, vae_name, vae_hash = _selected_vae(ctx)
-    loaded = ctx.model_manager.get(opts.get("sd_model_checkpoint"), vae_path=vae_path)
-    clip_skip = int(opts.get("CLIP_stop_at_last_layers") or 1)
-    run = PipelineRun(params=params, ctx=ctx, plan=plan, loaded=loaded, encoder=None,  # type: ignore[arg-type]
-                      tiling=bool(params.tiling if params.tiling is not None else opts.get("tiling")),
-                      clip_skip=clip_skip)
-    run.encoder = run.make_encoder(loaded.model)
-    run.refiner = resolve_refiner(params, ctx.model_manager,
-                                  bool(opts.get("refiner_switch_by_sample_steps")))
-    model, info = loaded.model, loaded.info
-    progress = ctx.progress
-    mode.prepare(run)
-    progress.set_step_listener(live_previews_for_job(
-        opts, progress, model=model, full_decode=lambda latent: decode_latents(run.model, latent),
-        vae_approx_folder=vae_approx_dir(ctx.paths)))
-    progress.begin(params.n_iter * mode.passes_per_batch)
-    job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
-
+def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
+                    ) -> tuple[list[Image.Image], list[int], set[int]]:
+    """Every batch of the job: (images, the job indexes they have, the indexes of images of a
+    batch the user interrupted)."""
+    params, plan, ctx, model, progress = run.params, run.plan, run.ctx, run.model, run.progress
     images: list[Image.Image] = []
     kept: list[int] = []
-    incomplete: set[int] = set()    # images of a batch the user interrupted
+    incomplete: set[int] = set()
     latent_shape = (model.config.latent_channels, plan.height // 8, plan.width // 8)
     for batch_no in range(params.n_iter):
         if progress.interrupted:
@@ -317,7 +300,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                 break
             if progress.skipped:          # cleared by next_job() when the next batch starts
                 continue
-            decoded = latents_to_images(run.model, latents)
+            decoded = latents_to_images(run.model, latents, ctx.memory)
         if face_restorer is not None:
             decoded = restore_faces(decoded, ctx, face_restorer)
         batch_images = mode.finish_images(run, batch, decoded)
@@ -325,8 +308,38 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         kept.extend(range(lo, lo + len(batch_images)))
         if progress.interrupted:
             incomplete.update(range(lo, lo + len(batch_images)))
+    return images, kept, incomplete
 
-    progress.set_step_listener(None)
+
+def run_generation(params: GenerationParams, ctx: ProcessingContext,
+                   mode: GenerationMode) -> Processed:
+    opts = ctx.options
+    plan = plan_generation(params, ctx)
+    face_restorer = face_restorer_for_job(params, ctx)   # refused here, before any sampling
+    vae_path, vae_name, vae_hash = _selected_vae(ctx)
+    loaded = ctx.model_manager.get(opts.get("sd_model_checkpoint"), vae_path=vae_path)
+    clip_skip = int(opts.get("CLIP_stop_at_last_layers") or 1)
+    run = PipelineRun(params=params, ctx=ctx, plan=plan, loaded=loaded, encoder=None,  # type: ignore[arg-type]
+                      tiling=bool(params.tiling if params.tiling is not None else opts.get("tiling")),
+                      clip_skip=clip_skip)
+    run.encoder = run.make_encoder(loaded.model)
+    run.refiner = resolve_refiner(params, ctx.model_manager,
+                                  bool(opts.get("refiner_switch_by_sample_steps")))
+    model, info = loaded.model, loaded.info
+    progress = ctx.progress
+    # refused here, with the model loaded and nothing else running, before any VAE or UNet work
+    ctx.memory.check(ModelFootprint.of(model), mode.memory_shape(run), model.device,
+                     available=ctx.memory.budget(model.device))
+    with ctx.memory.job_running(model.device):
+        mode.prepare(run)
+        progress.set_step_listener(live_previews_for_job(
+            opts, progress, model=model,
+            full_decode=lambda latent: decode_latents(run.model, latent, ctx.memory),
+            vae_approx_folder=vae_approx_dir(ctx.paths)))
+        progress.begin(params.n_iter * mode.passes_per_batch)
+        job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+        images, kept, incomplete = _sample_batches(run, mode, face_restorer)
+        progress.set_step_listener(None)
     source = InfotextSource(
         steps=params.steps, sampler_name=plan.sampler_name, scheduler_label=plan.scheduler_label,
         cfg_scale=params.cfg_scale, width=plan.width, height=plan.height,
@@ -387,4 +400,5 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         index_of_first_image=index_of_first_image, infotexts=infotexts, styles=plan.styles,
         job_timestamp=job_timestamp, clip_skip=clip_skip,
         is_using_inpainting_conditioning=run.is_using_inpainting_conditioning,
-        version=INFOTEXT_VERSION, saved_files=saved)
+        version=INFOTEXT_VERSION, saved_files=saved,
+        comments=getattr(progress, "interrupt_reason", None) or "")

@@ -7,6 +7,7 @@ from PIL import Image
 from modules.processing.context import ProcessingContext
 from modules.processing.hires import HiresFixMode, first_pass_params, plan_hires_size
 from modules.processing.image_conditioning import txt2img_image_conditioning
+from modules.processing.memory_guard import JobShape
 from modules.processing.params import GenerationParams, Processed
 from modules.processing.pipeline import BatchWork, PipelineRun, run_generation
 from modules.processing.setup import reject_unsupported
@@ -29,6 +30,10 @@ class Txt2ImgMode:
     def finish_images(self, run: PipelineRun, batch: BatchWork,
                       images: list[Image.Image]) -> list[Image.Image]:
         return images
+
+    def memory_shape(self, run: PipelineRun) -> JobShape:
+        return JobShape(passes=((run.plan.width, run.plan.height),),
+                        batch_size=run.params.batch_size)
 
 
 def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:

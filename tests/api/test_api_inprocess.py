@@ -30,6 +30,8 @@ from modules.app.checkpoints import CheckpointInfo
 from modules.app.cmd_args import parse_args
 from modules.app.model_manager import NoCheckpointError
 from modules.app.options import OptionInfo, Options
+from modules.app.server_limits import ServerLimits
+from modules.processing.memory_guard import MemoryGuard
 from modules.engine.sampling import SamplingInterrupted
 from modules.jobs.queue import JobQueue
 from modules.processing.context import UnsupportedRequestError
@@ -90,7 +92,10 @@ class FakeModelManager:
         return self.loaded
 
     def active_checkpoint(self, wanted: str | None) -> CheckpointInfo | None:
-        return self.loaded
+        return next((info for info in CHECKPOINTS if info.title == wanted), self.loaded)
+
+    def current(self) -> None:
+        return None     # no real model: the memory guard has nothing to measure
 
     def no_checkpoint_message(self) -> str:
         return "Put a checkpoint into /models/Stable-diffusion"
@@ -169,6 +174,8 @@ def make_ctx(argv: list[str], config_path=None) -> SimpleNamespace:
                           model_manager=FakeModelManager(), jobs=JobQueue(),
                           upscalers=UpscalerRegistry(), paths=paths,
                           vaes=VaeRegistry(paths.vae_dir), styles=StyleDatabase(paths.styles_files))
+    ctx.limits = ServerLimits(ctx.options, args)
+    ctx.memory = MemoryGuard()
     ctx.processing_context = lambda progress: SimpleNamespace(options=ctx.options,
                                                               progress=progress)
     # the real switching logic (load on the job worker) over the fake model manager
