@@ -2,7 +2,8 @@
 message before it is read into memory.
 
 A declared Content-Length above the limit is refused at once, without reading a byte of the body;
-a body without one (chunked) is counted as it arrives and refused when it passes the limit.
+a body without one (chunked) is read here as it arrives and refused as soon as it passes the
+limit, so no route ever holds more than the limit.
 """
 from __future__ import annotations
 
@@ -13,10 +14,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STATUS = 413
 MB = 1_000_000
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class RequestSizeLimitMiddleware:
@@ -34,33 +31,38 @@ class RequestSizeLimitMiddleware:
             return
         limit = int(self.max_bytes())
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await self._refuse(send, declared, limit)
+        if declared is not None:
+            if declared > limit:
+                await self._refuse(send, declared, limit)
+                return
+            # the server itself holds the body to its declared length
+            await self.app(scope, receive, send)
             return
+        # no declared length (chunked): read it here, up to the limit, then hand it on
+        chunks: list[bytes] = []
         received = 0
-        response_started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return                          # the client went away
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                await self._refuse(send, None, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
+        async def replay_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if response_started:
-                raise
-            await self._refuse(send, None, limit)
+        await self.app(scope, replay_receive, send)
 
     async def _refuse(self, send: Send, size: int | None, limit: int) -> None:
         what = f"of {size} bytes " if size is not None else ""

@@ -14,8 +14,6 @@ from modules.api.models import ProgressResponse, StableDiffusionTxt2ImgProcessin
 from modules.api.request_infotext import apply_request_infotext
 from modules.app.options import coerce_value
 from modules.engine.samplers import get_sampler_and_scheduler
-from modules.processing.admission import check_generation, job_shape_for
-from modules.processing.memory_guard import ModelFootprint
 from modules.jobs.progress import JobProgress
 from modules.jobs.queue import Job
 from modules.processing.images import encode_image_to_base64
@@ -147,26 +145,6 @@ def reject_unknown_scripts(request: Any) -> None:
         raise HTTPException(status_code=422, detail=f"always on script {title} not found")
 
 
-def admit_generation(ctx: "AppContext", params: Any) -> None:
-    """The server limits (sizes of every pass, steps, batch, prompts) and, with a model loaded,
-    the memory the job would need: AdmissionError / InsufficientMemoryError (422) before the
-    job is queued. `params` is a request or GenerationParams (the same field names)."""
-    check_generation(params, ctx.limits, use_old_hires_fix_width_height=bool(
-        ctx.options.get("use_old_hires_fix_width_height")))
-    check_memory_for(ctx, params)
-
-
-def check_memory_for(ctx: "AppContext", params: Any) -> None:
-    """With a model loaded: InsufficientMemoryError unless the job could fit once the device is
-    free (a job without a loaded model is checked when it starts)."""
-    loaded = ctx.model_manager.current()
-    if loaded is None or loaded.offloaded:
-        return
-    shape = job_shape_for(params, use_old_hires_fix_width_height=bool(
-        ctx.options.get("use_old_hires_fix_width_height")))
-    ctx.memory.check(ModelFootprint.of(loaded.model), shape, loaded.model.device)
-
-
 def prepare_txt2img_request(ctx: "AppContext", request: StableDiffusionTxt2ImgProcessingAPI
                             ) -> tuple[StableDiffusionTxt2ImgProcessingAPI, GenerationParams]:
     """§3.3 steps 1-5: the request after its infotext prefill, and its processing params,
@@ -174,7 +152,7 @@ def prepare_txt2img_request(ctx: "AppContext", request: StableDiffusionTxt2ImgPr
     request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
     reject_unknown_scripts(request)
     params = build_generation_params(request)
-    admit_generation(ctx, params)
+    ctx.admit_generation(params)
     return request, params
 
 

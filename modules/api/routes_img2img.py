@@ -12,8 +12,8 @@ from PIL import Image
 from modules.api.models import StableDiffusionImg2ImgProcessingAPI, TextToImageResponse
 from modules.api.remote_images import RemoteImageError, is_url, remote_image_loader
 from modules.api.request_infotext import apply_request_infotext
-from modules.api.routes_generation import (admit_generation, reject_unknown_scripts,
-                                           resolve_sampler_fields, run_generation_request)
+from modules.api.routes_generation import (reject_unknown_scripts, resolve_sampler_fields,
+                                           run_generation_request)
 from modules.processing.admission import (AdmissionError, Limits, check_input_image, check_limit,
                                           pixels_in_decompression_bomb_error)
 from modules.processing.images import decode_base64_to_image
@@ -102,7 +102,7 @@ def prepare_img2img_request(ctx: "AppContext", request: StableDiffusionImg2ImgPr
     request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
     reject_unknown_scripts(request)
     # sizes, steps and prompts first: an image is decoded only for a request that may run
-    admit_generation(ctx, request)
+    ctx.admit_generation(request)
     return request, build_img2img_params(request, fetch_url=remote_image_loader(ctx.options),
                                          limits=ctx.limits)
 

@@ -17,7 +17,8 @@ from modules.app.server_limits import ServerLimits
 from modules.jobs.progress import JobProgress
 from modules.jobs.queue import JobQueue
 from modules.processing.context import ProcessingContext
-from modules.processing.memory_guard import MemoryGuard
+from modules.processing.admission import check_generation, job_shape_for
+from modules.processing.memory_guard import MemoryGuard, ModelFootprint
 from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
 
@@ -66,6 +67,20 @@ class AppContext:
             if key in shown:
                 shown[key] = self.shown_option(key)
         return shown
+
+    def admit_generation(self, params: Any) -> None:
+        """Refuse a txt2img / img2img request before it is queued: AdmissionError above a server
+        limit (sizes of every pass, steps, batch, prompts), InsufficientMemoryError when, with a
+        model loaded, the job could not fit even once the device is free (without a loaded model
+        the job is checked when it starts). `params` is an API request or GenerationParams /
+        Img2ImgParams (the same field names). The API answers both with 422, the UI shows them."""
+        use_old_hires = bool(self.options.get("use_old_hires_fix_width_height"))
+        check_generation(params, self.limits, use_old_hires_fix_width_height=use_old_hires)
+        loaded = self.model_manager.current()
+        if loaded is None or loaded.offloaded:
+            return
+        shape = job_shape_for(params, use_old_hires_fix_width_height=use_old_hires)
+        self.memory.check(ModelFootprint.of(loaded.model), shape, loaded.model.device)
 
     def load_checkpoint(self, info: CheckpointInfo) -> None:
         """Load `info` on the job worker, after the running job (the device has one owner).

@@ -48,14 +48,14 @@ LIMIT_SPECS: tuple[LimitSpec, ...] = (
     LimitSpec("limit_upscale_side", "Largest width or height of an Extras result, px", 16384,
               "--max-upscale-side", "px"),
     LimitSpec("limit_input_megapixels", "Largest input image (init image, mask, Extras input), "
-              "megapixels", 64, "--max-input-megapixels", "megapixels"),
-    LimitSpec("limit_request_mb", "Largest request body, MB", 200, "--max-request-mb", "MB"),
+              "megapixels", 64.0, "--max-input-megapixels", "megapixels"),
+    LimitSpec("limit_request_mb", "Largest request body, MB", 200.0, "--max-request-mb", "MB"),
     LimitSpec("limit_prompt_chars", "Longest prompt or negative prompt, characters", 30000,
               "--max-prompt-chars", "characters"),
     LimitSpec("limit_queue_size", "Most jobs waiting in the queue; more are answered 429 Too Many "
               "Requests", 100, "--max-queue-size", "jobs"),
     LimitSpec("limit_job_seconds", "Time limit of one job, seconds (0 = none); a job past it is "
-              "interrupted and says so", 0, "--max-job-seconds", "s", zero_is_off=True),
+              "interrupted and says so", 0.0, "--max-job-seconds", "s", zero_is_off=True),
 )
 SPECS_BY_KEY = {spec.key: spec for spec in LIMIT_SPECS}
 

@@ -20,10 +20,11 @@ DEFAULT_ENCODE_OVERLAP = 128    # pixels
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of `tile` covering [0, length) with at least `overlap` shared."""
+    """Start offsets of tiles of `tile` covering [0, length) with at least `overlap` shared
+    (an overlap of more than half a tile is taken as half a tile)."""
     if length <= tile:
         return [0]
-    stride = max(1, tile - overlap)
+    stride = tile - min(overlap, tile // 2)
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
@@ -51,6 +52,7 @@ def _blend_tiles(source: torch.Tensor, tile: int, overlap: int, scale: float,
     out_h, out_w = round(height * scale), round(width * scale)
     output = None
     weight_sum = torch.zeros(1, 1, out_h, out_w, device=source.device)
+    overlap = min(overlap, tile // 2)
     ramp = round(overlap * scale)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     for y in ys:

@@ -25,6 +25,12 @@ PROMPT_FIELDS = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
 NO_UPSCALER = (None, "", "None")
 
 
+def format_number(value: float) -> str:
+    """4096.0 → "4096", 10000000 → "10000000", 2.5 → "2.5" (never an exponent)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.4f}".rstrip("0")
+
+
 class Limits(Protocol):
     def value(self, key: str) -> float: ...
 
@@ -37,9 +43,10 @@ class AdmissionError(ValueError):
     def __init__(self, field: str, value: float | str, limit: float, key: str,
                  source: str) -> None:
         self.field, self.value, self.limit, self.key = field, value, limit, key
-        shown = value if isinstance(value, str) else f"{value:g}"
-        super().__init__(f"{field} {shown} is above the server's limit of {limit:g} "
-                         f"{UNITS.get(key, '')} ({source})".replace(" )", ")"))
+        shown = value if isinstance(value, str) else format_number(value)
+        super().__init__(f"{field} {shown} is above the server's limit of "
+                         f"{format_number(limit)} {UNITS.get(key, '')} ({source})"
+                         .replace(" (", " (", 1).replace("  ", " "))
 
 
 def check_limit(limits: Limits, key: str, field: str, value: float,

@@ -149,19 +149,14 @@ class MemoryGuard:
         `available` defaults to `capacity(device)` (the request path's view)."""
         budget = self.capacity(device) if available is None else available
         for width, height in shape.passes:
-            needed = footprint.unet_bytes(width, height, shape.batch_size)
-            if needed > budget:
-                raise InsufficientMemoryError(
-                    f"sampling {shape.batch_size} image(s) of {width}x{height}", needed, budget)
+            _refuse_above(budget, footprint.unet_bytes(width, height, shape.batch_size),
+                          f"sampling {shape.batch_size} image(s) of {width}x{height}")
         width, height = shape.passes[-1]
-        needed = footprint.tiled_decode_bytes(width, height)
-        if needed > budget:
-            raise InsufficientMemoryError(f"decoding an image of {width}x{height}", needed, budget)
+        _refuse_above(budget, footprint.tiled_decode_bytes(width, height),
+                      f"decoding an image of {width}x{height}")
         for width, height in shape.encodes:
-            needed = footprint.tiled_encode_bytes(width, height)
-            if needed > budget:
-                raise InsufficientMemoryError(f"encoding an image of {width}x{height}", needed,
-                                              budget)
+            _refuse_above(budget, footprint.tiled_encode_bytes(width, height),
+                          f"encoding an image of {width}x{height}")
 
     # -- VAE work within the budget --------------------------------------------------------------
     def decode(self, model, latents: torch.Tensor) -> torch.Tensor:
@@ -182,8 +177,8 @@ class MemoryGuard:
                 decoded = torch.cat([model.decode_first_stage(latents[i:i + 1]).float()
                                      for i in range(count)])
             else:
-                self.check(footprint, JobShape(((width, height),), 1), model.device,
-                           available=budget)
+                _refuse_above(budget, footprint.tiled_decode_bytes(width, height),
+                              f"decoding an image of {width}x{height}")
                 log.info("Decoding %d image(s) of %dx%d in tiles (a whole decode needs %.1f GB, "
                          "%.1f GB free)", count, width, height,
                          footprint.decode_bytes(width, height, 1) / GIB, budget / GIB)
@@ -203,13 +198,18 @@ class MemoryGuard:
         with torch.inference_mode():
             if footprint.encode_bytes(width, height, count) <= budget:
                 return model.encode_first_stage(images, generator=generator).float()
-            self.check(footprint, JobShape(((width, height),), 1, encodes=((width, height),)),
-                       model.device, available=budget)
+            _refuse_above(budget, footprint.tiled_encode_bytes(width, height),
+                          f"encoding an image of {width}x{height}")
             log.info("Encoding %d image(s) of %dx%d in tiles (a whole encode needs %.1f GB, "
                      "%.1f GB free)", count, width, height,
                      footprint.encode_bytes(width, height, count) / GIB, budget / GIB)
             return torch.cat([encode_tiled(model.first_stage_model, images[i:i + 1], generator)
                               for i in range(count)])
+
+
+def _refuse_above(budget: int, needed: int, what: str) -> None:
+    if needed > budget:
+        raise InsufficientMemoryError(what, needed, budget)
 
 
 class _RunningJob:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -13,11 +14,15 @@ import gradio as gr
 
 from modules.engine.samplers import samplers_api_list
 from modules.engine.schedules import schedulers_api_list
-from modules.jobs.queue import Job
+from modules.jobs.queue import Job, QueueFullError
+from modules.processing.admission import AdmissionError
+from modules.processing.memory_guard import InsufficientMemoryError
 from modules.ui.prompt_tools import APPLY_STYLE_SYMBOL, CLEAR_PROMPT_SYMBOL, PASTE_SYMBOL, \
     StylesControls, styles_dropdown, styles_editor, token_counter_html
 from modules.ui.progress import PROGRESS_POLL_SECONDS, ProgressView, finished_outputs, interrupt_job, progress_view, \
     skip_job, stream_job_progress, wait_for_result
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -297,10 +302,20 @@ def error_outputs(error: BaseException | str) -> tuple[list, str, str, str]:
 def generate_in_job(ctx: "AppContext", kind: str, work: Callable[["JobProgress"], "Processed"],
                     *, poll_seconds: float = PROGRESS_POLL_SECONDS,
                     on_error: Callable[[BaseException], None] | None = None,
+                    admit: Callable[[], None] | None = None,
                     ) -> Iterator[tuple[Any, ...]]:
     """Submit `work` to the job queue and yield ResultPanel.all_outputs updates: progress while
-    it runs, then the images (or the error, shown in the tab instead of raised into Gradio)."""
-    job = ctx.jobs.submit(kind, work)
+    it runs, then the images (or the error, shown in the tab instead of raised into Gradio).
+    `admit()` runs first: a request above a server limit, one that cannot fit in memory, or a
+    full queue is shown as a message and nothing is queued."""
+    try:
+        if admit is not None:
+            admit()
+        job = ctx.jobs.submit(kind, work)
+    except REFUSALS as error:
+        log.info("%s refused: %s", kind, error)
+        yield error_outputs(str(error)) + ("", "", None)
+        return
     yield from stream_job_progress(job, RESULT_OUTPUT_COUNT, poll_seconds=poll_seconds)
     processed, error = wait_for_result(job)
     if error is not None:
@@ -309,6 +324,10 @@ def generate_in_job(ctx: "AppContext", kind: str, work: Callable[["JobProgress"]
         yield error_outputs(error) + finished_outputs(job.id)
     else:
         yield processed_outputs(processed) + finished_outputs(job.id)
+
+
+#: what refuses a request before it is queued (shown as the message, without the class name)
+REFUSALS = (AdmissionError, InsufficientMemoryError, QueueFullError)
 
 
 def wait_with_progress(job: Job, progress: gr.Progress | None) -> Any:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import gradio as gr
 from PIL import Image
 
+from modules.jobs.queue import QueueFullError
+from modules.processing.admission import check_extras, check_input_image
 from modules.processing.context import UnsupportedRequestError
 from modules.processing.face_restoration import NOT_INSTALLED_MESSAGE, installed_face_restorers
 from modules.processing.images import save_image
@@ -124,7 +126,10 @@ def run_extras_tab(ctx: "AppContext", values: dict[str, Any]) -> ExtrasOutputs:
     try:
         images, names = input_images(values)
         settings = extras_settings_from_ui(values)
-    except (ValueError, OSError) as error:
+        for name, image in zip(names, images):
+            check_input_image(ctx.limits, name or "image", *image.size)
+        check_extras(ctx.limits, settings, [image.size for image in images])
+    except (ValueError, OSError) as error:     # AdmissionError is a ValueError
         return ExtrasOutputs([], "", error_to_html(str(error)))
     options = ctx.options
 
@@ -140,7 +145,7 @@ def run_extras_tab(ctx: "AppContext", values: dict[str, Any]) -> ExtrasOutputs:
 
     try:
         result: ExtrasResult = ctx.jobs.run("extras", work)
-    except (PostprocessingError, UnsupportedRequestError, ValueError) as error:
+    except (PostprocessingError, UnsupportedRequestError, ValueError, QueueFullError) as error:
         return ExtrasOutputs([], "", error_to_html(str(error)))
     except Exception as error:  # noqa: BLE001 - shown in the tab, not raised into Gradio
         log.warning("extras failed: %s", error, exc_info=True)

@@ -4,6 +4,7 @@ sampler, size, seed and refiner rows. Generation runs as a job on the same queue
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import gradio as gr
 from PIL import Image, ImageOps
 
+from modules.processing.admission import check_input_image
 from modules.processing.masks import create_binary_mask
 from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.sketch import inpaint_sketch_inputs, strokes_mask
@@ -238,10 +240,13 @@ def generate_img2img_live(ctx: "AppContext", runner: Img2ImgRunner | None,
             runner = default_img2img_runner()
         if mode == BATCH:
             work = _batch_work(ctx, runner, values)
+            template = img2img_params_from_ui(values, None, None)
+            admit = functools.partial(ctx.admit_generation, template)
         else:
             init_image, mask = init_image_and_mask(mode, values)
             params = img2img_params_from_ui(values, init_image, mask)
             work = _single_work(ctx, runner, params)
+            admit = functools.partial(admit_img2img, ctx, params)
     except (ValueError, ImportError) as error:
         yield error_outputs(error) + ("", "", None)
         return
@@ -249,7 +254,16 @@ def generate_img2img_live(ctx: "AppContext", runner: Img2ImgRunner | None,
         ctx, "img2img", work,
         on_error=lambda error: log.warning("img2img failed: %s", error,
                                            exc_info=not isinstance(error, ValueError)),
-        **extra)
+        admit=admit, **extra)
+
+
+def admit_img2img(ctx: "AppContext", params: Img2ImgParams) -> None:
+    """The server limits for the request and the sizes of its init image and mask."""
+    for field, image in (("init image", (params.init_images or [None])[0]),
+                         ("mask", params.mask)):
+        if image is not None:
+            check_input_image(ctx.limits, field, *image.size)
+    ctx.admit_generation(params)
 
 
 def _single_work(ctx: "AppContext", runner: Img2ImgRunner,

@@ -99,9 +99,10 @@ def generate_txt2img(ctx: "AppContext", runner: Txt2ImgRunner, params: Generatio
     """Run one job and wait; (images, info json, infotext html, error html). Errors are shown
     in the tab, never raised into Gradio, so the message (e.g. where to put a checkpoint) is
     readable."""
-    job = ctx.jobs.submit(
-        "txt2img", lambda job_progress: runner(params, ctx.processing_context(job_progress)))
     try:
+        ctx.admit_generation(params)
+        job = ctx.jobs.submit(
+            "txt2img", lambda job_progress: runner(params, ctx.processing_context(job_progress)))
         processed: Processed = wait_with_progress(job, progress)
     except Exception as error:  # noqa: BLE001 - shown to the user
         log.warning("txt2img failed: %s", error, exc_info=not isinstance(error, ValueError))
@@ -119,7 +120,7 @@ def generate_txt2img_live(ctx: "AppContext", runner: Txt2ImgRunner, params: Gene
         ctx, "txt2img", lambda job_progress: runner(params, ctx.processing_context(job_progress)),
         on_error=lambda error: log.warning("txt2img failed: %s", error,
                                            exc_info=not isinstance(error, ValueError)),
-        **extra)
+        admit=lambda: ctx.admit_generation(params), **extra)
 
 
 def _hires_accordion(ctx: "AppContext") -> dict[str, Any]:

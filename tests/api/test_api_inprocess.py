@@ -180,7 +180,7 @@ def make_ctx(argv: list[str], config_path=None) -> SimpleNamespace:
                                                               progress=progress)
     # the real switching logic (load on the job worker) over the fake model manager
     ctx.load_checkpoint = functools.partial(AppContext.load_checkpoint, ctx)
-    for view in ("active_checkpoint", "shown_option", "shown_options"):
+    for view in ("active_checkpoint", "shown_option", "shown_options", "admit_generation"):
         setattr(ctx, view, functools.partial(getattr(AppContext, view), ctx))
     return ctx
 

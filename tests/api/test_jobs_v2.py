@@ -207,3 +207,30 @@ def test_jobs_are_documented_in_openapi(api):
     assert post["tags"] == ["jobs"] and post["summary"] and "202" in post["responses"]
     status_props = schema["components"]["schemas"]["JobStatus"]["properties"]
     assert {"id", "state", "position", "progress", "result", "error"} <= set(status_props)
+
+
+def test_a_full_queue_answers_429_with_retry_after_for_v2_and_v1(tmp_path):
+    from modules.jobs.queue import JobQueue
+
+    ctx = make_ctx(["--nowebui", "--api"], tmp_path / "config.json")
+    ctx.jobs.shutdown()
+    ctx.options.set("limit_queue_size", 2)
+    ctx.jobs = JobQueue(max_waiting=lambda: int(ctx.limits.value("limit_queue_size")))
+    client = TestClient(create_api_app(ctx, txt2img_runner=FakeRunner(step_delay=0.05)))
+    try:
+        running = submit(client, "long", 60)
+        wait_for_state(client, running["id"], ("running",))
+        waiting = [submit(client, f"waiting {index}", 2) for index in range(2)]
+        assert [job["position"] for job in waiting] == [1, 2]
+        refused = client.post("/sdapi/v2/jobs", json={"type": "txt2img", "request": {
+            "prompt": "one too many", "steps": 2, "width": 16, "height": 16}})
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "The queue is full (2 jobs waiting, the limit is 2)" in refused.json()["detail"]
+        v1 = client.post("/sdapi/v1/txt2img", json={"prompt": "v1 too", "steps": 2})
+        assert v1.status_code == 429 and "Retry-After" in v1.headers
+        assert len(client.get("/sdapi/v2/jobs").json()) == 3    # nothing else was queued
+        for job in (running, *waiting):
+            client.delete(f"/sdapi/v2/jobs/{job['id']}")
+    finally:
+        ctx.jobs.shutdown()

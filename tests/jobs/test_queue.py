@@ -10,7 +10,7 @@ import pytest
 
 from modules.engine.sampling import SamplingInterrupted
 from modules.jobs.progress import JobProgress
-from modules.jobs.queue import CANCELLED, DONE, FAILED, JobCancelled, JobQueue
+from modules.jobs.queue import CANCELLED, DONE, FAILED, JobCancelled, JobQueue, QueueFullError
 
 TIMEOUT = 10
 
@@ -243,3 +243,49 @@ def test_a_finished_job_keeps_its_result_but_not_what_its_work_held(queue):
     gc.collect()
     assert failing.seen() is None, "the failed job's traceback keeps its frames' locals"
     assert job.state == FAILED and str(job.error) == "bad request"
+
+
+def test_a_full_queue_refuses_with_a_retry_time():
+    limit = {"waiting": 2}
+    jobs = JobQueue(max_waiting=lambda: limit["waiting"])
+    try:
+        started, release = threading.Event(), threading.Event()
+        running = jobs.submit("running", blocking_job(started, release, "first"))
+        assert started.wait(TIMEOUT)
+        waiting = [jobs.submit("waiting", lambda progress, i=i: i) for i in range(2)]
+        with pytest.raises(QueueFullError) as caught:
+            jobs.submit("one too many", lambda progress: None)
+        assert caught.value.waiting == 2 and caught.value.limit == 2
+        assert caught.value.retry_after >= 1
+        assert "the limit is 2" in str(caught.value)
+        assert jobs.pending_ids() == [job.id for job in waiting]   # nothing was added
+        limit["waiting"] = 0                                       # 0: no bound (read each time)
+        extra = jobs.submit("unbounded", lambda progress: "ok")
+        release.set()
+        assert running.wait(TIMEOUT) == "first"
+        assert [job.wait(TIMEOUT) for job in waiting] == [0, 1] and extra.wait(TIMEOUT) == "ok"
+    finally:
+        jobs.shutdown()
+
+
+def test_a_job_past_the_time_limit_is_interrupted_and_says_why():
+    jobs = JobQueue(time_limit=lambda: 0.3)
+    try:
+        def long_sampling(progress: JobProgress) -> str:
+            progress.begin(1)
+            for step in range(1000):
+                try:
+                    progress.on_sampling_step(step + 1, 1000)
+                except SamplingInterrupted:
+                    return f"stopped at step {step + 1}"
+                time.sleep(0.01)
+            return "ran to the end"
+
+        job = jobs.submit("long", long_sampling)
+        result = job.wait(TIMEOUT)
+        assert result.startswith("stopped at step") and job.state == DONE
+        assert "time limit of 0.3 s" in job.progress.interrupt_reason
+        # a quick job after it is not affected
+        assert jobs.run("quick", lambda progress: progress.interrupt_reason) is None
+    finally:
+        jobs.shutdown()

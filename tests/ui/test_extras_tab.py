@@ -2,6 +2,8 @@
 batches, metadata kept, saved files, and the face-restorer message."""
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,14 @@ def test_face_restorer_sliders_say_not_installed(ctx):
     result = run_extras_tab(ctx, values(image=checker(8, 8), gfpgan_visibility=1.0))
     assert result.images == []
     assert NOT_INSTALLED_MESSAGE.split(":")[0] in result.error_html
+
+
+def test_an_upscale_above_the_server_limits_is_refused_in_the_tab(ctx):
+    result = run_extras_tab(ctx, values(image=checker(4096, 8), upscaling_resize=8.0))
+    assert result.images == []
+    assert "upscaled size 32768x64 is above the server's limit of 16384 px" in \
+        html.unescape(result.error_html)
+    with ctx.options.override({"limit_upscale_factor": 4.0}):
+        result = run_extras_tab(ctx, values(image=checker(8, 8), upscaling_resize=6.0))
+    assert "upscaling_resize 6 is above the server's limit of 4 ×" in \
+        html.unescape(result.error_html)

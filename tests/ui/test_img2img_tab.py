@@ -2,6 +2,8 @@
 a folder, errors shown in the tab, and the whole UI built with both tabs wired."""
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +167,42 @@ def test_whole_ui_builds_with_both_tabs_wired(ctx):
     padding = next(block for block in blocks.blocks.values()
                    if getattr(block, "label", None) == "Only masked padding, pixels")
     assert padding.value == 32
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"width": 100000}, "width 100000 is above the server's limit of 4096 px"),
+    ({"steps": 10000000}, "steps 10000000 is above the server's limit of 500 steps"),
+    ({"prompt": "a" * 1_000_000}, "prompt length 1000000 is above the server's limit"),
+])
+def test_a_request_above_a_server_limit_shows_the_limit_and_queues_nothing(ctx, values, message):
+    finished = len(ctx.jobs.recent_finished_ids())
+    updates = list(generate_img2img_live(ctx, None, ui_values(init_img=gradient_image(),
+                                                              **values)))
+    assert len(updates) == 1
+    images, info, _, error_html, *_ = updates[0]
+    assert images == [] and info == ""
+    assert message in html.unescape(error_html) and "Server limits" in html.unescape(error_html)
+    assert len(ctx.jobs.recent_finished_ids()) == finished and ctx.jobs.pending_ids() == []
+
+
+def test_an_init_image_above_the_input_limit_is_refused(ctx):
+    with ctx.options.override({"limit_input_megapixels": 0.001}):    # 1000 pixels
+        updates = list(generate_img2img_live(ctx, None, ui_values(init_img=gradient_image())))
+    assert len(updates) == 1
+    assert "init image 64x64 (0.0 megapixels)" in html.unescape(updates[0][3])
+
+
+def test_a_full_queue_is_shown_as_a_message(ctx):
+    import threading
+    release = threading.Event()
+    with ctx.options.override({"limit_queue_size": 1}):
+        blocker = ctx.jobs.submit("blocker", lambda progress: release.wait(30))
+        waiting = ctx.jobs.submit("waiting", lambda progress: None)
+        try:
+            updates = list(generate_img2img_live(ctx, None, ui_values(init_img=gradient_image())))
+        finally:
+            release.set()
+            blocker.wait(30)
+            waiting.wait(30)
+    assert len(updates) == 1
+    assert "The queue is full (1 jobs waiting, the limit is 1)" in html.unescape(updates[0][3])
