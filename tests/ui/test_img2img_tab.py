@@ -194,9 +194,11 @@ def test_an_init_image_above_the_input_limit_is_refused(ctx):
 
 def test_a_full_queue_is_shown_as_a_message(ctx):
     import threading
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
     with ctx.options.override({"limit_queue_size": 1}):
-        blocker = ctx.jobs.submit("blocker", lambda progress: release.wait(30))
+        blocker = ctx.jobs.submit("blocker",
+                                  lambda progress: started.set() or release.wait(30))
+        assert started.wait(30)
         waiting = ctx.jobs.submit("waiting", lambda progress: None)
         try:
             updates = list(generate_img2img_live(ctx, None, ui_values(init_img=gradient_image())))
