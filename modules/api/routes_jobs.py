@@ -209,7 +209,12 @@ def jobs_router(ctx: "AppContext", *,
             runner = img2img_runner or default_img2img_runner()
             parameters = echoed_parameters(request)
         job = submit_generation_request(ctx, submission.type, request, params, runner)
-        record = JobRecord(job=job, kind=submission.type, request=request, parameters=parameters)
+        # the record outlives the job (retention): it keeps no copy of the request's images,
+        # which the job has decoded and the echoed parameters hold only when asked for
+        slim = request.model_copy(update={name: None for name in ("init_images", "mask",
+                                                                  "latent_mask")
+                                          if name in type(request).model_fields})
+        record = JobRecord(job=job, kind=submission.type, request=slim, parameters=parameters)
         registry.add(record)
         return job_status(ctx, record)
 

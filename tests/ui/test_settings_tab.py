@@ -149,3 +149,18 @@ def test_a_page_load_reads_every_stored_value_in_one_request(ctx):
     assert values["setting_jpeg_quality"] == 61
     assert values["setting_samples_save"] is False
     assert values["setting_sd_model_checkpoint"]["choices"] == ctx.checkpoints.titles()
+
+
+def test_settings_show_the_server_limits_with_their_defaults(ctx):
+    from modules.app.server_limits import LIMIT_SPECS
+    from modules.ui.app import build_ui
+    blocks = build_ui(ctx)
+    by_elem = {block.elem_id: block for block in blocks.blocks.values()
+               if getattr(block, "elem_id", None)}
+    section = by_elem["settings_section_server-limits"]
+    assert section.label == "Server limits"
+    for spec in LIMIT_SPECS:
+        control = by_elem[f"setting_{spec.key}"]
+        assert control.value == spec.default and control.label == spec.label
+    assert by_elem["setting_limit_steps"].value == 500
+    assert by_elem["setting_limit_image_side"].value == 4096
