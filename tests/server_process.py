@@ -42,8 +42,8 @@ def start_app_server(data_dir: Path, *, args: tuple[str, ...] = ("--api",),
                      extra_args: tuple[str, ...] = (),
                      start_seconds: float = SERVER_START_SECONDS) -> AppServer:
     """Start `launch.py --data-dir DATA --port FREE <args> <extra_args>` and wait until
-    /internal/ping answers. `args` defaults to the UI with the API; pass ("--nowebui",) for the
-    API-only server."""
+    /internal/ping answers (any HTTP answer: with --api-auth it is a 401). `args` defaults to the
+    UI with the API; pass ("--nowebui",) for the API-only server."""
     port = free_port()
     log_path = data_dir / "server.log"
     log_file = open(log_path, "w", encoding="utf-8")
@@ -61,8 +61,8 @@ def start_app_server(data_dir: Path, *, args: tuple[str, ...] = ("--api",),
             log_file.close()
             raise RuntimeError(f"the app exited with {process.returncode}:\n{server.log_text()}")
         try:
-            if requests.get(server.base_url + "/internal/ping", timeout=2).status_code == 200:
-                return server
+            requests.get(server.base_url + "/internal/ping", timeout=2)
+            return server
         except requests.ConnectionError:
             time.sleep(0.3)
     stop_app_server(server)

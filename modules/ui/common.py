@@ -291,7 +291,11 @@ def error_to_html(message: str) -> str:
 def processed_outputs(processed: "Processed") -> tuple[list, str, str, str]:
     """A finished job's result outputs: (images, info json, infotext html, error html)."""
     infotext = processed.infotexts[0] if processed.infotexts else ""
-    return list(processed.images), processed.js(), infotext_to_html(infotext), ""
+    comments = getattr(processed, "comments", "")
+    # why a job stopped early (the server's time limit), above the parameters as A1111 does
+    shown = (f"<p class='comments'>{html.escape(comments)}</p>" if comments else "") + \
+        infotext_to_html(infotext)
+    return list(processed.images), processed.js(), shown, ""
 
 
 def error_outputs(error: BaseException | str) -> tuple[list, str, str, str]:

@@ -2,27 +2,16 @@
 127.0.0.1 on 7861 unless told otherwise, with --api-auth guarding every route."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 import requests
 
 from modules.app.cmd_args import parse_args
-from tests.integration.conftest import ROOT
+from tests.server_process import start_app_server, stop_app_server
 
 import webui
 
 AUTH = ("api-user", "s3cret:with-colon")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -40,35 +29,10 @@ def test_server_address_defaults(argv, expected):
 @pytest.fixture(scope="module")
 def api_only_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("api-only")
-    port = free_port()
-    log_path = data / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "launch.py", "--nowebui", "--port", str(port), "--data-dir", str(data),
-             "--skip-prepare-environment", "--skip-load-model-at-start",
-             "--api-auth", f"{AUTH[0]}:{AUTH[1]}"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError("server exited:\n" + log_path.read_text())
-            if time.time() > deadline:
-                raise AssertionError("server did not start:\n" + log_path.read_text())
-            try:
-                requests.get(base + "/internal/ping", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        yield base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    server = start_app_server(data, args=("--nowebui", "--skip-load-model-at-start",
+                                          "--api-auth", f"{AUTH[0]}:{AUTH[1]}"))
+    yield server.base_url, server.log_path
+    stop_app_server(server)
 
 
 def test_api_only_server_answers_without_gradio(api_only_server):

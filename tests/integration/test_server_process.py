@@ -4,18 +4,15 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
 from PIL import Image
 
-from tests.integration.conftest import KINDS, ROOT
+from tests.integration.conftest import KINDS
+from tests.server_process import start_app_server, stop_app_server
 
 INFO_KEYS = ["prompt", "all_prompts", "negative_prompt", "all_negative_prompts", "seed",
              "all_seeds", "subseed", "all_subseeds", "subseed_strength", "width", "height",
@@ -26,45 +23,17 @@ INFO_KEYS = ["prompt", "all_prompts", "negative_prompt", "all_negative_prompts",
              "job_timestamp", "clip_skip", "is_using_inpainting_conditioning", "version"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_data_dir, tmp_path_factory):
     data = tmp_path_factory.mktemp("server-data")
     ckpt_dir = data / "models" / "Stable-diffusion"
     shutil.copytree(tiny_data_dir / "models" / "Stable-diffusion", ckpt_dir)
     (ckpt_dir / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": trunc")
-    port = free_port()
-    log = open(data / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "launch.py", "--nowebui", "--api", "--port", str(port),
-         "--ckpt", str(ckpt_dir / "tiny-sd1.safetensors"), "--data-dir", str(data),
-         "--skip-prepare-environment", "--some-extension-flag"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("server exited:\n" + (data / "server.log").read_text())
-        try:
-            if requests.get(base + "/internal/ping", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise AssertionError("server did not start:\n" + (data / "server.log").read_text())
-    yield base, data
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    running = start_app_server(data, args=("--nowebui", "--api", "--ckpt",
+                                           str(ckpt_dir / "tiny-sd1.safetensors"),
+                                           "--some-extension-flag"))
+    yield running.base_url, data
+    stop_app_server(running)
 
 
 def txt2img(base, **payload):

@@ -3,6 +3,7 @@ a folder, errors shown in the tab, and the whole UI built with both tabs wired."
 from __future__ import annotations
 
 import html
+import json
 
 from pathlib import Path
 
@@ -208,3 +209,13 @@ def test_a_full_queue_is_shown_as_a_message(ctx):
             waiting.wait(30)
     assert len(updates) == 1
     assert "The queue is full (1 jobs waiting, the limit is 1)" in html.unescape(updates[0][3])
+
+
+def test_a_job_stopped_by_the_time_limit_says_so_in_the_tab(ctx):
+    with ctx.options.override({"limit_job_seconds": 0.5}):
+        images, info, info_html, error_html, *_ = run_tab(
+            ctx, ui_values(init_img=gradient_image(), steps=400, width=256, height=256,
+                           denoising_strength=1.0))
+    assert error_html == ""
+    assert "time limit of 0.5 s" in html.unescape(info_html)
+    assert "time limit" in json.loads(info)["comments"]
