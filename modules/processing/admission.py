@@ -112,13 +112,15 @@ def job_shape_for(params: ProcessingParams, *,
     from modules.processing.setup import round_to_multiple_of_8
 
     first = (round_to_multiple_of_8(params.width), round_to_multiple_of_8(params.height))
+    images = params.batch_size * params.n_iter
     if getattr(params, "enable_hr", False):
         size = plan_hires_size(params, use_old_hires_fix_width_height)
         upscaled = (size.upscale_width, size.upscale_height)
         return JobShape(passes=((size.first_width, size.first_height), upscaled),
-                        batch_size=params.batch_size, encodes=(upscaled,))
+                        batch_size=params.batch_size, encodes=(upscaled,), images=images)
     encodes = (first,) if hasattr(params, "init_images") else ()
-    return JobShape(passes=(first,), batch_size=params.batch_size, encodes=encodes)
+    return JobShape(passes=(first,), batch_size=params.batch_size, encodes=encodes,
+                    images=images)
 
 
 def input_pixel_limit(limits: Limits) -> int:

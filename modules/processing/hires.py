@@ -272,4 +272,4 @@ class HiresFixMode:
         upscaled = (self.size.upscale_width, self.size.upscale_height)
         latent = find_latent_upscale_mode(run.params.hr_upscaler or DEFAULT_LATENT_MODE)
         return JobShape(passes=(*first.passes, upscaled), batch_size=first.batch_size,
-                        encodes=() if latent is not None else (upscaled,))
+                        encodes=() if latent is not None else (upscaled,), images=first.images)

@@ -254,7 +254,8 @@ class Img2ImgMode:
         if params.resize_mode == LATENT_RESIZE and params.mask is None:
             encoded = max((image.size for image in params.init_images or []),
                           key=lambda wh: wh[0] * wh[1], default=size)
-        return JobShape(passes=(size,), batch_size=params.batch_size, encodes=(encoded,))
+        return JobShape(passes=(size,), batch_size=params.batch_size, encodes=(encoded,),
+                        images=run.plan.image_count)
 
     def finish_images(self, run: PipelineRun, batch: BatchWork,
                       images: list[Image.Image]) -> list[Image.Image]:

@@ -39,6 +39,8 @@ VAE_FIXED_BYTES = 128 * MIB
 VAE_DECODE_BYTES_PER_PIXEL_CHANNEL_BYTE = 8.0             # 4 KB per pixel at 128 ch fp32
 VAE_ENCODE_BYTES_PER_PIXEL_CHANNEL_BYTE = 6.5             # 3.3 KB per pixel at 128 ch fp32
 IMAGE_BYTES_PER_PIXEL = 3 * 4 * 2                          # float32 RGB, plus a blended copy
+# a finished image kept until the job ends: 8-bit RGB, its PNG and base64 copies when returned
+RESULT_BYTES_PER_PIXEL = 3 * 3
 DEFAULT_RESERVE_BYTES = 1 * GIB
 
 
@@ -99,6 +101,11 @@ class ModelFootprint:
         return self.decode_bytes(min(width, tile), min(height, tile), 1) \
             + IMAGE_BYTES_PER_PIXEL * width * height
 
+    @staticmethod
+    def result_bytes(width: int, height: int, images: int) -> int:
+        """The job's finished images, held until it ends and its answer is encoded."""
+        return RESULT_BYTES_PER_PIXEL * width * height * images
+
     def tiled_encode_bytes(self, width: int, height: int) -> int:
         tile = DEFAULT_ENCODE_TILE
         return self.encode_bytes(min(width, tile), min(height, tile), 1) \
@@ -107,11 +114,13 @@ class ModelFootprint:
 
 @dataclass(frozen=True)
 class JobShape:
-    """The sizes a job works at: every sampling pass (width, height), the batch size, and which
-    sizes are VAE-encoded (img2img init images, a hires pass upscaled as images)."""
+    """The sizes a job works at: every sampling pass (width, height), the batch size, which
+    sizes are VAE-encoded (img2img init images, a hires pass upscaled as images), and how many
+    images it returns (batch size x batch count)."""
     passes: tuple[tuple[int, int], ...]
     batch_size: int
     encodes: tuple[tuple[int, int], ...] = ()
+    images: int = 1
 
 
 class MemoryGuard:
@@ -148,6 +157,10 @@ class MemoryGuard:
         """Raise InsufficientMemoryError unless the job fits with its VAE work in tiles.
         `available` defaults to `capacity(device)` (the request path's view)."""
         budget = self.capacity(device) if available is None else available
+        width, height = shape.passes[-1]
+        results = footprint.result_bytes(width, height, shape.images)
+        _refuse_above(budget, results, f"keeping {shape.images} image(s) of {width}x{height}")
+        budget -= results    # the finished images are held while later batches run
         for width, height in shape.passes:
             _refuse_above(budget, footprint.unet_bytes(width, height, shape.batch_size),
                           f"sampling {shape.batch_size} image(s) of {width}x{height}")

@@ -33,7 +33,7 @@ class Txt2ImgMode:
 
     def memory_shape(self, run: PipelineRun) -> JobShape:
         return JobShape(passes=((run.plan.width, run.plan.height),),
-                        batch_size=run.params.batch_size)
+                        batch_size=run.params.batch_size, images=run.plan.image_count)
 
 
 def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:

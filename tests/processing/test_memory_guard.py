@@ -85,7 +85,8 @@ def test_a_job_that_cannot_fit_is_refused_with_both_numbers():
     assert abs(caught.value.available - available) < 2 * GIB     # the free memory of now
     # what fits in tiles is admitted: a 4096x4096 image is decoded in tiles on any machine
     guard.check(footprint, JobShape(((512, 512), (4096, 4096)), 1), device,
-                available=footprint.unet_bytes(4096, 4096, 1) + 64 * MIB)
+                available=footprint.unet_bytes(4096, 4096, 1)
+                + footprint.result_bytes(4096, 4096, 1) + 64 * MIB)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +130,12 @@ def test_decode_refuses_when_not_even_a_tile_fits(demo_model):
     guard = MemoryGuard(reserve_bytes=lambda: 0, free_bytes=lambda device: 64 * MIB)
     with pytest.raises(InsufficientMemoryError, match="decoding an image of 512x512"):
         guard.decode(demo_model, torch.zeros(1, 4, 64, 64))
+
+
+def test_the_finished_images_of_a_long_job_count_too():
+    """800 images of 4096x4096 pass every size limit, but would be held until the job ends."""
+    guard = MemoryGuard(reserve_bytes=lambda: 0, free_bytes=lambda device: 24 * GIB)
+    footprint = ModelFootprint(unet_channels=32, vae_channels=32)     # a tiny model
+    with pytest.raises(InsufficientMemoryError, match="keeping 800 image"):
+        guard.check(footprint, JobShape(((4096, 4096),), 8, images=800), torch.device("cpu"))
+    guard.check(footprint, JobShape(((512, 512),), 8, images=800), torch.device("cpu"))
