@@ -3,6 +3,7 @@ with both numbers, and the VAE is run whole, image by image or in tiles as the f
 allows (the same images either way, up to the tiles' blending)."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -58,12 +59,12 @@ def test_estimates_cover_what_full_size_sd15_networks_take(sd15_config):
     step stays under the guard's estimate (and within 2x of it: not absurdly cautious)."""
     footprint = ModelFootprint(unet_channels=320, vae_channels=128)
     vae = zero_weight(AutoencoderKL, sd15_config.vae)
-    decode = peak_bytes_of(lambda: vae.decode(torch.zeros(1, 4, 48, 48)))
-    encode = peak_bytes_of(lambda: vae.encode(torch.zeros(1, 3, 384, 384)))
-    del vae
+    decode = peak_bytes_of(functools.partial(vae.decode, torch.zeros(1, 4, 48, 48)))
+    encode = peak_bytes_of(functools.partial(vae.encode, torch.zeros(1, 3, 384, 384)))
+    vae = None       # freed before the UNet is built
     unet = zero_weight(UNetModel, sd15_config.unet)
-    step = peak_bytes_of(lambda: unet(torch.zeros(2, 4, 48, 48), torch.tensor([500., 500.]),
-                                      torch.zeros(2, 77, 768)))
+    step = peak_bytes_of(functools.partial(unet, torch.zeros(2, 4, 48, 48),
+                                           torch.tensor([500., 500.]), torch.zeros(2, 77, 768)))
     for what, measured, estimate in (("decode", decode, footprint.decode_bytes(384, 384, 1)),
                                      ("encode", encode, footprint.encode_bytes(384, 384, 1)),
                                      ("unet", step, footprint.unet_bytes(384, 384, 1))):
