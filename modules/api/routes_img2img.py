@@ -4,6 +4,7 @@ txt2img's (routes_generation)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi import APIRouter, HTTPException
@@ -42,35 +43,42 @@ def decode_request_image(encoded: str, fetch_url: Callable[..., Image.Image] | N
     options, never from local addresses); a refused one is a 4xx with the reason. With `limits`,
     an image above the input size limit is refused (AdmissionError, 422 naming `field`) from its
     header, before its pixels are decoded."""
-    check_size = None
-    if limits is not None:
-        def check_size(width: int, height: int) -> None:
-            check_input_image(limits, field, width, height)
+    check_size = None if limits is None else functools.partial(check_input_image, limits, field)
     try:
         if is_url(encoded):
-            if fetch_url is None:
-                raise HTTPException(status_code=400,
-                                    detail="Images from URLs are not supported here; send base64")
-            try:
-                return fetch_url(encoded, check_size=check_size) if check_size else \
-                    fetch_url(encoded)
-            except RemoteImageError as error:
-                raise HTTPException(status_code=error.status_code, detail=error.message) from error
-        try:
-            return decode_base64_to_image(encoded, check_size)
-        except AdmissionError:
-            raise
-        except ValueError as error:
-            raise HTTPException(status_code=400, detail="Invalid encoded image") from error
+            return _fetch_image(encoded, fetch_url, check_size)
+        return decode_base64_to_image(encoded, check_size)
     except Image.DecompressionBombError as error:
-        # above twice PIL's own limit: PIL refuses before the size reaches check_size
-        pixels = pixels_in_decompression_bomb_error(error)
-        if limits is None:
-            raise HTTPException(status_code=422, detail=f"{field}: {error}") from error
-        megapixels = (pixels or 0) / 1_000_000
-        check_limit(limits, "limit_input_megapixels", field, megapixels,
-                    shown=f"{megapixels:.1f} megapixels")
-        raise HTTPException(status_code=422, detail=f"{field}: {error}") from error
+        raise _too_large_for_pil(error, field, limits) from error
+    except AdmissionError:
+        raise
+    except ValueError as error:
+        raise HTTPException(status_code=400, detail="Invalid encoded image") from error
+
+
+def _fetch_image(url: str, fetch_url: Callable[..., Image.Image] | None,
+                 check_size: Callable[[int, int], None] | None) -> Image.Image:
+    if fetch_url is None:
+        raise HTTPException(status_code=400,
+                            detail="Images from URLs are not supported here; send base64")
+    try:
+        return fetch_url(url, check_size=check_size) if check_size else fetch_url(url)
+    except RemoteImageError as error:
+        raise HTTPException(status_code=error.status_code, detail=error.message) from error
+
+
+def _too_large_for_pil(error: Exception, field: str, limits: "Limits | None") -> Exception:
+    """PIL refuses an image above twice its own pixel limit before its size reaches
+    check_size: the same refusal, from the pixel count PIL reports."""
+    pixels = pixels_in_decompression_bomb_error(error)
+    if limits is not None and pixels is not None:
+        megapixels = pixels / 1_000_000
+        try:
+            check_limit(limits, "limit_input_megapixels", field, megapixels,
+                        shown=f"{megapixels:.1f} megapixels")
+        except AdmissionError as refusal:
+            return refusal
+    return HTTPException(status_code=422, detail=f"{field}: {error}")
 
 
 def build_img2img_params(request: StableDiffusionImg2ImgProcessingAPI,

@@ -248,3 +248,21 @@ def test_img2img_route_fetches_an_allowed_url(tmp_path, local_image_server):
         assert base64.b64decode(response.json()["images"][0])[:4] == b"\x89PNG"
     finally:
         ctx.jobs.shutdown()
+
+
+def test_a_fetched_image_above_the_size_check_is_refused_before_decoding():
+    from tests.oversized_requests import huge_png
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=huge_png(9000, 9000),
+                              headers={"content-type": "image/png"})
+
+    seen_sizes = []
+
+    def refuse(width: int, height: int) -> None:
+        seen_sizes.append((width, height))
+        raise ValueError(f"{width}x{height} is too large")
+
+    with pytest.raises(ValueError, match="9000x9000 is too large"):
+        fetcher(serve).fetch_image("https://images.example/big.png", check_size=refuse)
+    assert seen_sizes == [(9000, 9000)]
