@@ -133,10 +133,12 @@ def next_sequence_number(directory: Path, basename: str = "") -> int:
 
 @dataclass
 class ImageSaveParams:
-    """What `on_before_save` may change before the file is written (A1111's ImageSaveParams)."""
+    """What `on_before_save` may change before the file is written (A1111's ImageSaveParams:
+    image, p, filename, pnginfo)."""
     image: Image.Image
     filename: str
     pnginfo: dict[str, Any] = field(default_factory=dict)
+    p: Any = None          # the processing object of the job that made the image, when known
 
 
 def _exif_with_comment(text: str) -> bytes:
