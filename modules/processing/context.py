@@ -31,3 +31,9 @@ class ProcessingContext:
     upscalers: "UpscalerRegistry | None" = None   # None = the built-in ones
     #: estimates, refuses what cannot fit, and runs the VAE within the free memory
     memory: MemoryGuard = field(default_factory=MemoryGuard)
+    #: the txt2img and img2img tabs' scripts (modules.scripting.runner.ScriptRunner) or None
+    scripts_txt2img: Any = None
+    scripts_img2img: Any = None
+
+    def scripts_for(self, is_img2img: bool) -> Any:
+        return self.scripts_img2img if is_img2img else self.scripts_txt2img

@@ -4,7 +4,7 @@ from fresh noise of the same seeds, with its own prompts, steps, sampler, schedu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -105,11 +105,6 @@ def plan_hires_size(params: GenerationParams, use_old_hires_fix_width_height: bo
     first_w, first_h, resize_x, resize_y = first_pass_request(params, use_old_hires_fix_width_height)
     first_w, first_h = round_to_multiple_of_8(first_w), round_to_multiple_of_8(first_h)
     return hires_size(first_w, first_h, params.hr_scale, resize_x, resize_y)
-
-
-def first_pass_params(params: GenerationParams, size: HiresSize) -> GenerationParams:
-    """The request as the first pass runs it (width/height = first-pass size, as in infotext)."""
-    return replace(params, width=size.first_width, height=size.first_height)
 
 
 class HiresFixMode:

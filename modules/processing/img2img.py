@@ -24,10 +24,11 @@ from modules.processing.masks import (CropRegion, blur_mask, create_binary_mask,
                                       expand_crop_region, fill_masked_area, get_crop_region,
                                       latent_mask_tensor, overlay_for, paste_back,
                                       pixel_mask_tensor)
-from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.memory_guard import JobShape
+from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.pipeline import (BatchWork, PipelineRun, encode_images, images_to_tensor,
                                          run_generation)
+from modules.processing.processing_objects import prepare_processing_object, running_context
 from modules.processing.resize import (JUST_RESIZE, LATENT_RESIZE, RESIZE_AND_FILL,
                                        flatten_transparency, resize_image)
 
@@ -40,14 +41,16 @@ DEFAULT_DENOISING_STRENGTH = 0.75
 
 def apply_batch_rule(params: Img2ImgParams) -> Img2ImgParams:
     """A1111's init image rule: one image serves the whole batch; k <= batch_size images make the
-    batch size k; more images than the batch size is an error."""
+    batch size k (set on `params`, as A1111 sets p.batch_size); more images than the batch size
+    is an error."""
     images = list(params.init_images or [])
     if not images:
         raise UnsupportedRequestError("img2img needs at least one init image")
     if len(images) == 1 or len(images) == params.batch_size:
         return params
     if len(images) < params.batch_size:
-        return dataclasses.replace(params, batch_size=len(images))
+        params.batch_size = len(images)
+        return params
     raise UnsupportedRequestError(f"bad number of images passed: {len(images)}; expecting "
                                   f"{params.batch_size} or less")
 
@@ -282,5 +285,16 @@ class ScaledInitialNoise:
 
 
 def run_img2img(params: Img2ImgParams, ctx: ProcessingContext) -> Processed:
-    # face restoration and other shared features are decided in run_generation
-    return run_generation(apply_batch_rule(params), ctx, Img2ImgMode())
+    """One img2img job (A1111's img2img): the selected script's run() does it when one is
+    chosen in `params.script_args`, else process_img2img."""
+    p = prepare_processing_object(params, ctx, is_img2img=True)
+    with running_context(ctx):
+        processed = p.scripts.run(p, p.script_args) if p.scripts is not None else None
+        return processed if processed is not None else process_img2img(p, ctx)
+
+
+def process_img2img(p: Img2ImgParams, ctx: ProcessingContext) -> Processed:
+    """img2img with the always-on scripts' hooks (face restoration and the other shared
+    features are decided in run_generation)."""
+    apply_batch_rule(p)
+    return run_generation(p, ctx, Img2ImgMode())

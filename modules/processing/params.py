@@ -49,8 +49,11 @@ class ProcessingParams:
     is_api: bool = False
     outpath_samples: str | None = None
     outpath_grids: str | None = None
+    #: A1111's p.script_args: the tab's whole script-args array (index 0 = the selected script,
+    #: then each script's slice); None = every script's defaults
+    script_args: list | None = None
 
-    INTERNAL_FIELDS = ("is_api", "outpath_samples", "outpath_grids")
+    INTERNAL_FIELDS = ("is_api", "outpath_samples", "outpath_grids", "script_args")
 
 
 @dataclass

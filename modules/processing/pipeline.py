@@ -25,6 +25,7 @@ from modules.engine.prompt_parser import extract_extra_networks
 from modules.engine.sampling import SamplingInterrupted, SamplingResult, sample
 from modules.engine.tiling import circular_padding
 from modules.engine.tokenizer import get_clip_tokenizer
+from modules.processing import script_hooks
 from modules.processing.context import ProcessingContext
 from modules.processing.face_restoration import face_restorer_for_job, restore_faces
 from modules.processing.generation_info import InfotextSource, infotext_for
@@ -284,28 +285,33 @@ def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
         if batch_no:
             progress.next_job()
         lo, hi = batch_no * params.batch_size, (batch_no + 1) * params.batch_size
+        prompts, negatives, seeds, subseeds = script_hooks.batch(params, plan, batch_no, lo, hi)
         with torch.inference_mode(), circular_padding(model.model, model.first_stage_model,
                                                       enabled=run.tiling):
             batch = BatchWork(
-                index=batch_no, start=lo, prompts=plan.prompts[lo:hi],
-                negative_prompts=plan.negative_prompts[lo:hi], seeds=plan.seeds[lo:hi],
-                subseeds=plan.subseeds[lo:hi],
-                conditioning=run.conditioning(plan.prompts[lo:hi], plan.negative_prompts[lo:hi],
-                                              params.steps, width=plan.width, height=plan.height),
-                rng=run.make_rng(latent_shape, plan.seeds[lo:hi], plan.subseeds[lo:hi]))
+                index=batch_no, start=lo, prompts=prompts, negative_prompts=negatives,
+                seeds=seeds, subseeds=subseeds,
+                conditioning=run.conditioning(prompts, negatives, params.steps,
+                                              width=plan.width, height=plan.height),
+                rng=run.make_rng(latent_shape, seeds, subseeds))
             try:
                 run.batch = batch
-                latents = mode.sample(run, batch)
+                latents = script_hooks.post_sample(params, mode.sample(run, batch))
             except SamplingInterrupted:   # a mode gave up mid-batch: nothing to decode
                 break
             if progress.skipped:          # cleared by next_job() when the next batch starts
                 continue
-            decoded = latents_to_images(run.model, latents, ctx.memory)
+            pixels = script_hooks.postprocess_batch(
+                params, decode_latents(run.model, latents, ctx.memory), batch_no)
+            decoded = tensors_to_images(pixels)
         if face_restorer is not None:
             decoded = restore_faces(decoded, ctx, face_restorer)
-        batch_images = mode.finish_images(run, batch, decoded)
+        decoded = script_hooks.postprocess_images(params, decoded, batch_no)
+        batch_images = script_hooks.after_composite(
+            params, mode.finish_images(run, batch, decoded))
         images.extend(batch_images)
-        kept.extend(range(lo, lo + len(batch_images)))
+        # a script may add images to a batch: they share the batch's last prompt and seed
+        kept.extend(min(lo + index, hi - 1) for index in range(len(batch_images)))
         if progress.interrupted:
             incomplete.update(range(lo, lo + len(batch_images)))
     return images, kept, incomplete
@@ -314,6 +320,7 @@ def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
 def run_generation(params: GenerationParams, ctx: ProcessingContext,
                    mode: GenerationMode) -> Processed:
     opts = ctx.options
+    script_hooks.before_process(params)
     plan = plan_generation(params, ctx)
     face_restorer = face_restorer_for_job(params, ctx)   # refused here, before any sampling
     vae_path, vae_name, vae_hash = _selected_vae(ctx)
@@ -332,6 +339,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                      available=ctx.memory.budget(model.device))
     with ctx.memory.job_running(model.device):
         mode.prepare(run)
+        script_hooks.process(params, plan)
         progress.set_step_listener(live_previews_for_job(
             opts, progress, model=model,
             full_decode=lambda latent: decode_latents(run.model, latent, ctx.memory),
@@ -340,6 +348,9 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
         images, kept, incomplete = _sample_batches(run, mode, face_restorer)
         progress.set_step_listener(None)
+    # what scripts added to p.extra_generation_params goes into the infotext, after ours
+    for key, value in (getattr(params, "extra_generation_params", None) or {}).items():
+        run.extra_params.setdefault(key, value)
     source = InfotextSource(
         steps=params.steps, sampler_name=plan.sampler_name, scheduler_label=plan.scheduler_label,
         cfg_scale=params.cfg_scale, width=plan.width, height=plan.height,
@@ -385,7 +396,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
     extra_params = dict(run.extra_params)
     if plan.scheduler_label != "Automatic":
         extra_params.setdefault("Schedule type", plan.scheduler_label)
-    return Processed(
+    processed = Processed(
         images=images, prompt=plan.prompts[0], all_prompts=plan.prompts,
         negative_prompt=plan.negative_prompts[0], all_negative_prompts=plan.negative_prompts,
         seed=plan.seed, all_seeds=plan.seeds, subseed=plan.subseed, all_subseeds=plan.subseeds,
@@ -401,4 +412,6 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         job_timestamp=job_timestamp, clip_skip=clip_skip,
         is_using_inpainting_conditioning=run.is_using_inpainting_conditioning,
         version=INFOTEXT_VERSION, saved_files=saved,
-        comments=getattr(progress, "interrupt_reason", None) or "")
+        comments=script_hooks.comments(params, progress))
+    script_hooks.call(params, "postprocess", processed)
+    return processed

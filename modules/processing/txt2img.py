@@ -5,11 +5,12 @@ import torch
 from PIL import Image
 
 from modules.processing.context import ProcessingContext
-from modules.processing.hires import HiresFixMode, first_pass_params, plan_hires_size
+from modules.processing.hires import HiresFixMode, plan_hires_size
 from modules.processing.image_conditioning import txt2img_image_conditioning
 from modules.processing.memory_guard import JobShape
 from modules.processing.params import GenerationParams, Processed
 from modules.processing.pipeline import BatchWork, PipelineRun, run_generation
+from modules.processing.processing_objects import prepare_processing_object, running_context
 from modules.processing.setup import reject_unsupported
 from modules.processing.upscalers import UpscalerRegistry
 
@@ -37,11 +38,22 @@ class Txt2ImgMode:
 
 
 def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:
-    """One txt2img job; with `enable_hr` a hires second pass follows each batch, using the
-    image upscalers of `ctx.upscalers` (the built-in ones when None)."""
-    reject_unsupported(params)
-    if not params.enable_hr:
-        return run_generation(params, ctx, Txt2ImgMode())
-    size = plan_hires_size(params, bool(ctx.options.get("use_old_hires_fix_width_height")))
+    """One txt2img job (A1111's txt2img): the selected script's run() does it when one is
+    chosen in `params.script_args`, else process_txt2img."""
+    p = prepare_processing_object(params, ctx, is_img2img=False)
+    with running_context(ctx):
+        processed = p.scripts.run(p, p.script_args) if p.scripts is not None else None
+        return processed if processed is not None else process_txt2img(p, ctx)
+
+
+def process_txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
+    """txt2img with the always-on scripts' hooks; with `enable_hr` a hires second pass follows
+    each batch, using the image upscalers of `ctx.upscalers` (the built-in ones when None)."""
+    reject_unsupported(p)
+    if not p.enable_hr:
+        return run_generation(p, ctx, Txt2ImgMode())
+    size = plan_hires_size(p, bool(ctx.options.get("use_old_hires_fix_width_height")))
     mode = HiresFixMode(Txt2ImgMode(), size, ctx.upscalers or UpscalerRegistry())
-    return run_generation(first_pass_params(params, size), ctx, mode)
+    # the first pass runs at its own size (A1111 keeps it in p.width / p.height too)
+    p.width, p.height = size.first_width, size.first_height
+    return run_generation(p, ctx, mode)

@@ -99,8 +99,8 @@ class ScriptRunner:
             if script is None:
                 raise ScriptArgsError(f"Script '{script_name}' not found")
             if script.alwayson:
-                raise ScriptArgsError(f"Cannot have a selectable script in the always on "
-                                      f"scripts params")
+                raise ScriptArgsError("Cannot have a selectable script in the always on "
+                                      "scripts params")
             args[script.args_from:script.args_to] = list(script_args or [])
             args[0] = self.selectable.index(script) + 1
         for title, entry in (alwayson_scripts or {}).items():

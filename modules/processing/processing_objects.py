@@ -1,0 +1,147 @@
+"""A1111's processing objects (`p`): StableDiffusionProcessingTxt2Img / Img2Img with A1111's
+attribute names, which the pipeline runs from and script hooks read **and write**.
+
+They are the request dataclasses (params.py) plus the state A1111 scripts use: `all_prompts`,
+`all_negative_prompts`, `all_seeds`, `all_subseeds`, `all_hr_prompts`, `extra_generation_params`,
+per-batch `prompts` / `seeds`, `iteration`, `script_args`, `scripts`, `sd_model`, `image_mask`…
+The pipeline fills the `all_*` lists before the `process` hook and reads them back after it, so
+a script that rewrites them changes the images and the infotext.
+
+`process_images(p)` runs `p` in the job that is running now (a selectable script's `run()` calls
+it, maybe several times, from inside its own job).
+"""
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+from typing import Any
+
+from modules.processing.params import GenerationParams, Img2ImgParams, Processed
+
+#: the processing context of the job running on this thread (for objects a script creates)
+_running_context: contextvars.ContextVar[Any] = contextvars.ContextVar("processing_context",
+                                                                        default=None)
+
+#: A1111 constructor arguments that are not request fields here, and where they go
+_ALIASES = {"image_mask": "mask"}
+
+
+class StableDiffusionProcessing:
+    """The state every processing object carries besides its request fields."""
+
+    def _init_state(self, extra: dict[str, Any]) -> None:
+        self.all_prompts: list[str] | None = None
+        self.all_negative_prompts: list[str] | None = None
+        self.all_seeds: list[int] | None = None
+        self.all_subseeds: list[int] | None = None
+        self.all_hr_prompts: list[str] | None = None
+        self.all_hr_negative_prompts: list[str] | None = None
+        self.prompts: list[str] | None = None
+        self.negative_prompts: list[str] | None = None
+        self.seeds: list[int] | None = None
+        self.subseeds: list[int] | None = None
+        self.iteration = 0
+        self.extra_generation_params: dict[str, Any] = {}
+        self.script_errors: list[str] = []      # messages of hooks that raised, for the result
+        self.scripts = None                     # the tab's ScriptRunner
+        self.processing_context = None          # set when the job runs it
+        self.user = None
+        for name, value in extra.items():       # sd_model=, and what extensions pass along
+            setattr(self, name, value)
+
+    @property
+    def sd_model(self) -> Any:
+        context = self.processing_context or _running_context.get()
+        loaded = context.model_manager.current() if context is not None else None
+        return loaded.model if loaded is not None else None
+
+    @sd_model.setter
+    def sd_model(self, value: Any) -> None:
+        """A1111 passes sd_model=shared.sd_model to constructors: the loaded model is used."""
+
+    def close(self) -> None:
+        """A1111 API: release what the object holds (nothing to release here)."""
+
+
+def _split_kwargs(dataclass_type: type, kwargs: dict[str, Any]) -> tuple[dict, dict]:
+    names = {field.name for field in dataclasses.fields(dataclass_type)}
+    known, extra = {}, {}
+    for name, value in kwargs.items():
+        name = _ALIASES.get(name, name)
+        (known if name in names else extra)[name] = value
+    return known, extra
+
+
+class StableDiffusionProcessingTxt2Img(GenerationParams, StableDiffusionProcessing):
+    def __init__(self, **kwargs: Any) -> None:
+        known, extra = _split_kwargs(GenerationParams, kwargs)
+        GenerationParams.__init__(self, **known)
+        self._init_state(extra)
+
+
+class StableDiffusionProcessingImg2Img(Img2ImgParams, StableDiffusionProcessing):
+    def __init__(self, **kwargs: Any) -> None:
+        known, extra = _split_kwargs(Img2ImgParams, kwargs)
+        Img2ImgParams.__init__(self, **known)
+        self._init_state(extra)
+
+    @property
+    def image_mask(self) -> Any:
+        return self.mask
+
+    @image_mask.setter
+    def image_mask(self, value: Any) -> None:
+        self.mask = value
+
+
+def processing_object(params: GenerationParams | Img2ImgParams) -> StableDiffusionProcessing:
+    """`params` as a processing object (itself when it already is one)."""
+    if isinstance(params, StableDiffusionProcessing):
+        return params
+    cls = StableDiffusionProcessingImg2Img if isinstance(params, Img2ImgParams) \
+        else StableDiffusionProcessingTxt2Img
+    return cls(**{field.name: getattr(params, field.name)
+                  for field in dataclasses.fields(params)})
+
+
+def prepare_processing_object(params: GenerationParams | Img2ImgParams, context: Any, *,
+                              is_img2img: bool) -> StableDiffusionProcessing:
+    """The job's `p`: its scripts (the tab's runner), their args (defaults when the request gave
+    none) and the context it runs in."""
+    p = processing_object(params)
+    p.processing_context = context
+    if p.scripts is None:
+        p.scripts = getattr(context, "scripts_for", lambda is_img2img: None)(is_img2img)
+    if p.scripts is not None and not p.script_args:
+        p.script_args = p.scripts.default_args()
+    return p
+
+
+class running_context:
+    """Marks `context` as the running job's for processing objects created inside (by scripts)."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self._token = None
+
+    def __enter__(self) -> Any:
+        self._token = _running_context.set(self.context)
+        return self.context
+
+    def __exit__(self, *exc_info: Any) -> None:
+        _running_context.reset(self._token)
+
+
+def process_images(p: StableDiffusionProcessing) -> Processed:
+    """Run `p` (txt2img or img2img by its type) inside the running job: the always-on scripts'
+    hooks run, the selectable script does not (A1111's process_images)."""
+    context = p.processing_context or _running_context.get()
+    if context is None:
+        raise RuntimeError("process_images() runs inside a generation job (e.g. from a "
+                           "script's run()); none is running on this thread")
+    p = prepare_processing_object(p, context, is_img2img=isinstance(p, Img2ImgParams))
+    if isinstance(p, Img2ImgParams):
+        from modules.processing.img2img import process_img2img
+        return process_img2img(p, context)
+    from modules.processing.txt2img import process_txt2img
+    return process_txt2img(p, context)

@@ -1,0 +1,120 @@
+"""Where the generation loop calls the always-on scripts' hooks (A1111's process_images order,
+a1111-compat.md §8.2), and how what the hooks write to `p` is taken back into the job.
+
+Every function is a no-op for a job without scripts. A hook that raises is reported by the
+runner (its message goes into `p.script_errors`, shown with the result) and the job goes on.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from modules.processing.context import UnsupportedRequestError
+from modules.scripting.script import (PostprocessBatchListArgs, PostprocessImageArgs,
+                                      PostSampleArgs)
+
+if TYPE_CHECKING:
+    import torch
+
+    from modules.processing.pipeline import PipelineRun
+    from modules.processing.setup import GenerationPlan
+
+
+def call(p: Any, hook: str, *leading: Any, **kwargs: Any) -> None:
+    runner = getattr(p, "scripts", None)
+    if runner is not None:
+        runner.call(hook, p, *leading, **kwargs)
+
+
+def before_process(p: Any) -> None:
+    call(p, "before_process")
+
+
+def process(p: Any, plan: "GenerationPlan") -> None:
+    """Show the job's prompts and seeds to the `process` hook (`p.all_prompts`, `all_seeds`, …)
+    and take back what it wrote: the plan the batches are sampled from."""
+    if not hasattr(p, "all_prompts"):
+        return
+    p.all_prompts, p.all_negative_prompts = list(plan.prompts), list(plan.negative_prompts)
+    p.all_seeds, p.all_subseeds = list(plan.seeds), list(plan.subseeds)
+    p.seed, p.subseed = plan.seed, plan.subseed
+    call(p, "process")
+    count = plan.image_count
+    for name in ("all_prompts", "all_negative_prompts", "all_seeds", "all_subseeds"):
+        values = getattr(p, name)
+        if not isinstance(values, (list, tuple)) or len(values) < count:
+            raise UnsupportedRequestError(f"a script set p.{name} to {len(values or [])} "
+                                          f"entries; the job has {count} images")
+    plan.prompts = [str(prompt) for prompt in p.all_prompts[:count]]
+    plan.negative_prompts = [str(prompt) for prompt in p.all_negative_prompts[:count]]
+    plan.seeds = [int(seed) for seed in p.all_seeds[:count]]
+    plan.subseeds = [int(seed) for seed in p.all_subseeds[:count]]
+    plan.seed, plan.subseed = plan.seeds[0], plan.subseeds[0]
+
+
+def batch(p: Any, plan: "GenerationPlan", batch_number: int, start: int,
+          end: int) -> tuple[list[str], list[str], list[int], list[int]]:
+    """`before_process_batch` and `process_batch` for one batch: (prompts, negative prompts,
+    seeds, subseeds) of the batch after the hooks (they may edit `p.prompts` … in place)."""
+    prompts, negatives = plan.prompts[start:end], plan.negative_prompts[start:end]
+    seeds, subseeds = plan.seeds[start:end], plan.subseeds[start:end]
+    if getattr(p, "scripts", None) is None:
+        return prompts, negatives, seeds, subseeds
+    p.iteration = batch_number
+    p.prompts, p.negative_prompts, p.seeds, p.subseeds = prompts, negatives, seeds, subseeds
+    for hook in ("before_process_batch", "process_batch"):
+        call(p, hook, batch_number=batch_number, prompts=p.prompts, seeds=p.seeds,
+             subseeds=p.subseeds)
+    return list(p.prompts), list(p.negative_prompts), list(p.seeds), list(p.subseeds)
+
+
+def post_sample(p: Any, latents: "torch.Tensor") -> "torch.Tensor":
+    if getattr(p, "scripts", None) is None:
+        return latents
+    args = PostSampleArgs(latents)
+    call(p, "post_sample", args)
+    return args.samples
+
+
+def postprocess_batch(p: Any, pixels: "torch.Tensor", batch_number: int) -> "torch.Tensor":
+    """The decoded batch ([B, 3, H, W] in [0, 1]) before it becomes images."""
+    call(p, "postprocess_batch", images=pixels, batch_number=batch_number)
+    return pixels
+
+
+def postprocess_images(p: Any, images: list[Image.Image], batch_number: int,
+                       ) -> list[Image.Image]:
+    """`postprocess_batch_list` (may add or remove images) then `postprocess_image` per image."""
+    if getattr(p, "scripts", None) is None:
+        return images
+    batch_list = PostprocessBatchListArgs(list(images))
+    call(p, "postprocess_batch_list", batch_list, batch_number=batch_number)
+    finished = []
+    for image in batch_list.images:
+        args = PostprocessImageArgs(image)
+        call(p, "postprocess_image", args)
+        finished.append(args.image)
+    return finished
+
+
+def after_composite(p: Any, images: list[Image.Image]) -> list[Image.Image]:
+    if getattr(p, "scripts", None) is None:
+        return images
+    finished = []
+    for image in images:
+        args = PostprocessImageArgs(image)
+        call(p, "postprocess_image_after_composite", args)
+        finished.append(args.image)
+    return finished
+
+
+def before_hr(run: "PipelineRun") -> None:
+    call(run.params, "before_hr")
+
+
+def comments(p: Any, progress: Any) -> str:
+    """Why the job stopped early and which scripts failed: the result's comments."""
+    parts = [getattr(progress, "interrupt_reason", None) or ""]
+    parts.extend(getattr(p, "script_errors", None) or [])
+    return "\n".join(part for part in parts if part)
