@@ -16,6 +16,7 @@ from modules.app.options import coerce_value
 from modules.engine.samplers import get_sampler_and_scheduler
 from modules.jobs.progress import JobProgress
 from modules.jobs.queue import Job
+from modules.scripting.runner import ScriptArgsError
 from modules.processing.images import encode_image_to_base64
 from modules.processing.params import GenerationParams, Processed, ProcessingParams
 
@@ -27,7 +28,10 @@ log = logging.getLogger(__name__)
 
 Txt2ImgRunner = Callable[[GenerationParams, "ProcessingContext"], Processed]
 
-_PARAM_FIELDS = frozenset(field.name for field in dataclasses.fields(GenerationParams))
+# the request's `script_args` is the selected script's slice; params.script_args is the whole
+# args array script_args_for() builds
+_PARAM_FIELDS = frozenset(field.name for field in dataclasses.fields(GenerationParams)) - \
+    {"script_args"}
 
 
 def default_txt2img_runner() -> Txt2ImgRunner:
@@ -136,13 +140,15 @@ def progress_response(ctx: "AppContext", skip_current_image: bool) -> ProgressRe
                             current_task=job.id)
 
 
-def reject_unknown_scripts(request: Any) -> None:
-    """No selectable or always-on scripts are installed yet: A1111 answers an unknown script title
-    with 422 (§3.3 step 2, §8.3)."""
-    if request.script_name:
-        raise HTTPException(status_code=422, detail=f"Script '{request.script_name}' not found")
-    for title in request.alwayson_scripts or {}:
-        raise HTTPException(status_code=422, detail=f"always on script {title} not found")
+def script_args_for(ctx: "AppContext", request: Any, *, is_img2img: bool) -> list[Any]:
+    """§8.3: the tab's script-args array for the request's script_name / script_args /
+    alwayson_scripts; A1111's texts as a 422."""
+    runner = ctx.scripts.runner(is_img2img)
+    try:
+        return runner.request_args(request.script_name, request.script_args,
+                                   request.alwayson_scripts)
+    except ScriptArgsError as error:
+        raise HTTPException(status_code=422, detail=str(error)) from error
 
 
 def prepare_txt2img_request(ctx: "AppContext", request: StableDiffusionTxt2ImgProcessingAPI
@@ -150,8 +156,9 @@ def prepare_txt2img_request(ctx: "AppContext", request: StableDiffusionTxt2ImgPr
     """§3.3 steps 1-5: the request after its infotext prefill, and its processing params,
     admitted under the server limits."""
     request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
-    reject_unknown_scripts(request)
+    script_args = script_args_for(ctx, request, is_img2img=False)
     params = build_generation_params(request)
+    params.script_args = script_args
     ctx.admit_generation(params)
     return request, params
 

@@ -13,8 +13,8 @@ from PIL import Image
 from modules.api.models import StableDiffusionImg2ImgProcessingAPI, TextToImageResponse
 from modules.api.remote_images import RemoteImageError, is_url, remote_image_loader
 from modules.api.request_infotext import apply_request_infotext
-from modules.api.routes_generation import (reject_unknown_scripts, resolve_sampler_fields,
-                                           run_generation_request)
+from modules.api.routes_generation import (resolve_sampler_fields, run_generation_request,
+                                           script_args_for)
 from modules.processing.admission import (AdmissionError, Limits, check_input_image, check_limit,
                                           pixels_in_decompression_bomb_error)
 from modules.processing.images import decode_base64_to_image
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 Img2ImgRunner = Callable[[Img2ImgParams, "ProcessingContext"], Processed]
 
-_PARAM_FIELDS = frozenset(field.name for field in dataclasses.fields(Img2ImgParams))
+_PARAM_FIELDS = frozenset(field.name for field in dataclasses.fields(Img2ImgParams)) - \
+    {"script_args"}
 _IMAGE_FIELDS = ("init_images", "mask", "latent_mask")
 
 
@@ -108,11 +109,13 @@ def prepare_img2img_request(ctx: "AppContext", request: StableDiffusionImg2ImgPr
                             ) -> tuple[StableDiffusionImg2ImgProcessingAPI, Img2ImgParams]:
     """§3.3 steps 1-5: the request after its infotext prefill, and its processing params."""
     request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
-    reject_unknown_scripts(request)
+    script_args = script_args_for(ctx, request, is_img2img=True)
     # sizes, steps and prompts first: an image is decoded only for a request that may run
     ctx.admit_generation(request)
-    return request, build_img2img_params(request, fetch_url=remote_image_loader(ctx.options),
-                                         limits=ctx.limits)
+    params = build_img2img_params(request, fetch_url=remote_image_loader(ctx.options),
+                                  limits=ctx.limits)
+    params.script_args = script_args
+    return request, params
 
 
 def echoed_parameters(request: StableDiffusionImg2ImgProcessingAPI) -> dict[str, Any]:

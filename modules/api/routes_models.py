@@ -20,7 +20,7 @@ from fastapi import APIRouter
 
 from modules.api.models import (EmbeddingsResponse, ExtensionItem, FaceRestorerItem,
                                 HypernetworkItem, LoraItem, MemoryResponse, PromptStyleItem,
-                                RealesrganItem, ScriptInfo, ScriptsList, SDVaeItem)
+                                RealesrganItem, ScriptArg, ScriptInfo, ScriptsList, SDVaeItem)
 from modules.engine.checkpoint_io import CheckpointLoadError, read_safetensors_metadata
 from modules.processing.face_restoration import FACE_RESTORER_KINDS, installed_face_restorers
 from modules.processing.upscalers import UpscalerInfo
@@ -37,6 +37,21 @@ LORA_EXTENSIONS = (".pt", ".ckpt", ".safetensors")       # the Lora built-in ext
 
 def _natural_key(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def script_info(script: Any, runner: Any) -> ScriptInfo:
+    runner.default_args()           # fills each script's controls
+    args = []
+    for control in script.controls or []:
+        choices = getattr(control, "choices", None)
+        args.append(ScriptArg(
+            label=getattr(control, "label", None), value=getattr(control, "value", None),
+            minimum=getattr(control, "minimum", None), maximum=getattr(control, "maximum", None),
+            step=getattr(control, "step", None),
+            choices=[choice[0] if isinstance(choice, (tuple, list)) else str(choice)
+                     for choice in choices] if choices else None))
+    return ScriptInfo(name=script.name, is_alwayson=script.alwayson,
+                      is_img2img=script.is_img2img, args=args)
 
 
 def scan_model_files(directory: Path, extensions: tuple[str, ...]) -> list[Path]:
@@ -200,12 +215,17 @@ def models_router(ctx: "AppContext") -> APIRouter:
 
     @router.get("/scripts", response_model=ScriptsList, tags=["scripts"])
     def get_scripts_list() -> ScriptsList:
-        # no selectable script is installed yet (the scripts issue fills the runner)
-        return ScriptsList(txt2img=[], img2img=[])
+        """The selectable scripts of each tab, by name (A1111: lower-case titles)."""
+        return ScriptsList(txt2img=[script.name for script in ctx.scripts.txt2img.selectable],
+                           img2img=[script.name for script in ctx.scripts.img2img.selectable])
 
     @router.get("/script-info", response_model=list[ScriptInfo], tags=["scripts"])
     def get_script_info() -> list[ScriptInfo]:
-        return []
+        """Every script of both tabs with its arguments (label, default, range, choices), so a
+        client can build `script_args` / `alwayson_scripts` arrays."""
+        return [script_info(script, runner) for runner in (ctx.scripts.txt2img,
+                                                           ctx.scripts.img2img)
+                for script in runner.scripts]
 
     @router.get("/extensions", response_model=list[ExtensionItem], tags=["extensions"])
     def get_extensions_list() -> list[ExtensionItem]:

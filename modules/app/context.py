@@ -19,6 +19,8 @@ from modules.jobs.queue import JobQueue
 from modules.processing.context import ProcessingContext
 from modules.processing.admission import check_generation, job_shape_for
 from modules.processing.memory_guard import MemoryGuard, ModelFootprint
+from modules.scripting.callbacks import CallbackRegistry
+from modules.scripting.host import ScriptHost, find_extensions, load_script_host
 from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
 
@@ -38,11 +40,14 @@ class AppContext:
     limits: ServerLimits
     memory: MemoryGuard
     upscalers: UpscalerRegistry = field(default_factory=UpscalerRegistry)
+    scripts: ScriptHost = field(default_factory=lambda: ScriptHost(CallbackRegistry()))
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
                                  paths=self.paths, styles=self.styles, vaes=self.vaes,
-                                 progress=progress, upscalers=self.upscalers, memory=self.memory)
+                                 progress=progress, upscalers=self.upscalers, memory=self.memory,
+                                 scripts_txt2img=self.scripts.txt2img,
+                                 scripts_img2img=self.scripts.img2img)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
         """The checkpoint jobs use now: the setting's, or the loaded one when the setting names
@@ -120,6 +125,37 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     limits = ServerLimits(options, args)
     jobs = JobQueue(max_waiting=lambda: int(limits.value("limit_queue_size")),
                     time_limit=lambda: limits.value("limit_job_seconds"))
-    return AppContext(args=args, paths=paths, options=options, checkpoints=checkpoints,
-                      vaes=vaes, styles=styles, model_manager=manager, jobs=jobs, limits=limits,
-                      memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))
+    context = AppContext(args=args, paths=paths, options=options, checkpoints=checkpoints,
+                         vaes=vaes, styles=styles, model_manager=manager, jobs=jobs,
+                         limits=limits,
+                         memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))
+    context.scripts = load_app_scripts(context)
+    return context
+
+
+def extension_loading_mode(args: argparse.Namespace, options: Options) -> str:
+    """"all", "extra" (only built-in extensions load) or "none" (every enabled one loads)."""
+    if getattr(args, "disable_all_extensions", False):
+        return "all"
+    if getattr(args, "disable_extra_extensions", False):
+        return "extra"
+    return str(options.get("disable_all_extensions") or "none")
+
+
+def load_app_scripts(context: AppContext) -> ScriptHost:
+    """The compat views extensions import are pointed at this app (modules.shared,
+    modules.script_callbacks, modules.scripts.basedir), then the scripts load and their
+    on_ui_settings callbacks add their settings (in UI and API-only mode alike)."""
+    from modules import script_callbacks, scripts as compat_scripts, shared
+    callbacks = CallbackRegistry()
+    script_callbacks.use_registry(callbacks)
+    shared.bind(context)
+    extensions = find_extensions(
+        context.paths.extensions_dir, context.paths.builtin_extensions_dir,
+        disabled=context.options.get("disabled_extensions") or [],
+        disable=extension_loading_mode(context.args, context.options))
+    host = load_script_host(context.paths.root / "scripts", extensions, callbacks,
+                            on_basedir=compat_scripts.set_current_basedir)
+    # stored values of the settings added here were kept when config.json was read
+    callbacks.run("ui_settings")
+    return host

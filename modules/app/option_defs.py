@@ -394,6 +394,18 @@ def _sampler_options() -> dict[str, OptionInfo]:
     }
 
 
+def _extension_options() -> dict[str, OptionInfo]:
+    """A1111 keeps these hidden (the Extensions tab changes them)."""
+    section = ("extensions", "Extensions")
+    return {
+        "disabled_extensions": OptionInfo([], "Disable these extensions", "checkboxgroup",
+                                          section=section),
+        "disable_all_extensions": _choice("none", "Disable all extensions (preserves the list "
+                                          "of disabled extensions)", ["none", "extra", "all"],
+                                          section, component="radio"),
+    }
+
+
 def _limit_options() -> dict[str, OptionInfo]:
     """The "Server limits" section, from the limits table (modules/app/server_limits.py)."""
     section = server_limits.SECTION
@@ -423,6 +435,7 @@ def default_option_definitions(*, checkpoint_titles: ChoiceSource | None = None,
     for group in (_saving_options(), _path_options(), _system_options(upscaler_names),
                   _sd_options(checkpoint_titles), _vae_options(vae_names), _img2img_options(),
                   _optimization_options(), _compatibility_options(), _infotext_options(),
-                  _ui_options(sampler_names), _sampler_options(), _limit_options()):
+                  _ui_options(sampler_names), _sampler_options(), _limit_options(),
+                  _extension_options()):
         definitions.update(group)
     return definitions

@@ -15,6 +15,7 @@ from modules.engine.samplers import effective_scheduler, find_sampler, get_sampl
 from modules.processing.context import UnsupportedRequestError
 from modules.processing.image_conditioning import (img2img_image_conditioning,
                                                    txt2img_image_conditioning)
+from modules.processing import script_hooks
 from modules.processing.memory_guard import JobShape
 from modules.processing.params import GenerationParams
 from modules.processing.pipeline import (BatchWork, PipelineRun, decode_latents, encode_images,
@@ -190,6 +191,7 @@ class HiresFixMode:
         if run.progress.interrupted or run.progress.skipped:
             return first
         run.progress.next_job()
+        script_hooks.before_hr(run)
         return self.second_pass(run, batch, first,
                                 use_refiner=refiner_pass in ("second pass", "both passes"))
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: written by the program, never by a person
-HIDDEN_SETTINGS = frozenset({"sd_checkpoint_hash"})
+HIDDEN_SETTINGS = frozenset({"sd_checkpoint_hash", "disabled_extensions", "disable_all_extensions"})
 RELOAD_UI_JS = "() => { location.reload(); }"
 
 #: a setting whose change needs more than storing the value (e.g. loading a checkpoint):

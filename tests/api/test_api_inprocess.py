@@ -31,6 +31,8 @@ from modules.app.cmd_args import parse_args
 from modules.app.model_manager import NoCheckpointError
 from modules.app.options import OptionInfo, Options
 from modules.app.server_limits import ServerLimits
+from modules.scripting.callbacks import CallbackRegistry
+from modules.scripting.host import ScriptHost
 from modules.processing.memory_guard import MemoryGuard
 from modules.engine.sampling import SamplingInterrupted
 from modules.jobs.queue import JobQueue
@@ -175,6 +177,7 @@ def make_ctx(argv: list[str], config_path=None) -> SimpleNamespace:
                           upscalers=UpscalerRegistry(), paths=paths,
                           vaes=VaeRegistry(paths.vae_dir), styles=StyleDatabase(paths.styles_files))
     ctx.limits = ServerLimits(ctx.options, args)
+    ctx.scripts = ScriptHost(CallbackRegistry())
     ctx.memory = MemoryGuard()
     ctx.processing_context = lambda progress: SimpleNamespace(options=ctx.options,
                                                               progress=progress)
