@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     status = prepare_environment(args)
     if status or args.exit:
         return status
+    if not args.skip_install:
+        from modules.scripting.extension_setup import enabled_extension_folders, run_installers
+        for failure in run_installers(enabled_extension_folders(args, ROOT), ROOT):
+            print(f"Warning: extension installer failed: {failure}", file=sys.stderr)
     import webui
     return webui.main(argv)
 

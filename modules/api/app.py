@@ -114,4 +114,5 @@ def create_api_app(ctx: "AppContext", *, app: FastAPI | None = None, ui_mode: bo
         app = FastAPI(title=API_TITLE, docs_url="/docs", redoc_url="/redoc")
     configure_app(app, ctx, ui_mode=ui_mode)
     register_api_routes(app, ctx, txt2img_runner=txt2img_runner)
+    ctx.scripts.callbacks.run("app_started", None, app)     # extensions add their routes
     return app

@@ -6,10 +6,12 @@ can print one warning naming them instead of refusing to start.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from modules.app.server_limits import add_limit_flags
 
+APP_ROOT = Path(__file__).resolve().parents[2]
 REDACTED = "<redacted>"
 
 # Flag destinations whose values are credentials or private key material: never echoed back.
@@ -137,8 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Parse `argv`; flags nobody defines (extension flags) are returned instead of rejected."""
+    """Parse `argv`, with the flags that enabled extensions add in their preload.py (A1111's
+    preload(parser)); flags nobody defines (extensions not installed) are returned instead of
+    rejected."""
+    from modules.scripting.extension_setup import enabled_extension_folders, run_preloads
+
     namespace, unknown = build_parser().parse_known_args(argv)
+    folders = [folder for folder in enabled_extension_folders(namespace, APP_ROOT)
+               if (folder / "preload.py").is_file()]
+    if folders:
+        parser = build_parser()
+        run_preloads(parser, folders)
+        namespace, unknown = parser.parse_known_args(argv)
     return namespace, unknown
 
 

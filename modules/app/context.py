@@ -47,7 +47,8 @@ class AppContext:
                                  paths=self.paths, styles=self.styles, vaes=self.vaes,
                                  progress=progress, upscalers=self.upscalers, memory=self.memory,
                                  scripts_txt2img=self.scripts.txt2img,
-                                 scripts_img2img=self.scripts.img2img)
+                                 scripts_img2img=self.scripts.img2img,
+                                 callbacks=self.scripts.callbacks)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
         """The checkpoint jobs use now: the setting's, or the loaded one when the setting names

@@ -7,7 +7,7 @@ x = x0 + sigma * noise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from k_diffusion.external import DiscreteSchedule
@@ -107,6 +107,19 @@ def pad_token_lengths(crossattns: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(padded)
 
 
+class DenoiserHooks(Protocol):
+    """What a caller may see and change in each CFG call (A1111's on_cfg_denoiser,
+    on_cfg_denoised and on_cfg_after_cfg): the UNet's input rows (every cond part, then the
+    unconds) with their sigmas and cross-attention, its outputs, and the guided x0."""
+
+    def before_unet(self, denoiser: "CFGDenoiser", x: torch.Tensor, sigma: torch.Tensor,
+                    crossattn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def after_unet(self, denoiser: "CFGDenoiser", outputs: torch.Tensor) -> torch.Tensor: ...
+
+    def after_cfg(self, denoiser: "CFGDenoiser", denoised: torch.Tensor) -> torch.Tensor: ...
+
+
 class CFGDenoiser:
     """Classifier-free guidance over a batch of B images, called by samplers as `model(x, sigma)`.
 
@@ -141,8 +154,11 @@ class CFGDenoiser:
         self.inpaint_mask = inpaint_mask
         self.original_latent = original_latent
         self.step = 0
+        self.total_steps = 0
         self.last_denoised: torch.Tensor | None = None
         self.last_uncond_denoised: torch.Tensor | None = None
+        #: optional DenoiserHooks: see them before the UNet, after it, and after the guidance
+        self.hooks: DenoiserHooks | None = None
 
     @property
     def batch_size(self) -> int:
@@ -196,7 +212,12 @@ class CFGDenoiser:
         if image_guidance is not None:
             concat[-self.batch_size:] = 0   # the last unconds see a zero image
 
-        outputs = self.denoiser(x[index], sigma[index], crossattn, vector=vector, concat=concat)
+        x_rows, sigma_rows = x[index], sigma[index]
+        if self.hooks is not None:
+            x_rows, crossattn = self.hooks.before_unet(self, x_rows, sigma_rows, crossattn)
+        outputs = self.denoiser(x_rows, sigma_rows, crossattn, vector=vector, concat=concat)
+        if self.hooks is not None:
+            outputs = self.hooks.after_unet(self, outputs)
 
         scale = self.cfg_scale * self.cfg_scale_multiplier
         if image_guidance is not None:
@@ -220,6 +241,8 @@ class CFGDenoiser:
             keep = 1 - self.inpaint_mask.to(x)
             denoised = self.original_latent.to(x) * keep + denoised * (1 - keep)
 
+        if self.hooks is not None:
+            denoised = self.hooks.after_cfg(self, denoised)
         self.last_uncond_denoised = uncond
         self.last_denoised = denoised
         self.step += 1

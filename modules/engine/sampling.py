@@ -211,6 +211,7 @@ def sample(
     always_discard_next_to_last_sigma: bool = False,
     stop_at: StopRule | None = None,
     resume_from: tuple[int, torch.Tensor] | None = None,
+    denoiser_hooks: Any = None,
 ) -> SamplingResult:
     """Denoise one batch and return the final latent (x0, not yet scaled for the VAE).
 
@@ -271,6 +272,7 @@ def sample(
         denoiser, conditioning, cfg_scale, s_min_uncond=s_min_uncond, inpaint_mask=inpaint_mask,
         original_latent=init_latent if inpaint_mask is not None else None)
     cfg_denoiser.cfg_scale_multiplier = sampler.cfg_scale_multiplier
+    cfg_denoiser.hooks = denoiser_hooks
     if s_min_uncond > 0:
         params["NGMS"] = s_min_uncond
 
@@ -285,6 +287,7 @@ def sample(
         is_img2img=is_img2img or stopped_at is not None or resume_from is not None,
         denoiser=denoiser, params=params)
     total_steps = len(restart_step_plan(sigmas)) if sampler.function is sample_restart else len(sigmas) - 1
+    cfg_denoiser.total_steps = total_steps
 
     def on_step(info: dict[str, Any]) -> None:
         if callback is not None:

@@ -34,6 +34,8 @@ class ProcessingContext:
     #: the txt2img and img2img tabs' scripts (modules.scripting.runner.ScriptRunner) or None
     scripts_txt2img: Any = None
     scripts_img2img: Any = None
+    #: the extensions' callbacks (modules.scripting.callbacks.CallbackRegistry) or None
+    callbacks: Any = None
 
     def scripts_for(self, is_img2img: bool) -> Any:
         return self.scripts_img2img if is_img2img else self.scripts_txt2img

@@ -219,7 +219,7 @@ class PipelineRun:
             uni_pc_lower_order_final=opts.get("uni_pc_lower_order_final"),
             always_discard_next_to_last_sigma=opts.get("always_discard_next_to_last_sigma"),
             callback=callback or self.progress.on_sampler_step, seeds=rng.seeds,
-            **engine_kwargs)
+            denoiser_hooks=script_hooks.denoiser_hooks(self.ctx), **engine_kwargs)
         for key, value in result.extra_generation_params.items():
             self.extra_params.setdefault(key, value)
         return result
@@ -265,7 +265,8 @@ def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Ima
             jpeg_quality=opts.get("jpeg_quality"),
             filename_pattern=opts.get("samples_filename_pattern") or "[seed]",
             dir_pattern=opts.get("directories_filename_pattern") if opts.get("save_to_dirs") else None,
-            namegen_context={**namegen, "seed": plan.seeds[index], "prompt": plan.prompts[index]})
+            namegen_context={**namegen, "seed": plan.seeds[index], "prompt": plan.prompts[index]},
+            **script_hooks.save_callbacks(run.ctx, params))
         saved.append(path)
     return saved
 
@@ -386,7 +387,8 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                 grid, grid_dir, basename="grid", seed=plan.seed, prompt=plan.prompts[0],
                 extension=opts.get("grid_format"), infotext=infotexts[0], filename_pattern="",
                 dir_pattern=opts.get("directories_filename_pattern")
-                if opts.get("grid_save_to_dirs") else None)
+                if opts.get("grid_save_to_dirs") else None,
+                **script_hooks.save_callbacks(ctx, params))
             saved.append(grid_path)
         if opts.get("return_grid"):
             images.insert(0, grid)

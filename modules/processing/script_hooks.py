@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from modules.processing.context import UnsupportedRequestError
+from modules.scripting.callback_params import (AfterCFGCallbackParams, CFGDenoisedParams,
+                                               CFGDenoiserParams)
 from modules.scripting.script import (PostprocessBatchListArgs, PostprocessImageArgs,
                                       PostSampleArgs)
 
@@ -111,6 +113,69 @@ def after_composite(p: Any, images: list[Image.Image]) -> list[Image.Image]:
 
 def before_hr(run: "PipelineRun") -> None:
     call(run.params, "before_hr")
+
+
+class CallbackDenoiserHooks:
+    """The engine's DenoiserHooks as the extensions' on_cfg_denoiser / on_cfg_denoised /
+    on_cfg_after_cfg callbacks (A1111's parameter objects; what a callback assigns is used)."""
+
+    def __init__(self, callbacks: Any) -> None:
+        self.callbacks = callbacks
+
+    def before_unet(self, denoiser: Any, x: Any, sigma: Any, crossattn: Any) -> tuple[Any, Any]:
+        # the cond rows (every AND part of every image) come first, then the unconds
+        conds = sum(len(composable.parts) for composable in denoiser.conditioning.conds)
+        text_cond, text_uncond = crossattn[:conds], crossattn[conds:]
+        params = CFGDenoiserParams(x=x, image_cond=denoiser.conditioning.image_cond, sigma=sigma,
+                                   sampling_step=denoiser.step,
+                                   total_sampling_steps=denoiser.total_steps,
+                                   text_cond=text_cond, text_uncond=text_uncond,
+                                   denoiser=denoiser)
+        self.callbacks.run("cfg_denoiser", params)
+        if params.text_cond is not text_cond or params.text_uncond is not text_uncond:
+            import torch
+            crossattn = torch.cat([params.text_cond, params.text_uncond])
+        return params.x, crossattn
+
+    def after_unet(self, denoiser: Any, outputs: Any) -> Any:
+        params = CFGDenoisedParams(x=outputs, sampling_step=denoiser.step,
+                                   total_sampling_steps=denoiser.total_steps,
+                                   inner_model=denoiser.denoiser)
+        self.callbacks.run("cfg_denoised", params)
+        return params.x
+
+    def after_cfg(self, denoiser: Any, denoised: Any) -> Any:
+        params = AfterCFGCallbackParams(x=denoised, sampling_step=denoiser.step,
+                                        total_sampling_steps=denoiser.total_steps)
+        self.callbacks.run("cfg_after_cfg", params)
+        return params.x
+
+
+def denoiser_hooks(context: Any) -> CallbackDenoiserHooks | None:
+    """Hooks for the sampler's CFG calls, only when an extension registered a cfg callback."""
+    callbacks = getattr(context, "callbacks", None)
+    if callbacks is None or not any(callbacks.callbacks(kind) for kind in
+                                    ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg")):
+        return None
+    return CallbackDenoiserHooks(callbacks)
+
+
+def save_callbacks(context: Any, p: Any) -> dict[str, Any]:
+    """save_image's on_before_save / on_saved: the extensions' on_before_image_saved /
+    on_image_saved callbacks, with `p` in their ImageSaveParams."""
+    callbacks = getattr(context, "callbacks", None)
+    if callbacks is None:
+        return {}
+
+    def before(params: Any) -> None:
+        params.p = p
+        callbacks.run("before_image_saved", params)
+
+    def after(params: Any) -> None:
+        params.p = p
+        callbacks.run("image_saved", params)
+
+    return {"on_before_save": before, "on_saved": after}
 
 
 def comments(p: Any, progress: Any) -> str:

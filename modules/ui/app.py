@@ -123,6 +123,8 @@ def create_ui_app(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
     if getattr(args, "api", False):
         register_api_routes(app, ctx, txt2img_runner=txt2img_runner)
     blocks = build_ui(ctx, tabs=tabs, txt2img_runner=txt2img_runner)
+    # extensions add their routes here: before Gradio is mounted at "/", which would take them
+    ctx.scripts.callbacks.run("app_started", blocks, app)
     credentials = gradio_credentials(getattr(args, "gradio_auth", None),
                                      getattr(args, "gradio_auth_path", None))
     allowed = list(getattr(args, "gradio_allowed_path", None) or [])
