@@ -70,21 +70,30 @@ class ScriptRunner:
     # -- the global args array ------------------------------------------------------------------
     def default_args(self) -> list[Any]:
         """[selected script index (0 = none), then each script's UI defaults in its slice]; the
-        scripts' ui() is called once, outside any page (as A1111's API does)."""
+        scripts' ui() is called once, in a page of its own that is never shown (as A1111's API
+        does), so layout blocks (`with gr.Accordion(...)`) work in API-only mode too."""
         if self._default_args is None:
+            import gradio as gr     # scripts' ui() builds Gradio components
+
             args: list[Any] = [0]
-            for script in self.scripts:
-                try:
-                    controls = list(script.ui(self.is_img2img) or [])
-                except Exception as error:  # noqa: BLE001 - its args stay empty
-                    log.error("Error in ui() of script %s: %s", script.title(), error)
-                    controls = []
-                script.controls = controls
-                script.args_from = len(args)
-                args.extend(_default_value(control) for control in controls)
-                script.args_to = len(args)
+            with gr.Blocks(analytics_enabled=False):
+                for script in self.scripts:
+                    controls = self._create_controls(script)
+                    script.controls = controls
+                    script.args_from = len(args)
+                    args.extend(_default_value(control) for control in controls)
+                    script.args_to = len(args)
             self._default_args = args
         return list(self._default_args)
+
+    def _create_controls(self, script: Script) -> list[Any]:
+        try:
+            return list(script.ui(self.is_img2img) or [])
+        except Exception as error:  # noqa: BLE001 - its args stay empty
+            log.error("Error in ui() of script %s (%s)\n%s", script.title(), script.filename,
+                      "".join(traceback.format_exception(error)))
+            self.load_errors.append(f"{script.filename}: ui(): {type(error).__name__}: {error}")
+            return []
 
     def find(self, title: str) -> Script | None:
         wanted = title.lower()
