@@ -17,8 +17,8 @@ from modules.ui.assets import register_licenses_route, ui_assets_for
 from modules.ui.common import PageLoadRefresh, UiTab
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import Img2ImgRunner, build_img2img_tab
-from modules.ui.later_tabs import build_checkpoint_merger_tab, build_extensions_tab, \
-    build_train_tab
+from modules.ui.extensions_tab import build_extensions_tab
+from modules.ui.later_tabs import build_checkpoint_merger_tab, build_train_tab
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.quicksettings import build_quicksettings
 from modules.ui.send_to import SendToRegistry, components_by_elem_id
@@ -59,9 +59,12 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
     (default_tabs gets a fresh one when `tabs` is not given)."""
     send_to = send_to if send_to is not None else SendToRegistry()
     page_load = PageLoadRefresh()
-    tabs = list(tabs) if tabs is not None else default_tabs(txt2img_runner=txt2img_runner,
-                                                            img2img_runner=img2img_runner,
-                                                            send_to=send_to, page_load=page_load)
+    ctx.scripts.callbacks.run("before_ui")
+    if tabs is None:
+        tabs = default_tabs(txt2img_runner=txt2img_runner, img2img_runner=img2img_runner,
+                            send_to=send_to, page_load=page_load)
+        settings_at = next(index for index, tab in enumerate(tabs) if tab.tab_id == "settings")
+        tabs[settings_at:settings_at] = extension_tabs(ctx)
     with gr.Blocks(title=UI_TITLE, analytics_enabled=False) as blocks:
         build_quicksettings(ctx, page_load)
         tab_blocks: list[tuple[str, gr.Tab]] = []
@@ -77,6 +80,20 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
         # before the Blocks close: Gradio freezes the page config on exit
         apply_ui_config(tab_blocks, ctx.paths.ui_config_file)
     return blocks
+
+
+def extension_tabs(ctx: "AppContext") -> list[UiTab]:
+    """The tabs extensions add through on_ui_tabs ((Blocks, title, elem_id) each), rendered before
+    Settings as A1111 does; a callback that raised adds none (it is reported)."""
+    tabs = []
+    for result in ctx.scripts.callbacks.run("ui_tabs"):
+        for entry in result or []:
+            try:
+                interface, label, tab_id = entry[0], entry[1], entry[2]
+            except (TypeError, IndexError):
+                continue
+            tabs.append(UiTab(tab_id, label, lambda ctx, interface=interface: interface.render()))
+    return tabs
 
 
 def _demo_model_sizes(ctx: "AppContext", blocks: gr.Blocks, page_load: PageLoadRefresh) -> None:

@@ -22,6 +22,7 @@ from modules.ui.common import UI_DEFAULT_SAMPLER, SizeBatchControls, batch_contr
     wire_generation
 from modules.ui.gallery_tools import gallery_tools
 from modules.ui.prompt_tools import wire_prompt_tools
+from modules.ui.script_controls import ScriptControls, build_script_controls
 from modules.ui.section_order import build_sections_in_order
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ def img2img_params_from_ui(values: dict[str, Any], init_image: Image.Image | Non
         inpaint_full_res=bool(_index(values.get("inpaint_full_res"), INPAINT_AREAS)),
         inpaint_full_res_padding=int(values.get("inpaint_full_res_padding") or 0),
         is_api=False, styles=list(values.get("styles") or []),
+        script_args=values.get("script_args"),
         **refiner_fields(values.get("enable_refiner", False), values.get("refiner_checkpoint"),
                          values.get("refiner_switch_at", 0.8)))
 
@@ -395,7 +397,9 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
                 "seed": lambda: seed_controls("img2img"),
                 "batch": lambda: batch_controls("img2img"),
                 "accordions": lambda: refiner_controls("img2img", ctx.checkpoints.titles()),
+                "scripts": lambda: build_script_controls(ctx.scripts.img2img),
             })
+            scripts: ScriptControls = sections["scripts"]
             inpaint, inpaint_group, mask_alpha = sections["inpaint"]
             sampling, seeds, refiner = sections["sampler"], sections["seed"], sections["accordions"]
             cfg_scale, image_cfg_scale = sections["cfg"]
@@ -422,13 +426,16 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
         "refiner_checkpoint": refiner.checkpoint, "refiner_switch_at": refiner.switch_at,
         "styles": prompts.styles.selected,
     }
-    inputs = [components[name] for name in IMG2IMG_INPUT_NAMES]
+    inputs = [components[name] for name in IMG2IMG_INPUT_NAMES] + scripts.inputs
     # ↙️ sets every control but the init images and the mode
     pasted = {name: component for name, component in components.items()
               if name not in IMAGE_INPUT_NAMES}
     wire_prompt_tools(ctx, prompts, pasted, sampling.steps)
 
     def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
-        yield from generate_img2img_live(ctx, runner, dict(zip(IMG2IMG_INPUT_NAMES, values)))
+        count = len(IMG2IMG_INPUT_NAMES)
+        named = dict(zip(IMG2IMG_INPUT_NAMES, values[:count]))
+        named["script_args"] = scripts.script_args(values[count:])
+        yield from generate_img2img_live(ctx, runner, named)
 
     wire_generation(ctx, prompts, results, seeds, on_generate, inputs, api_name="img2img")

@@ -1,7 +1,7 @@
 """A1111's `ui_reorder_list` setting: the order of the parameter sections in the left column of
 txt2img and img2img. Named sections come first, in the user's order; the others follow in the
-default order. A category a tab does not have (e.g. "inpaint" on txt2img, or "scripts" until the
-Script API adds controls there) is skipped."""
+default order. A category a tab does not have (e.g. "inpaint" on txt2img) is skipped; "scripts"
+holds the always-on scripts' controls and the Script dropdown."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence

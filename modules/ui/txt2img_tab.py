@@ -17,6 +17,7 @@ from modules.ui.common import UI_DEFAULT_SAMPLER, SizeBatchControls, batch_contr
     prompt_row, refiner_controls, refiner_fields, result_panel, sampling_controls, \
     seed_controls, wait_with_progress, wire_generation
 from modules.ui.gallery_tools import gallery_tools
+from modules.ui.script_controls import ScriptControls, build_script_controls
 from modules.ui.section_order import build_sections_in_order
 from modules.ui.prompt_tools import wire_prompt_tools
 
@@ -188,7 +189,9 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None,
                 "batch": lambda: batch_controls("txt2img"),
                 "accordions": lambda: (_hires_accordion(ctx),
                                        refiner_controls("txt2img", ctx.checkpoints.titles())),
+                "scripts": lambda: build_script_controls(ctx.scripts.txt2img),
             })
+            scripts: ScriptControls = sections["scripts"]
             sampling, seeds = sections["sampler"], sections["seed"]
             sizes = SizeBatchControls(*sections["dimensions"], *sections["batch"],
                                       sections["cfg"])
@@ -206,11 +209,13 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None,
         "refiner_checkpoint": refiner.checkpoint, "refiner_switch_at": refiner.switch_at,
         "styles": prompts.styles.selected,
     }
-    inputs = [components[name] for name in TXT2IMG_INPUT_NAMES]
+    inputs = [components[name] for name in TXT2IMG_INPUT_NAMES] + scripts.inputs
     wire_prompt_tools(ctx, prompts, components, sampling.steps)
 
     def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
-        params = params_from_ui(dict(zip(TXT2IMG_INPUT_NAMES, values)))
+        count = len(TXT2IMG_INPUT_NAMES)
+        params = params_from_ui(dict(zip(TXT2IMG_INPUT_NAMES, values[:count])))
+        params.script_args = scripts.script_args(values[count:])
         yield from generate_txt2img_live(ctx, runner, params)
 
     wire_generation(ctx, prompts, results, seeds, on_generate, inputs, api_name="txt2img")

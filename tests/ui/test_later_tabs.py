@@ -8,8 +8,9 @@ import gradio as gr
 from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from modules.ui.app import build_ui
-from modules.ui.later_tabs import CHECKPOINT_MERGER_NOTICE, TRAIN_NOTICE, extensions_table_html, \
-    find_extension_folders
+from modules.scripting.host import find_extensions
+from modules.ui.extensions_tab import extensions_table_html
+from modules.ui.later_tabs import CHECKPOINT_MERGER_NOTICE, TRAIN_NOTICE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,13 +35,17 @@ def test_tabs_in_a1111_order_with_later_features_announced(tmp_path):
     assert "sd-webui-controlnet" in installed and ".hidden" not in installed
 
 
-def test_extension_folders_user_then_builtin(tmp_path):
+def test_extension_folders_builtin_then_user_and_what_loads(tmp_path):
     user, builtin = tmp_path / "extensions", tmp_path / "extensions-builtin"
     for folder in (user / "b-ext", user / "A-ext", builtin / "Lora"):
         folder.mkdir(parents=True)
     (user / "file.txt").write_text("not an extension")
-    found = find_extension_folders(user, builtin)
-    assert [(f.name, f.builtin) for f in found] == [("A-ext", False), ("b-ext", False),
-                                                     ("Lora", True)]
-    assert "built-in" in extensions_table_html(found)
-    assert "No extensions installed" in extensions_table_html([])
+    found = find_extensions(user, builtin, disabled=["b-ext"])
+    assert [(f.name, f.is_builtin, f.enabled) for f in found] == [
+        ("Lora", True, True), ("A-ext", False, True), ("b-ext", False, False)]
+    assert [f.enabled for f in find_extensions(user, builtin, disable="extra")] == \
+        [True, False, False]
+    assert [f.enabled for f in find_extensions(user, builtin, disable="all")] == [False] * 3
+    table = extensions_table_html(found, loaded={"Lora", "A-ext", "b-ext"})
+    assert "built-in" in table and "disabled (after restart)" in table
+    assert "No extensions installed" in extensions_table_html([], loaded=set())
