@@ -266,7 +266,7 @@ def _save_samples(run: PipelineRun, mode: GenerationMode, images: list[Image.Ima
             filename_pattern=opts.get("samples_filename_pattern") or "[seed]",
             dir_pattern=opts.get("directories_filename_pattern") if opts.get("save_to_dirs") else None,
             namegen_context={**namegen, "seed": plan.seeds[index], "prompt": plan.prompts[index]},
-            **script_hooks.save_callbacks(run.ctx, params))
+            **script_hooks.save_callbacks(run.ctx.callbacks, params))
         saved.append(path)
     return saved
 
@@ -388,7 +388,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                 extension=opts.get("grid_format"), infotext=infotexts[0], filename_pattern="",
                 dir_pattern=opts.get("directories_filename_pattern")
                 if opts.get("grid_save_to_dirs") else None,
-                **script_hooks.save_callbacks(ctx, params))
+                **script_hooks.save_callbacks(ctx.callbacks, params))
             saved.append(grid_path)
         if opts.get("return_grid"):
             images.insert(0, grid)

@@ -160,10 +160,9 @@ def denoiser_hooks(context: Any) -> CallbackDenoiserHooks | None:
     return CallbackDenoiserHooks(callbacks)
 
 
-def save_callbacks(context: Any, p: Any) -> dict[str, Any]:
+def save_callbacks(callbacks: Any, p: Any) -> dict[str, Any]:
     """save_image's on_before_save / on_saved: the extensions' on_before_image_saved /
-    on_image_saved callbacks, with `p` in their ImageSaveParams."""
-    callbacks = getattr(context, "callbacks", None)
+    on_image_saved callbacks (a CallbackRegistry or None), with `p` in their ImageSaveParams."""
     if callbacks is None:
         return {}
 
