@@ -285,7 +285,10 @@ def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
             break
         if batch_no:
             progress.next_job()
-        lo, hi = batch_no * params.batch_size, (batch_no + 1) * params.batch_size
+        lo = batch_no * params.batch_size
+        hi = min(lo + params.batch_size, plan.image_count)
+        if lo >= hi:                  # a prompt list shorter than n_iter x batch_size
+            break
         prompts, negatives, seeds, subseeds = script_hooks.batch(params, plan, batch_no, lo, hi)
         with torch.inference_mode(), circular_padding(model.model, model.first_stage_model,
                                                       enabled=run.tiling):

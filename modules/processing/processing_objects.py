@@ -110,6 +110,14 @@ def prepare_processing_object(params: GenerationParams | Img2ImgParams, context:
     none) and the context it runs in."""
     p = processing_object(params)
     p.processing_context = context
+    if getattr(context, "paths", None) is not None:
+        # A1111 fills these from the settings; scripts save their grids there
+        from modules.processing.pipeline import output_folder
+        kind = "img2img" if is_img2img else "txt2img"
+        p.outpath_samples = p.outpath_samples or str(output_folder(context.options,
+                                                                   context.paths, kind))
+        p.outpath_grids = p.outpath_grids or str(output_folder(context.options, context.paths,
+                                                               kind, grids=True))
     if p.scripts is None:
         p.scripts = getattr(context, "scripts_for", lambda is_img2img: None)(is_img2img)
     if p.scripts is not None and not p.script_args:

@@ -51,20 +51,49 @@ def plan_generation(params: GenerationParams, ctx: ProcessingContext) -> Generat
     # infotext names the schedule that actually runs ("Karras" for DPM++ 2M on Automatic)
     scheduler_label = effective_scheduler(find_sampler(sampler_name), requested_scheduler).label
 
-    count = params.batch_size * params.n_iter
+    # a script may give one prompt (or seed) per image as a list (A1111's p.prompt = [...]);
+    # then the list's length is the image count
+    prompt_list = params.prompt if isinstance(params.prompt, (list, tuple)) else None
+    negative_list = params.negative_prompt \
+        if isinstance(params.negative_prompt, (list, tuple)) else None
+    count = len(prompt_list) if prompt_list is not None else \
+        len(negative_list) if negative_list is not None else params.batch_size * params.n_iter
+    if count < 1:
+        raise UnsupportedRequestError("the prompt list is empty")
+    raw_prompts = list(prompt_list) if prompt_list is not None else [params.prompt or ""] * count
+    raw_negatives = list(negative_list) if negative_list is not None \
+        else [params.negative_prompt or ""] * count
+    if len(raw_negatives) != count:
+        raise UnsupportedRequestError(f"{len(raw_negatives)} negative prompts for {count} "
+                                      f"prompts")
     styles = list(params.styles or [])
-    prompt = ctx.styles.apply_styles_to_prompt(params.prompt or "", styles)
-    negative = ctx.styles.apply_negative_styles_to_prompt(params.negative_prompt or "", styles)
-    if opts.get("enable_prompt_comments"):
-        prompt, negative = strip_prompt_comments(prompt), strip_prompt_comments(negative)
+    strip = strip_prompt_comments if opts.get("enable_prompt_comments") else str
+    styled: dict[tuple[str, bool], str] = {}
 
-    seed = resolve_seed(params.seed)
-    subseed = resolve_seed(params.subseed)
-    vary = params.subseed_strength == 0
-    seeds = [seed + (i if vary else 0) for i in range(count)]
-    subseeds = [subseed + i for i in range(count)]
+    def style(text: str, negative: bool) -> str:
+        key = (text or "", negative)
+        if key not in styled:
+            apply = ctx.styles.apply_negative_styles_to_prompt if negative \
+                else ctx.styles.apply_styles_to_prompt
+            styled[key] = strip(apply(text or "", styles))
+        return styled[key]
+
+    seeds = _per_image_seeds(params.seed, count, vary=params.subseed_strength == 0, name="seed")
+    subseeds = _per_image_seeds(params.subseed, count, vary=True, name="subseed")
     return GenerationPlan(
         width=round_to_multiple_of_8(params.width), height=round_to_multiple_of_8(params.height),
         sampler_name=sampler_name, scheduler_label=scheduler_label,
-        prompts=[prompt] * count, negative_prompts=[negative] * count,
-        seeds=seeds, subseeds=subseeds, seed=seed, subseed=subseed, styles=styles)
+        prompts=[style(text, False) for text in raw_prompts],
+        negative_prompts=[style(text, True) for text in raw_negatives],
+        seeds=seeds, subseeds=subseeds, seed=seeds[0], subseed=subseeds[0], styles=styles)
+
+
+def _per_image_seeds(value, count: int, *, vary: bool, name: str) -> list[int]:
+    """A seed (-1 = random) → consecutive seeds per image (the same one when `vary` is off);
+    a list (from a script) → one per image as given."""
+    if isinstance(value, (list, tuple)):
+        if len(value) < count:
+            raise UnsupportedRequestError(f"{len(value)} {name}s for {count} images")
+        return [resolve_seed(item) for item in value[:count]]
+    first = resolve_seed(value)
+    return [first + (index if vary else 0) for index in range(count)]

@@ -38,7 +38,7 @@ def save_image(image, path, basename, seed=None, prompt=None, extension="png", i
     if no_prompt and "[prompt" in pattern:
         pattern = "[seed]"
     return images.save_image(
-        image, Path(path), basename="grid" if grid and not basename else basename, seed=seed,
+        image, context.paths.resolve_output(Path(path)), basename="grid" if grid and not basename else basename, seed=seed,
         prompt=prompt, extension=extension, infotext=info,
         pnginfo_section=pnginfo_section_name, short_filename=short_filename,
         forced_filename=forced_filename, suffix=suffix,

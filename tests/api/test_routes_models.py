@@ -115,10 +115,17 @@ def test_memory_reports_positive_numbers(api):
         assert body["cuda"] == {"error": "unavailable"}
 
 
-def test_scripts_script_info_extensions_are_empty_registries(api):
-    assert get_json(api, "scripts") == {"txt2img": [], "img2img": []}
-    assert get_json(api, "script-info") == []
-    assert get_json(api, "extensions") == []
+def test_scripts_and_script_info_list_the_built_in_scripts(api):
+    scripts = get_json(api, "scripts")
+    assert "prompt matrix" in scripts["txt2img"] and "prompt matrix" in scripts["img2img"]
+    info = {(item["name"], item["is_img2img"]): item for item in get_json(api, "script-info")}
+    matrix = info[("prompt matrix", False)]
+    assert matrix["is_alwayson"] is False
+    assert [arg["label"] for arg in matrix["args"]] == [
+        "Put variable parts at start of prompt", "Use different seed for each picture",
+        "Select prompt", "Select joining char", "Grid margins (px)"]
+    assert matrix["args"][2]["choices"] == ["positive", "negative"]
+    assert get_json(api, "extensions") == []      # A1111 lists git-backed extensions only
 
 
 def test_unload_and_reload_checkpoint(api):

@@ -57,7 +57,9 @@ def images_of(answer) -> list[Image.Image]:
 def test_the_extension_is_listed_with_its_scripts_and_arguments(api):
     client, ctx = api
     assert [extension.name for extension in ctx.scripts.extensions] == ["sd-seed-tagger"]
-    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": ["mirror"], "img2img": ["mirror"]}
+    # the app's built-in scripts first, then the extension's
+    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": ["prompt matrix", "mirror"],
+                                                      "img2img": ["prompt matrix", "mirror"]}
     info = {(item["name"], item["is_img2img"]): item
             for item in client.get("/sdapi/v1/script-info").json()}
     tagger = info[("seed tagger", False)]

@@ -58,7 +58,7 @@ def test_the_scripts_controls_are_in_both_tabs(ui):
         assert "Mirror the images" in labels
     dropdown = next(block for block in blocks.blocks.values()
                     if getattr(block, "elem_id", None) == "txt2img_script_list")
-    assert [choice[0] for choice in dropdown.choices] == ["None", "Mirror"]
+    assert [choice[0] for choice in dropdown.choices] == ["None", "Prompt matrix", "Mirror"]
     tab_text = [block for block in blocks.blocks.values()
                 if getattr(block, "elem_id", None) == "seed_tagger_tab_text"]
     assert tab_text, "the extension's on_ui_tabs tab is missing"
@@ -87,7 +87,9 @@ def test_the_extensions_tab_disables_it_for_the_next_start(ui, tmp_path):
     assert ctx.options.get("disabled_extensions") == ["sd-seed-tagger"]
     restarted = make_context(data)
     try:
-        assert restarted.scripts.txt2img.scripts == []
+        # only the app's own scripts are left
+        assert [script.title() for script in restarted.scripts.txt2img.scripts] == \
+            ["Prompt matrix"]
         assert [(e.name, e.enabled) for e in restarted.scripts.extensions] == \
             [("sd-seed-tagger", False)]
     finally:

@@ -154,7 +154,10 @@ def test_whole_ui_builds_with_both_tabs_wired(ctx):
     api = {fn.api_name: fn for fn in blocks.fns.values() if fn.api_name}
     assert {"txt2img", "img2img"} <= set(api)
     img2img = api["img2img"]
-    assert len(img2img.inputs) == len(IMG2IMG_INPUT_NAMES)
+    # the tab's controls, then the Script dropdown and the scripts' controls (args array order)
+    script_args = ctx.scripts.img2img.default_args()
+    assert len(img2img.inputs) == len(IMG2IMG_INPUT_NAMES) + len(script_args)
+    assert img2img.inputs[len(IMG2IMG_INPUT_NAMES)].label == "Script"
     labels = {getattr(block, "label", None) for block in blocks.blocks.values()}
     assert {"Resize mode", "Mask blur", "Mask mode", "Masked content", "Inpaint area",
             "Only masked padding, pixels", "Denoising strength", "Image CFG Scale",
