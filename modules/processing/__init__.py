@@ -11,7 +11,9 @@ _COMPAT_NAMES = {
     "StableDiffusionProcessingTxt2Img": "modules.processing.processing_objects",
     "StableDiffusionProcessingImg2Img": "modules.processing.processing_objects",
     "process_images": "modules.processing.processing_objects",
-    "Processed": "modules.processing.params",
+    "fix_seed": "modules.processing.processing_objects",
+    "get_fixed_seed": "modules.processing.processing_objects",
+    "Processed": "modules.processing.processing_objects",
 }
 
 

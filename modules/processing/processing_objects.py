@@ -16,7 +16,8 @@ import contextvars
 import dataclasses
 from typing import Any
 
-from modules.processing.params import GenerationParams, Img2ImgParams, Processed
+from modules.processing.params import GenerationParams, Img2ImgParams
+from modules.processing.params import Processed as ProcessedResult
 
 #: the processing context of the job running on this thread (for objects a script creates)
 _running_context: contextvars.ContextVar[Any] = contextvars.ContextVar("processing_context",
@@ -140,7 +141,59 @@ class running_context:
         _running_context.reset(self._token)
 
 
-def process_images(p: StableDiffusionProcessing) -> Processed:
+class Processed(ProcessedResult):
+    """A1111's constructor, `Processed(p, images_list, seed=-1, info="", subseed=None,
+    all_prompts=None, all_negative_prompts=None, all_seeds=None, all_subseeds=None,
+    index_of_first_image=0, infotexts=None, comments="")`, for scripts that assemble their own
+    result from several process_images() calls; what is not given is taken from `p`."""
+
+    def __init__(self, p: Any, images_list: list, seed: int = -1, info: str = "",
+                 subseed: int | None = None, all_prompts: list | None = None,
+                 all_negative_prompts: list | None = None, all_seeds: list | None = None,
+                 all_subseeds: list | None = None, index_of_first_image: int = 0,
+                 infotexts: list | None = None, comments: str = "",
+                 extra_images_list: list | None = None) -> None:
+        def first(values: Any, default: Any) -> Any:
+            return values[0] if isinstance(values, (list, tuple)) and values else \
+                values if values not in (None, []) else default
+
+        prompts = all_prompts or getattr(p, "all_prompts", None) or [first(p.prompt, "")]
+        negatives = all_negative_prompts or getattr(p, "all_negative_prompts", None) or \
+            [first(p.negative_prompt, "")]
+        seeds = all_seeds or getattr(p, "all_seeds", None) or [first(p.seed, -1)]
+        subseeds = all_subseeds or getattr(p, "all_subseeds", None) or [first(p.subseed, -1)]
+        super().__init__(
+            images=list(images_list), prompt=prompts[0], all_prompts=list(prompts),
+            negative_prompt=negatives[0], all_negative_prompts=list(negatives),
+            seed=seed if seed != -1 else seeds[0], all_seeds=list(seeds),
+            subseed=subseed if subseed is not None else subseeds[0], all_subseeds=list(subseeds),
+            subseed_strength=p.subseed_strength, width=p.width, height=p.height,
+            sampler_name=p.sampler_name or "", cfg_scale=p.cfg_scale, steps=p.steps,
+            batch_size=p.batch_size, restore_faces=bool(p.restore_faces),
+            face_restoration_model=None, sd_model_name=None, sd_model_hash=None,
+            sd_vae_name=None, sd_vae_hash=None, seed_resize_from_w=p.seed_resize_from_w,
+            seed_resize_from_h=p.seed_resize_from_h, denoising_strength=p.denoising_strength,
+            extra_generation_params=dict(getattr(p, "extra_generation_params", {}) or {}),
+            index_of_first_image=index_of_first_image,
+            infotexts=list(infotexts) if infotexts is not None else [info] * len(images_list),
+            styles=list(p.styles or []), job_timestamp="", clip_skip=1,
+            is_using_inpainting_conditioning=False, version=None, comments=comments)
+        self.info = info
+
+
+def get_fixed_seed(seed: Any) -> int:
+    """A1111: -1, None or "" becomes a random seed; anything else the seed as an int."""
+    from modules.engine.noise import resolve_seed
+    return resolve_seed(-1 if seed in (None, "") else seed)
+
+
+def fix_seed(p: Any) -> None:
+    """A1111: make p.seed and p.subseed fixed numbers (scripts that run several jobs)."""
+    p.seed = get_fixed_seed(p.seed)
+    p.subseed = get_fixed_seed(p.subseed)
+
+
+def process_images(p: StableDiffusionProcessing) -> ProcessedResult:
     """Run `p` (txt2img or img2img by its type) inside the running job: the always-on scripts'
     hooks run, the selectable script does not (A1111's process_images)."""
     context = p.processing_context or _running_context.get()
