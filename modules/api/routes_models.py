@@ -24,6 +24,7 @@ from modules.api.models import (EmbeddingsResponse, ExtensionItem, FaceRestorerI
 from modules.engine.checkpoint_io import CheckpointLoadError, read_safetensors_metadata
 from modules.processing.face_restoration import FACE_RESTORER_KINDS, installed_face_restorers
 from modules.processing.upscalers import UpscalerInfo
+from modules.scripting.extension_git import git_info
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -229,7 +230,15 @@ def models_router(ctx: "AppContext") -> APIRouter:
 
     @router.get("/extensions", response_model=list[ExtensionItem], tags=["extensions"])
     def get_extensions_list() -> list[ExtensionItem]:
-        # A1111 lists only git-backed extensions; none is loaded until the extensions issue
-        return []
+        """The extension folders that are git checkouts (A1111 lists only those)."""
+        items = []
+        for extension in ctx.scripts.extensions:
+            info = git_info(extension.path)
+            if info is not None:
+                items.append(ExtensionItem(
+                    name=extension.name, remote=info.remote, branch=info.branch,
+                    commit_hash=info.commit_hash, version=info.version,
+                    commit_date=info.commit_date, enabled=extension.enabled))
+        return items
 
     return router

@@ -5,12 +5,12 @@ effect when the server starts again (the loaded scripts are not swapped under a 
 from __future__ import annotations
 
 import html
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import gradio as gr
 
+from modules.scripting.extension_git import git_info
 from modules.scripting.host import Extension, find_extensions
 
 if TYPE_CHECKING:
@@ -20,15 +20,9 @@ RESTART_NOTICE = "Restart the server to apply the change."
 
 
 def git_version(folder: Path) -> str:
-    """The short commit of a git checkout, "" otherwise (or without git)."""
-    if not (folder / ".git").exists():
-        return ""
-    try:
-        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return result.stdout.strip() if result.returncode == 0 else ""
+    """The short commit of a git checkout, "" otherwise."""
+    info = git_info(folder)
+    return info.version if info is not None else ""
 
 
 def current_extensions(ctx: "AppContext") -> list[Extension]:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: written by the program, never by a person
+#: settings whose choices are files on disk: a page load refreshes the choices with the value
+FILE_CHOICE_SETTINGS = frozenset({"sd_model_checkpoint", "sd_vae", "upscaler_for_img2img"})
 HIDDEN_SETTINGS = frozenset({"sd_checkpoint_hash", "disabled_extensions", "disable_all_extensions"})
 RELOAD_UI_JS = "() => { location.reload(); }"
 
@@ -226,9 +228,15 @@ def build_settings_tab(ctx: "AppContext", page_load: PageLoadRefresh | None = No
                                          elem_id="settings_restore_defaults")
 
     handlers = {"sd_model_checkpoint": _checkpoint_handler(ctx)}
+
+    def stored_value(key: str) -> Any:
+        value = shown_value(options.info(key), ctx.shown_option(key))
+        if key in FILE_CHOICE_SETTINGS:   # the files (and their hashed titles) may have changed
+            return gr.update(choices=option_choices(ctx, key, options.info(key)), value=value)
+        return value
+
     if page_load is not None:
-        page_load.add(components, lambda: [shown_value(options.info(key), ctx.shown_option(key))
-                                           for key in keys])
+        page_load.add(components, lambda: [stored_value(key) for key in keys])
 
     def on_apply(*values: Any) -> tuple[Any, ...]:
         message = apply_settings(options, dict(zip(keys, values)), change_handlers=handlers)

@@ -42,7 +42,7 @@ def test_a_setting_is_applied_and_kept_after_reload(page, app_server, console_er
     page.locator("#settings_submit").click()
     expect(page.locator("#settings_result")).not_to_have_text("", timeout=30_000)
     options = requests.get(app_server.base_url + "/sdapi/v1/options", timeout=30).json()
-    assert options["jpeg_quality"] == new_quality
+    assert options["jpeg_quality"] == new_quality, page.locator("#settings_result").inner_text()
 
     reload_ui(page, console_errors)
     page.locator("#tab_settings-button").click()

@@ -131,3 +131,23 @@ def test_a_script_that_raises_is_named_and_the_next_request_works(api):
     assert ctx.jobs.pending_ids() == []
     refused = client.post("/sdapi/v1/txt2img", json={**REQUEST, "script_name": "Nope"})
     assert refused.status_code == 422 and refused.json()["detail"] == "Script 'Nope' not found"
+
+
+def test_a_git_checkout_is_listed_in_the_extensions_route(tmp_path):
+    import subprocess
+    extension = install_test_extension(tmp_path)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e", "HOME": str(tmp_path)}
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "first"],
+                    ["remote", "add", "origin", "https://example.com/sd-seed-tagger.git"]):
+        subprocess.run(["git", "-C", str(extension), *command], check=True, env=env)
+    args, _ = parse_args(["--data-dir", str(tmp_path), "--nowebui", "--skip-load-model-at-start"])
+    ctx = build_app_context(args, ROOT)
+    try:
+        [item] = TestClient(create_api_app(ctx)).get("/sdapi/v1/extensions").json()
+    finally:
+        ctx.close()
+    assert item["name"] == "sd-seed-tagger" and item["enabled"] is True
+    assert item["remote"] == "https://example.com/sd-seed-tagger.git" and item["branch"] == "main"
+    assert len(item["commit_hash"]) == 40 and item["version"] == item["commit_hash"][:8]
+    assert item["commit_date"] > 1_700_000_000
