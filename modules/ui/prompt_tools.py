@@ -107,10 +107,13 @@ def delete_style(style_db: StyleDatabase, name: str) -> None:
     style_db.save()
 
 
-def style_texts(style_db: StyleDatabase, name: str | None) -> tuple[str, str]:
-    """(prompt, negative prompt) of a style for the editor; empty for a new name."""
-    style = style_db.get(name or "")
-    return (style.prompt, style.negative_prompt) if style is not None else ("", "")
+def style_texts(style_db: StyleDatabase, name: str | None) -> tuple[Any, Any]:
+    """(prompt, negative prompt) of a style for the editor. A new name keeps what is in the boxes:
+    the dropdown commits a typed name on blur, often after the user started on the prompt."""
+    style = style_db.get((name or "").strip())
+    if style is None:
+        return gr.skip(), gr.skip()
+    return style.prompt, style.negative_prompt
 
 
 # -- read generation parameters ------------------------------------------------------------------

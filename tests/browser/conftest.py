@@ -31,6 +31,7 @@ CHECKPOINT_NAME = "tiny.safetensors"
 # navigation (see ConsoleErrors.navigating).
 UNLOAD_CONSOLE_ERRORS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^AbortError: signal is aborted without reason"),
+    re.compile(r"^AbortError: BodyStreamBuffer was aborted"),   # the event stream, cut by unload
     re.compile(r"^Unexpected error Connection errored out"),
 )
 
