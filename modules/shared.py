@@ -1,6 +1,7 @@
 """A1111 compatibility view: `modules.shared` as extensions import it — `opts` (the settings,
 with add_option), `cmd_opts` (the parsed flags), `state` (the running job), `sd_model` (the
-loaded model), `OptionInfo`, `device`. The application binds them at start-up (bind()); our own
+loaded model), `OptionInfo`, `device`, `prompt_styles`, `sd_upscalers`, `latent_upscale_modes`.
+The application binds them at start-up (bind()); our own
 code never reads them: it gets what it needs passed in."""
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ def __getattr__(name: str) -> Any:
     if name == "sd_model":
         loaded = _context.model_manager.current() if _context is not None else None
         return loaded.model if loaded is not None else None
+    if name == "prompt_styles":          # .styles: name → style, as A1111's StyleDatabase
+        return _context.styles if _context is not None else None
+    if name == "sd_upscalers":
+        return _context.upscalers.list() if _context is not None else []
+    if name == "latent_upscale_modes":   # A1111: name → {"mode", "antialias"}
+        from modules.processing.upscalers import latent_upscale_modes
+        return {mode.name: {"mode": mode.mode, "antialias": mode.antialias}
+                for mode in latent_upscale_modes()}
     if name == "device":
         import torch
         return _context.model_manager.plan.device if _context is not None else \

@@ -21,6 +21,7 @@ from modules.app.model_manager import NoCheckpointError
 from modules.jobs.queue import QueueFullError
 from modules.processing.admission import AdmissionError
 from modules.processing.context import UnsupportedRequestError
+from modules.scripting.runner import ScriptRunFailed
 from modules.processing.memory_guard import InsufficientMemoryError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ def status_for_exception(error: BaseException) -> int:
         return 422   # above a server limit, or more memory than the machine has
     if isinstance(error, QueueFullError):
         return 429
+    if isinstance(error, ScriptRunFailed) and error.bad_input:
+        return 422   # the script refused its arguments
     return 500
 
 

@@ -48,7 +48,8 @@ class AppContext:
                                  progress=progress, upscalers=self.upscalers, memory=self.memory,
                                  scripts_txt2img=self.scripts.txt2img,
                                  scripts_img2img=self.scripts.img2img,
-                                 callbacks=self.scripts.callbacks)
+                                 callbacks=self.scripts.callbacks,
+                                 admit=self.admit_generation)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
         """The checkpoint jobs use now: the setting's, or the loaded one when the setting names

@@ -74,6 +74,7 @@ def _saving_options() -> dict[str, OptionInfo]:
                                          "when saving grid", s),
         "grid_only_if_multiple": _check(True, "Do not save grids consisting of one picture", s),
         "grid_prevent_empty_spots": _check(False, "Prevent empty spots in grid", s),
+        "img_max_size_mp": _number(200, "Maximum grid size in megapixels (X/Y/Z plot)", s),
         "n_rows": _slider(-1, "Grid row count; use -1 for autodetect and 0 for it to be same as "
                           "batch size", -1, 16, 1, s),
         "grid_background_color": OptionInfo("#ffffff", "Grid background color", "colorpicker",

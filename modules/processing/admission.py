@@ -69,10 +69,12 @@ def check_image_size(limits: Limits, field: str, width: int, height: int) -> Non
                 shown=f"{width}x{height} = {width * height}")
 
 
-def check_prompts(limits: Limits, prompts: Iterable[tuple[str, str | None]]) -> None:
+def check_prompts(limits: Limits, prompts: Iterable[tuple[str, str | list[str] | None]]) -> None:
+    """Each prompt (a script may give one per image: a list)."""
     for field, text in prompts:
-        if text:
-            check_limit(limits, "limit_prompt_chars", f"{field} length", len(text))
+        for one in (text if isinstance(text, (list, tuple)) else [text]):
+            if one:
+                check_limit(limits, "limit_prompt_chars", f"{field} length", len(one))
 
 
 def check_generation(params: ProcessingParams, limits: Limits, *,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from modules.processing.memory_guard import MemoryGuard
 
@@ -36,6 +36,8 @@ class ProcessingContext:
     scripts_img2img: Any = None
     #: the extensions' callbacks (modules.scripting.callbacks.CallbackRegistry) or None
     callbacks: Any = None
+    #: admit(p) raises when p is above the server limits (for the jobs scripts run), or None
+    admit: Callable[[Any], None] | None = None
 
     def scripts_for(self, is_img2img: bool) -> Any:
         return self.scripts_img2img if is_img2img else self.scripts_txt2img

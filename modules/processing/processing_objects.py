@@ -12,9 +12,10 @@ it, maybe several times, from inside its own job).
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
-from typing import Any
+from typing import Any, Iterator
 
 from modules.processing.params import GenerationParams, Img2ImgParams
 from modules.processing.params import Processed as ProcessedResult
@@ -201,8 +202,29 @@ def process_images(p: StableDiffusionProcessing) -> ProcessedResult:
         raise RuntimeError("process_images() runs inside a generation job (e.g. from a "
                            "script's run()); none is running on this thread")
     p = prepare_processing_object(p, context, is_img2img=isinstance(p, Img2ImgParams))
-    if isinstance(p, Img2ImgParams):
-        from modules.processing.img2img import process_img2img
-        return process_img2img(p, context)
-    from modules.processing.txt2img import process_txt2img
-    return process_txt2img(p, context)
+    admit = getattr(context, "admit", None)
+    if admit is not None:       # a script's jobs are held to the server limits like requests
+        admit(p)
+    with _settings_overridden(context.options, p):
+        if isinstance(p, Img2ImgParams):
+            from modules.processing.img2img import process_img2img
+            return process_img2img(p, context)
+        from modules.processing.txt2img import process_txt2img
+        return process_txt2img(p, context)
+
+
+@contextlib.contextmanager
+def _settings_overridden(options: Any, p: StableDiffusionProcessing) -> Iterator[None]:
+    """A1111's process_images applies `p.override_settings` (a checkpoint, clip skip, a VAE…)
+    for this call; kept afterwards when `override_settings_restore_afterwards` is False."""
+    overrides = dict(p.override_settings or {})
+    if not overrides:
+        yield
+        return
+    if not p.override_settings_restore_afterwards:
+        for key, value in overrides.items():
+            options.set(key, value)
+        yield
+        return
+    with options.override(overrides):
+        yield

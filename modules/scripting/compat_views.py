@@ -69,6 +69,12 @@ def options_section(section_identifier: tuple[str, str], options_dict: dict[str,
     return options_dict
 
 
+def _writable(name: str, default: Any) -> property:
+    """A state field scripts read and write: the running job's progress field of that name."""
+    return property(lambda self: self._read(name, default),
+                    lambda self, value: self._write(name, value))
+
+
 class JobStateView:
     """`shared.state` (A1111's State) over the job queue: what the running job is doing, and
     interrupt / skip for it. Scripts read `state.interrupted` / `state.skipped` in their loops."""
@@ -84,15 +90,21 @@ class JobStateView:
         progress = self._progress()
         return getattr(progress, name, default) if progress is not None else default
 
+    def _write(self, name: str, value: Any) -> None:
+        progress = self._progress()
+        if progress is not None:
+            setattr(progress, name, value)
+
     interrupted = property(lambda self: bool(self._read("interrupted", False)))
     skipped = property(lambda self: bool(self._read("skipped", False)))
     stopping_generation = property(lambda self: bool(self._read("stopping_generation", False)))
-    job = property(lambda self: self._read("job", ""))
-    job_no = property(lambda self: self._read("job_no", 0))
-    job_count = property(lambda self: self._read("job_count", 0))
+    # scripts that run many jobs (X/Y/Z plot and its kin) set these to show their progress
+    job = _writable("job", "")
+    job_no = _writable("job_no", 0)
+    job_count = _writable("job_count", 0)
+    textinfo = _writable("textinfo", None)
     sampling_step = property(lambda self: self._read("sampling_step", 0))
     sampling_steps = property(lambda self: self._read("sampling_steps", 0))
-    textinfo = property(lambda self: self._read("textinfo", None))
     current_image = property(lambda self: self._read("current_image", None))
 
     def interrupt(self) -> None:

@@ -22,7 +22,13 @@ class ScriptArgsError(ValueError):
 
 
 class ScriptRunFailed(RuntimeError):
-    """A selectable script's run() raised: the message names the script."""
+    """A selectable script's run() raised: the message names the script. `bad_input` when it
+    refused its arguments (a ValueError: an unknown sampler, a range it cannot read, a job above
+    the server limits), which the API answers with 422 rather than 500."""
+
+    def __init__(self, message: str, *, bad_input: bool = False) -> None:
+        super().__init__(message)
+        self.bad_input = bad_input
 
 
 def _default_value(control: Any) -> Any:
@@ -140,7 +146,8 @@ class ScriptRunner:
             log.error("Error running script %s (%s)\n%s", script.title(), script.filename,
                       "".join(traceback.format_exception(error)))
             raise ScriptRunFailed(f"Script '{script.title()}' failed: "
-                                  f"{type(error).__name__}: {error}") from error
+                                  f"{type(error).__name__}: {error}",
+                                  bad_input=isinstance(error, ValueError)) from error
 
     def call(self, hook: str, p, *leading: Any, **kwargs: Any) -> None:
         """`script.<hook>(p, *leading, *script_args, **kwargs)` for every always-on script, in
