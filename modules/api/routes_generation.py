@@ -16,7 +16,7 @@ from modules.app.options import coerce_value
 from modules.engine.samplers import get_sampler_and_scheduler
 from modules.jobs.progress import JobProgress
 from modules.jobs.queue import Job
-from modules.scripting.runner import ScriptArgsError
+from modules.scripting.runner import ScriptArgsError, ScriptDisabledError
 from modules.processing.images import encode_image_to_base64
 from modules.processing.params import GenerationParams, Processed, ProcessingParams
 
@@ -147,6 +147,8 @@ def script_args_for(ctx: "AppContext", request: Any, *, is_img2img: bool) -> lis
     try:
         return runner.request_args(request.script_name, request.script_args,
                                    request.alwayson_scripts)
+    except ScriptDisabledError as error:
+        raise HTTPException(status_code=403, detail=str(error)) from error
     except ScriptArgsError as error:
         raise HTTPException(status_code=422, detail=str(error)) from error
 

@@ -21,6 +21,11 @@ class ScriptArgsError(ValueError):
     """A request's script_name / alwayson_scripts that A1111 answers with 422 (its texts)."""
 
 
+class ScriptDisabledError(ScriptArgsError):
+    """A request names a script this server keeps off (its show() is False, and it says why
+    in `disabled_reason`, as Custom code does without --allow-code): the API answers 403."""
+
+
 class ScriptRunFailed(RuntimeError):
     """A selectable script's run() raised: the message names the script. `bad_input` when it
     refused its arguments (a ValueError: an unknown sampler, a range it cannot read, a job above
@@ -42,6 +47,7 @@ class ScriptRunner:
         self.alwayson: list[Script] = []
         self.selectable: list[Script] = []
         self.load_errors: list[str] = []
+        self.hidden: list[Script] = []       # show() was False on this tab
         for entry in classes:
             script = self._create(entry)
             if script is None:
@@ -57,6 +63,7 @@ class ScriptRunner:
             script.tabname = self.tabname
             visibility = script.show(self.is_img2img)
             if not visibility:
+                self.hidden.append(script)
                 return None
             script.alwayson = visibility is AlwaysVisible
             script.name = script.title().lower()
@@ -105,6 +112,13 @@ class ScriptRunner:
         wanted = title.lower()
         return next((script for script in self.scripts if script.title().lower() == wanted), None)
 
+    def _refuse_hidden(self, title: str) -> None:
+        wanted = title.lower()
+        for script in self.hidden:
+            reason = getattr(script, "disabled_reason", None)
+            if reason and script.title().lower() == wanted:
+                raise ScriptDisabledError(f"Script '{script.title()}' is disabled: {reason}")
+
     def request_args(self, script_name: str | None, script_args: Sequence[Any] | None,
                      alwayson_scripts: dict[str, Any] | None) -> list[Any]:
         """§8.3: the args array for an API request; ScriptArgsError with A1111's 422 texts."""
@@ -112,6 +126,7 @@ class ScriptRunner:
         if script_name:
             script = self.find(script_name)
             if script is None:
+                self._refuse_hidden(script_name)
                 raise ScriptArgsError(f"Script '{script_name}' not found")
             if script.alwayson:
                 raise ScriptArgsError("Cannot have a selectable script in the always on "

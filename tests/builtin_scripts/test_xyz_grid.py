@@ -112,3 +112,18 @@ def test_bad_values_are_refused_naming_the_script(client, args, message):
     assert answer.status_code == 422, answer.text
     assert "Script 'X/Y/Z plot' failed" in answer.text and message in answer.text
     assert decoded(client.post("/sdapi/v1/txt2img", json=REQUEST))      # the next one works
+
+
+def test_a_settings_axis_applies_the_setting_per_cell_and_restores_it(client):
+    """Clip skip is a setting (override_settings in the cell's p), not a request field."""
+    answer = client.post("/sdapi/v1/txt2img", json={
+        **REQUEST, "prompt": "a blue house", "script_name": "X/Y/Z plot",
+        "script_args": xyz_args(24, "1, 2")})
+    cells = decoded(answer)[1:]
+    plain = decoded(client.post("/sdapi/v1/txt2img", json={
+        **REQUEST, "prompt": "a blue house",
+        "override_settings": {"CLIP_stop_at_last_layers": 2}}))[0]
+    assert np.array_equal(as_array(plain), as_array(cells[1]))
+    assert not np.array_equal(as_array(cells[0]), as_array(cells[1]))
+    assert "Clip skip: 2" in json.loads(answer.json()["info"])["infotexts"][2]
+    assert client.get("/sdapi/v1/options").json()["CLIP_stop_at_last_layers"] == 1

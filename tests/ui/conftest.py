@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,13 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def app_context(data_dir: Path, *, tiny_checkpoint: bool = False) -> Iterator[AppContext]:
-    """A real AppContext over `data_dir`, optionally with models/Stable-diffusion/tiny-sd1."""
+def app_context(data_dir: Path, *, tiny_checkpoint: bool = False,
+                extra_args: Sequence[str] = ()) -> Iterator[AppContext]:
+    """A real AppContext over `data_dir`, optionally with models/Stable-diffusion/tiny-sd1, and
+    more command-line flags."""
     if tiny_checkpoint:
         ckpt_dir = data_dir / "models" / "Stable-diffusion"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         write_tiny_checkpoint(ckpt_dir / "tiny-sd1.safetensors", "sd1", seed=1)
-    args, _ = parse_args(["--data-dir", str(data_dir), "--skip-load-model-at-start"])
+    args, _ = parse_args(["--data-dir", str(data_dir), "--skip-load-model-at-start",
+                          *extra_args])
     context = build_app_context(args, ROOT)
     try:
         yield context
