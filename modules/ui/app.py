@@ -65,6 +65,11 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
                             send_to=send_to, page_load=page_load)
         settings_at = next(index for index, tab in enumerate(tabs) if tab.tab_id == "settings")
         tabs[settings_at:settings_at] = extension_tabs(ctx)
+    for runner in (ctx.scripts.txt2img, ctx.scripts.img2img):
+        # scripts' args arrays are laid out in pages of their own: inside this page's Blocks
+        # those pages would be drawn into it (each script's controls twice)
+        if runner is not None:
+            runner.default_args()
     with gr.Blocks(title=UI_TITLE, analytics_enabled=False) as blocks:
         build_quicksettings(ctx, page_load)
         tab_blocks: list[tuple[str, gr.Tab]] = []
