@@ -1,0 +1,86 @@
+"""ControlNet-style `alwayson_scripts` payloads as the webuiapi client sends them (a list of unit
+dicts, an empty list when no unit is used, control modes as names or indices) reach an
+extension's always-on script unchanged, alongside the X/Y/Z plot's script_args."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from modules.api.app import create_api_app
+from tests.ui.conftest import app_context
+
+EXTENSION = Path(__file__).resolve().parents[1] / "extensions" / "sd-unit-reader"
+REQUEST = {"prompt": "a dancer", "steps": 2, "width": 64, "height": 64, "seed": 3,
+           "sampler_name": "Euler"}
+
+
+def webuiapi_unit(image: Image.Image, **changes) -> dict:
+    """webuiapi's ControlNetUnit.to_dict() with its defaults."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    unit = {"image": base64.b64encode(buffer.getvalue()).decode(), "mask": None,
+            "module": "none", "model": "None", "weight": 1.0, "resize_mode": "Resize and Fill",
+            "low_vram": False, "processor_res": 512, "threshold_a": 64, "threshold_b": 64,
+            "guidance_start": 0.0, "guidance_end": 1.0, "control_mode": 0,
+            "pixel_perfect": False, "hr_option": "Both", "enabled": True}
+    unit.update(changes)
+    return unit
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    data = tmp_path_factory.mktemp("unit-payloads")
+    shutil.copytree(EXTENSION, data / "extensions" / EXTENSION.name)
+    with app_context(data, tiny_checkpoint=True) as ctx:
+        ctx.options.set("samples_save", False)
+        yield TestClient(create_api_app(ctx))
+
+
+def infotext(answer) -> str:
+    assert answer.status_code == 200, answer.text
+    return json.loads(answer.json()["info"])["infotexts"][0]
+
+
+def test_unit_dicts_reach_the_script(client):
+    pose = Image.new("RGB", (48, 40), (10, 20, 30))
+    text = infotext(client.post("/sdapi/v1/txt2img", json={**REQUEST, "alwayson_scripts": {
+        "Unit reader": {"args": [
+            webuiapi_unit(pose, module="openpose", weight=0.5),
+            webuiapi_unit(pose, module="depth", control_mode="ControlNet is more important",
+                          enabled=False),
+            webuiapi_unit(pose, module="canny", control_mode=2)]}}}))
+    assert 'Unit 0: "openpose, weight 0.5, image 48x40, Balanced"' in text
+    assert "Unit 1" not in text                                   # disabled
+    assert 'Unit 2: "canny, weight 1.0, image 48x40, ControlNet is more important"' in text
+
+
+def test_an_empty_unit_list_keeps_the_defaults(client):
+    text = infotext(client.post("/sdapi/v1/txt2img", json={
+        **REQUEST, "alwayson_scripts": {"unit reader": {"args": []}}}))
+    assert "Unit 0" not in text
+
+
+def test_units_and_an_xyz_plot_in_one_request(client):
+    pose = Image.new("RGB", (32, 32))
+    answer = client.post("/sdapi/v1/txt2img", json={
+        **REQUEST, "script_name": "X/Y/Z plot",
+        "script_args": [4, "1,2", "", 0, "", "", 0, "", "", "True", "True", "False", "False",
+                        0],
+        "alwayson_scripts": {"Unit reader": {"args": [webuiapi_unit(pose)]}}})
+    info = json.loads(answer.json()["info"])
+    assert len(answer.json()["images"]) == 3
+    assert all('Unit 0: "none, weight 1.0, image 32x32, Balanced"' in text
+               for text in info["infotexts"])
+
+
+def test_an_unknown_always_on_script_is_refused(client):
+    answer = client.post("/sdapi/v1/txt2img", json={
+        **REQUEST, "alwayson_scripts": {"ADetailer": {"args": [False]}}})
+    assert answer.status_code == 422 and "always on script ADetailer not found" in answer.text
