@@ -241,6 +241,10 @@ class Img2ImgMode:
         if multiplier is None:
             multiplier = float(run.options.get("initial_noise_multiplier"))
         rng = batch.rng
+        start_noise = getattr(params, "start_noise", None)
+        if start_noise is not None:
+            # a script chose the start noise (img2img alternative test: noise found from the image)
+            rng = ReplacedInitialNoise(rng, start_noise(run, batch, init_latent))
         if multiplier != 1.0:
             run.extra_params["Noise multiplier"] = multiplier
             rng = ScaledInitialNoise(rng, multiplier)
@@ -282,6 +286,17 @@ class ScaledInitialNoise:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._rng, name)
+
+
+class ReplacedInitialNoise(ScaledInitialNoise):
+    """An ImageRNG whose initial noise is a given tensor; the further noise stays the seeds'."""
+
+    def __init__(self, rng: ImageRNG, noise: torch.Tensor) -> None:
+        super().__init__(rng, 1.0)
+        self._noise = noise
+
+    def first(self) -> torch.Tensor:
+        return self._noise
 
 
 def run_img2img(params: Img2ImgParams, ctx: ProcessingContext) -> Processed:

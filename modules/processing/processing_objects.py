@@ -45,6 +45,9 @@ class StableDiffusionProcessing:
         self.iteration = 0
         self.extra_generation_params: dict[str, Any] = {}
         self.script_errors: list[str] = []      # messages of hooks that raised, for the result
+        #: img2img: start_noise(run, batch, init_latent) → the batch's initial noise instead of
+        #: the seeds' (a script that finds the noise of the image sets it)
+        self.start_noise = None
         self.scripts = None                     # the tab's ScriptRunner
         self.processing_context = None          # set when the job runs it
         self.user = None

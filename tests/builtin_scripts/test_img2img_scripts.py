@@ -112,3 +112,60 @@ def test_loopback_curves():
     assert at(0, 5, 0.8, 0.2, "Linear") == 0.8 and abs(at(4, 5, 0.8, 0.2, "Linear") - 0.2) < 1e-9
     assert at(2, 5, 0.8, 0.2, "Aggressive") < at(2, 5, 0.8, 0.2, "Linear") < \
         at(2, 5, 0.8, 0.2, "Lazy")
+
+
+def alternative_test_args(original_prompt, *, steps=4, randomness=0.0):
+    return ["", True, False, original_prompt, "", True, steps, True, 1.0, randomness, False]
+
+
+def test_img2img_alternative_test_starts_from_the_noise_of_the_image(client):
+    """The start noise is found from the image (not drawn from the seed): two seeds give the
+    same image; with randomness 1 the seed's noise is used instead; a new prompt starts from the
+    same found noise; the decode settings go into the infotext. (Whether decoding gives the
+    image back depends on a trained model, which tests do not have.)"""
+    def run(seed, randomness=0.0, prompt="an astronaut"):
+        answer = img2img(client, "img2img alternative test",
+                         alternative_test_args("an astronaut", randomness=randomness),
+                         prompt=prompt, seed=seed, cfg_scale=1.0)
+        return answer, decoded(answer)[0]
+
+    first_answer, first = run(1)
+    _, second = run(2)
+    assert np.array_equal(pixels(first), pixels(second))
+    _, random_1 = run(1, randomness=1.0)
+    _, random_2 = run(2, randomness=1.0)
+    assert not np.array_equal(pixels(random_1), pixels(random_2))
+    _, robot = run(1, prompt="a robot")
+    assert not np.array_equal(pixels(robot), pixels(first))
+    info = json.loads(first_answer.json()["info"])["infotexts"][0]
+    for expected in ("Decode prompt: an astronaut", "Decode CFG scale: 1.0", "Decode steps: 4",
+                     "Randomness: 0.0", "Sampler: Euler", "Steps: 4", "Denoising strength: 1.0"):
+        assert expected in info, (expected, info)
+
+
+def test_found_noise_has_unit_spread_and_depends_on_the_image(tmp_path):
+    import torch
+    from modules.engine.conditioning import PromptEncoder, build_batch_conditioning
+    from modules.engine.noise_inversion import find_noise_for_latent
+    from modules.engine.sd_model import load_model
+    from modules.engine.tokenizer import get_clip_tokenizer
+    from tests.engine.tiny_checkpoints import write_tiny_checkpoint
+    path = tmp_path / "tiny.safetensors"
+    write_tiny_checkpoint(path, "sd1", seed=1)
+    model = load_model(path)
+    conditioning = build_batch_conditioning(PromptEncoder(model, get_clip_tokenizer()),
+                                            ["an astronaut"], [""], 3, width=64, height=64)
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise = find_noise_for_latent(model, conditioning, latent, steps=3, cfg_scale=1.0)
+    assert noise.shape == latent.shape and abs(float(noise.std()) - 1.0) < 1e-4
+    other = find_noise_for_latent(model, conditioning, latent * 0.5, steps=3, cfg_scale=1.0)
+    assert not torch.allclose(noise, other)
+    adjusted = find_noise_for_latent(model, conditioning, latent, steps=3, cfg_scale=1.0,
+                                     sigma_adjustment=True)
+    assert torch.isfinite(adjusted).all() and not torch.allclose(adjusted, noise)
+
+
+def test_img2img_alternative_test_refuses_bad_randomness(client):
+    answer = img2img(client, "img2img alternative test",
+                     alternative_test_args("x", randomness=2.0))
+    assert answer.status_code == 422 and "Randomness must be between 0 and 1" in answer.text
