@@ -52,7 +52,7 @@ def test_a_bad_line_is_refused_naming_the_script(client):
     answer = client.post("/sdapi/v1/txt2img", json={
         **REQUEST, "script_name": "Prompts from file or textbox",
         "script_args": [False, False, "start", "--colour red"]})
-    assert answer.status_code == 500
+    assert answer.status_code == 422        # a bad line is bad input, not a server error
     assert "Script 'Prompts from file or textbox' failed" in answer.json()["detail"]
     assert "unknown option --colour" in answer.json()["detail"]
 
