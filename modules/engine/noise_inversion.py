@@ -13,8 +13,8 @@ from modules.engine.denoiser import CFGDenoiser, DiscreteDenoiser
 
 @torch.no_grad()
 def find_noise_for_latent(model: Any, conditioning: BatchConditioning, latent: torch.Tensor, *,
-                          steps: int, cfg_scale: float, sigma_adjustment: bool = False,
-                          callback: Any = None) -> torch.Tensor:
+                          steps: int, cfg_scale: float,
+                          sigma_adjustment: bool = False) -> torch.Tensor:
     """Unit-scale noise for `latent` ([B, C, h, w]) under `conditioning`. Without
     `sigma_adjustment` the result is normalised to a standard deviation of 1; with it, divided by
     the last sigma (and each step's slope taken at the sigma before it)."""
@@ -32,6 +32,4 @@ def find_noise_for_latent(model: Any, conditioning: BatchConditioning, latent: t
         scale = 2 * sigmas[index] if sigma_adjustment and first else at
         x = x + (x - denoised) / scale * (sigmas[index] - sigmas[index - 1])
         guided.step += 1
-        if callback is not None:
-            callback(index, len(sigmas) - 1, x)
     return x / sigmas[-1] if sigma_adjustment else x / x.std()

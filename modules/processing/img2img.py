@@ -28,7 +28,7 @@ from modules.processing.memory_guard import JobShape
 from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.pipeline import (BatchWork, PipelineRun, encode_images, images_to_tensor,
                                          run_generation)
-from modules.processing.processing_objects import prepare_processing_object, running_context
+from modules.processing.processing_objects import run_with_selected_script
 from modules.processing.resize import (JUST_RESIZE, LATENT_RESIZE, RESIZE_AND_FILL,
                                        flatten_transparency, resize_image)
 
@@ -302,10 +302,7 @@ class ReplacedInitialNoise(ScaledInitialNoise):
 def run_img2img(params: Img2ImgParams, ctx: ProcessingContext) -> Processed:
     """One img2img job (A1111's img2img): the selected script's run() does it when one is
     chosen in `params.script_args`, else process_img2img."""
-    p = prepare_processing_object(params, ctx, is_img2img=True)
-    with running_context(ctx):
-        processed = p.scripts.run(p, p.script_args) if p.scripts is not None else None
-        return processed if processed is not None else process_img2img(p, ctx)
+    return run_with_selected_script(params, ctx, is_img2img=True, process=process_img2img)
 
 
 def process_img2img(p: Img2ImgParams, ctx: ProcessingContext) -> Processed:

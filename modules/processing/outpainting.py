@@ -41,19 +41,14 @@ class Expansion:
         target_w = math.ceil((width + self.left + self.right) / multiple) * multiple
         target_h = math.ceil((height + self.up + self.down) / multiple) * multiple
 
-        def share(first: int, second: int, extra_total: int) -> tuple[int, int]:
-            if first + second == 0:
-                return 0, 0
-            grown_first = first * extra_total // (first + second) if first else 0
-            return grown_first, (extra_total - grown_first) if second else 0
+        def share(first: int, second: int, total: int) -> tuple[int, int]:
+            """`total` px split like first : second (all to the second when neither asked:
+            the rounding is then new area on the right / bottom, redrawn like the rest)."""
+            grown_first = first * total // (first + second) if first else 0
+            return grown_first, total - grown_first if second or not first else 0
 
-        left, right = share(self.left, self.right, target_w - width)
-        up, down = share(self.up, self.down, target_h - height)
-        if self.left + self.right == 0 and target_w != width:
-            right = target_w - width
-        if self.up + self.down == 0 and target_h != height:
-            down = target_h - height
-        return Expansion(left, right, up, down)
+        return Expansion(*share(self.left, self.right, target_w - width),
+                         *share(self.up, self.down, target_h - height))
 
 
 def expand_canvas(image: Image.Image, grow: Expansion,

@@ -197,6 +197,16 @@ def fix_seed(p: Any) -> None:
     p.subseed = get_fixed_seed(p.subseed)
 
 
+def run_with_selected_script(params: GenerationParams | Img2ImgParams, context: Any, *,
+                             is_img2img: bool, process: Any) -> ProcessedResult:
+    """One txt2img / img2img job (A1111's txt2img() / img2img()): the selected script's run()
+    does it when `params.script_args` chooses one, else `process(p, context)`."""
+    p = prepare_processing_object(params, context, is_img2img=is_img2img)
+    with running_context(context):
+        processed = p.scripts.run(p, p.script_args) if p.scripts is not None else None
+        return processed if processed is not None else process(p, context)
+
+
 def process_images(p: StableDiffusionProcessing) -> ProcessedResult:
     """Run `p` (txt2img or img2img by its type) inside the running job: the always-on scripts'
     hooks run, the selectable script does not (A1111's process_images)."""

@@ -10,7 +10,7 @@ from modules.processing.image_conditioning import txt2img_image_conditioning
 from modules.processing.memory_guard import JobShape
 from modules.processing.params import GenerationParams, Processed
 from modules.processing.pipeline import BatchWork, PipelineRun, run_generation
-from modules.processing.processing_objects import prepare_processing_object, running_context
+from modules.processing.processing_objects import run_with_selected_script
 from modules.processing.setup import reject_unsupported
 from modules.processing.upscalers import UpscalerRegistry
 
@@ -40,10 +40,7 @@ class Txt2ImgMode:
 def run_txt2img(params: GenerationParams, ctx: ProcessingContext) -> Processed:
     """One txt2img job (A1111's txt2img): the selected script's run() does it when one is
     chosen in `params.script_args`, else process_txt2img."""
-    p = prepare_processing_object(params, ctx, is_img2img=False)
-    with running_context(ctx):
-        processed = p.scripts.run(p, p.script_args) if p.scripts is not None else None
-        return processed if processed is not None else process_txt2img(p, ctx)
+    return run_with_selected_script(params, ctx, is_img2img=False, process=process_txt2img)
 
 
 def process_txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
