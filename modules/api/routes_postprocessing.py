@@ -80,7 +80,8 @@ def run_extras_job(ctx: "AppContext", images: list[Image.Image], names: list[str
 
         return run_extras(images, settings, upscalers=ctx.upscalers,
                           models_dir=ctx.paths.models_dir, options=options,
-                          enable_pnginfo=bool(options.get("enable_pnginfo")), on_image=on_image)
+                          enable_pnginfo=bool(options.get("enable_pnginfo")), on_image=on_image,
+                          scripts=ctx.scripts.postprocessing)
 
     try:
         return ctx.jobs.run("extras", job)

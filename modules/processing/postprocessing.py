@@ -51,10 +51,37 @@ class ExtrasSettings:
 
 
 @dataclass
+class PostprocessedImageSharedInfo:
+    """What postprocessing scripts tell each other in their first pass (A1111's names)."""
+    target_width: int | None = None
+    target_height: int | None = None
+
+
+@dataclass
 class PostprocessedImage:
+    """One image going through Extras (A1111's scripts_postprocessing.PostprocessedImage)."""
     image: Image.Image
     #: what was done, in order; becomes the `postprocessing` infotext
     info: dict[str, Any] = field(default_factory=dict)
+    shared: PostprocessedImageSharedInfo = field(default_factory=PostprocessedImageSharedInfo)
+    #: more results a script made from this one (PostprocessedImage, from create_copy), shown
+    #: and saved after it
+    extra_images: list[Any] = field(default_factory=list)
+    nametags: list[str] = field(default_factory=list)
+    disable_processing: bool = False
+    caption: str | None = None
+    #: messages of postprocessing scripts that raised on this image
+    script_errors: list[str] = field(default_factory=list)
+
+    def result_images(self) -> list[Image.Image]:
+        """This image and the extra ones scripts made (PIL images accepted there too)."""
+        return [self.image, *(getattr(extra, "image", extra) for extra in self.extra_images)]
+
+    def create_copy(self, new_image: Image.Image, *, nametags: list[str] | None = None,
+                    disable_processing: bool = False) -> "PostprocessedImage":
+        return PostprocessedImage(new_image, dict(self.info), self.shared,
+                                  nametags=list(self.nametags) + list(nametags or []),
+                                  disable_processing=disable_processing, caption=self.caption)
 
     def infotext(self) -> str:
         # A1111 writes a key alone when its value equals it, and skips None values
@@ -66,10 +93,13 @@ class PostprocessedImage:
 class ExtrasResult:
     images: list[Image.Image]     # each with `.info`: the input's metadata + "postprocessing"
     infotext: str                 # the last image's postprocessing infotext
+    #: postprocessing scripts that raised (the images are still there)
+    script_errors: list[str] = field(default_factory=list)
 
     @property
     def html_info(self) -> str:
-        return plaintext_to_html(self.infotext)
+        """The infotext, and below it which postprocessing scripts failed."""
+        return plaintext_to_html("\n".join([self.infotext, *self.script_errors]))
 
 
 def plaintext_to_html(text: str) -> str:
@@ -200,10 +230,12 @@ def check_face_restorers(settings: ExtrasSettings, models_dir: Path,
 def postprocess_image(image: Image.Image, settings: ExtrasSettings, *,
                       upscalers: UpscalerRegistry, models_dir: Path, options: Any,
                       enable_pnginfo: bool = True,
-                      face_restorer_kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS
+                      face_restorer_kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS,
+                      scripts: Any = None, script_values: dict[str, dict] | None = None,
                       ) -> PostprocessedImage:
     """One image through the extras steps. `upscale_first` picks the order of upscaling and face
-    restoration (A1111 before its postprocessing scripts; 1.10 ignores it and upscales first)."""
+    restoration (A1111 before its postprocessing scripts; 1.10 ignores it and upscales first).
+    Then the extensions' postprocessing scripts (`scripts.run(pp, script_values)`)."""
     geninfo, existing_info = read_info_from_image(image)
     if geninfo:
         existing_info["parameters"] = geninfo
@@ -216,10 +248,10 @@ def postprocess_image(image: Image.Image, settings: ExtrasSettings, *,
     steps: list[Callable[[], None]] = [lambda: run_upscale(pp, settings, upscalers), restore]
     for step in steps if settings.upscale_first else reversed(steps):
         step()
-    if enable_pnginfo:
-        pp.image.info = {**existing_info, "postprocessing": pp.infotext()}
-    else:
-        pp.image.info = {}
+    if scripts is not None:
+        scripts.run(pp, script_values)
+    for image in pp.result_images():
+        image.info = {**existing_info, "postprocessing": pp.infotext()} if enable_pnginfo else {}
     return pp
 
 
@@ -227,17 +259,21 @@ def run_extras(images: Sequence[Image.Image], settings: ExtrasSettings, *,
                upscalers: UpscalerRegistry, models_dir: Path, options: Any,
                enable_pnginfo: bool = True,
                face_restorer_kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS,
-               on_image: Callable[[int, int], None] | None = None) -> ExtrasResult:
+               on_image: Callable[[int, int], None] | None = None, scripts: Any = None,
+               script_values: dict[str, dict] | None = None) -> ExtrasResult:
     """Every image through the extras steps; `on_image(index, count)` before each one."""
     check_face_restorers(settings, models_dir, face_restorer_kinds)
     outputs: list[Image.Image] = []
+    errors: list[str] = []
     infotext = ""
     for index, image in enumerate(images):
         if on_image is not None:
             on_image(index, len(images))
         pp = postprocess_image(image, settings, upscalers=upscalers, models_dir=models_dir,
                                options=options, enable_pnginfo=enable_pnginfo,
-                               face_restorer_kinds=face_restorer_kinds)
-        outputs.append(pp.image)
+                               face_restorer_kinds=face_restorer_kinds, scripts=scripts,
+                               script_values=script_values)
+        outputs += pp.result_images()
+        errors += pp.script_errors
         infotext = pp.infotext()
-    return ExtrasResult(images=outputs, infotext=infotext)
+    return ExtrasResult(images=outputs, infotext=infotext, script_errors=errors)

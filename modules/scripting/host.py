@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 from modules.scripting.callbacks import CallbackRegistry
 from modules.scripting.loader import LoadedScripts, load_script_files, script_files
+from modules.scripting.postprocessing_scripts import PostprocessingScripts, ScriptPostprocessing
 from modules.scripting.runner import ScriptRunner
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class ScriptHost:
     loaded: LoadedScripts = field(default_factory=LoadedScripts)
     txt2img: ScriptRunner = field(default_factory=lambda: ScriptRunner([], is_img2img=False))
     img2img: ScriptRunner = field(default_factory=lambda: ScriptRunner([], is_img2img=True))
+    #: the Extras steps extensions add (scripts_postprocessing.ScriptPostprocessing)
+    postprocessing: PostprocessingScripts = field(default_factory=lambda: PostprocessingScripts([]))
 
     def runner(self, is_img2img: bool) -> ScriptRunner:
         return self.img2img if is_img2img else self.txt2img
@@ -61,22 +64,23 @@ class ScriptHost:
     def errors(self) -> list[str]:
         """Files that failed to load and scripts that failed to start, for the UI and the log."""
         return [f"{path}: {message}" for path, message in self.loaded.errors.items()] + \
-            self.txt2img.load_errors + self.img2img.load_errors
+            self.txt2img.load_errors + self.img2img.load_errors + self.postprocessing.load_errors
 
 
 def load_script_host(app_scripts_dir: Path, extensions: list[Extension],
                      callbacks: CallbackRegistry, *,
                      on_basedir: Callable[[Path | None], None] = lambda folder: None,
-                     postprocessing_base: type | None = None) -> ScriptHost:
+                     ) -> ScriptHost:
     """Load the scripts of the app and of every enabled extension, and build both runners."""
     folders = [(app_scripts_dir, app_scripts_dir.parent, None)]
     folders += [(extension.path / "scripts", extension.path, extension.name)
                 for extension in extensions if extension.enabled]
     loaded = load_script_files(script_files(folders), callbacks, on_basedir=on_basedir,
-                               postprocessing_base=postprocessing_base)
+                               postprocessing_base=ScriptPostprocessing)
     host = ScriptHost(callbacks, list(extensions), loaded,
                       ScriptRunner(loaded.scripts, is_img2img=False),
-                      ScriptRunner(loaded.scripts, is_img2img=True))
+                      ScriptRunner(loaded.scripts, is_img2img=True),
+                      PostprocessingScripts(loaded.postprocessing))
     log.info("Scripts: %d loaded from %d extension(s) (%d failed)", len(loaded.scripts),
              sum(extension.enabled for extension in extensions), len(host.errors))
     return host

@@ -70,6 +70,7 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
         # those pages would be drawn into it (each script's controls twice)
         if runner is not None:
             runner.default_args()
+    ctx.scripts.postprocessing.default_values()
     with gr.Blocks(title=UI_TITLE, analytics_enabled=False) as blocks:
         build_quicksettings(ctx, page_load)
         tab_blocks: list[tuple[str, gr.Tab]] = []

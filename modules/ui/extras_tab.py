@@ -120,9 +120,11 @@ def save_extras_images(ctx: "AppContext", result: ExtrasResult, names: Sequence[
     return saved
 
 
-def run_extras_tab(ctx: "AppContext", values: dict[str, Any]) -> ExtrasOutputs:
-    """The tab's function: read the source, run the extras job on the queue, save and show the
-    results; every error becomes a message in the tab."""
+def run_extras_tab(ctx: "AppContext", values: dict[str, Any],
+                   script_values: dict[str, dict[str, Any]] | None = None) -> ExtrasOutputs:
+    """The tab's function: read the source, run the extras job on the queue (with the
+    postprocessing scripts' values by script name), save and show the results; every error
+    becomes a message in the tab."""
     try:
         images, names = input_images(values)
         settings = extras_settings_from_ui(values)
@@ -141,7 +143,8 @@ def run_extras_tab(ctx: "AppContext", values: dict[str, Any]) -> ExtrasOutputs:
                 progress.next_job()
         return run_extras(images, settings, upscalers=ctx.upscalers,
                           models_dir=ctx.paths.models_dir, options=options,
-                          enable_pnginfo=bool(options.get("enable_pnginfo")), on_image=on_image)
+                          enable_pnginfo=bool(options.get("enable_pnginfo")), on_image=on_image,
+                          scripts=ctx.scripts.postprocessing, script_values=script_values)
 
     try:
         result: ExtrasResult = ctx.jobs.run("extras", work)
@@ -161,7 +164,9 @@ def run_extras_tab(ctx: "AppContext", values: dict[str, Any]) -> ExtrasOutputs:
         return ExtrasOutputs(result.images, result.html_info,
                              error_to_html(f"Could not save the results: {error}"))
     shown = result.images if mode != BATCH_FOLDER or values.get("show_results", True) else []
-    return ExtrasOutputs(shown, result.html_info, "")
+    return ExtrasOutputs(shown, result.html_info,
+                         error_to_html("\n".join(result.script_errors)) if result.script_errors
+                         else "")
 
 
 def face_restorer_notice(ctx: "AppContext", gfpgan_visibility: float,
@@ -251,6 +256,18 @@ def _face_controls() -> dict[str, Any]:
     return controls
 
 
+def _postprocessing_script_controls(ctx: "AppContext") -> list[tuple[str, str, Any]]:
+    """The extensions' postprocessing scripts' controls, a group each, in run order:
+    (script name, value name, component)."""
+    scripts = ctx.scripts.postprocessing
+    found = []
+    for script in scripts.scripts:
+        with gr.Group(elem_id=f"extras_script_{script.name}"):
+            found += [(script.name, key, control)
+                      for key, control in scripts.build_controls(script).items()]
+    return found
+
+
 def build_extras_tab(ctx: "AppContext") -> None:
     """Components of the tab (inside an open gr.Tab)."""
     mode = gr.State(SINGLE_IMAGE)
@@ -261,6 +278,7 @@ def build_extras_tab(ctx: "AppContext") -> None:
             submit = gr.Button("Generate", variant="primary", elem_id="extras_generate")
             upscale, resize_tabs = _upscale_controls(ctx)
             faces = _face_controls()
+            script_controls = _postprocessing_script_controls(ctx)
         with gr.Column(scale=1):
             gallery = gr.Gallery(label="Result", show_label=False, elem_id="extras_gallery",
                                  columns=3, format="png", interactive=False)
@@ -276,9 +294,15 @@ def build_extras_tab(ctx: "AppContext") -> None:
 
     components = {"mode": mode, **sources, "resize_mode": resize_mode, **upscale, **faces}
     inputs = [components[name] for name in EXTRAS_INPUT_NAMES]
+    inputs += [control for _, _, control in script_controls]
 
     def on_submit(*values: Any) -> tuple[list[Image.Image], str, str]:
-        return run_extras_tab(ctx, dict(zip(EXTRAS_INPUT_NAMES, values))).as_tuple()
+        base = dict(zip(EXTRAS_INPUT_NAMES, values))
+        by_script: dict[str, dict[str, Any]] = {}
+        for (script_name, key, _), value in zip(script_controls,
+                                                values[len(EXTRAS_INPUT_NAMES):]):
+            by_script.setdefault(script_name, {})[key] = value
+        return run_extras_tab(ctx, base, by_script).as_tuple()
 
     submit.click(on_submit, inputs=inputs, outputs=[gallery, html_info, error_html],
                  api_name="extras", concurrency_limit=None)
