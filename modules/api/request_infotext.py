@@ -9,7 +9,7 @@ yet (no scripts are installed).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from fastapi import HTTPException
 from pydantic import BaseModel, ValidationError
@@ -61,13 +61,18 @@ def infotext_setting_overrides(params: dict[str, Any], options: "Options") -> di
 
 
 def parse_request_infotext(text: str, options: "Options",
-                           style_db: "StyleDatabase | None" = None) -> dict[str, Any]:
+                           style_db: "StyleDatabase | None" = None,
+                           on_parsed: Callable[[str, dict], None] | None = None
+                           ) -> dict[str, Any]:
     """The infotext as A1111's flat dict, honouring the infotext_skip_pasting and
-    infotext_styles settings."""
-    return parse_generation_parameters(
+    infotext_styles settings; `on_parsed(text, params)` may edit it (on_infotext_pasted)."""
+    params = parse_generation_parameters(
         text, skip_fields=_option_or(options, "infotext_skip_pasting", None) or (),
         style_db=style_db,
         infotext_styles=_option_or(options, "infotext_styles", None) or "Apply if any")
+    if on_parsed is not None:
+        on_parsed(text, params)
+    return params
 
 
 def _option_or(options: "Options", key: str, default: Any) -> Any:
@@ -79,13 +84,14 @@ def _option_or(options: "Options", key: str, default: Any) -> Any:
 
 
 def apply_request_infotext(request: RequestModel, options: "Options",
-                           style_db: "StyleDatabase | None" = None) -> RequestModel:
+                           style_db: "StyleDatabase | None" = None,
+                           on_parsed: Callable[[str, dict], None] | None = None) -> RequestModel:
     """`request` with the fields its `infotext` gives filled in (a new model; the same one when
     there is no infotext). Fields the client sent always win. A filled-in value the request model
     rejects is a 422 naming the field."""
     if not getattr(request, "infotext", None):
         return request
-    params = parse_request_infotext(request.infotext, options, style_db)
+    params = parse_request_infotext(request.infotext, options, style_db, on_parsed)
     sent = request.model_dump(exclude_unset=True)
     model_fields = type(request).model_fields
     values = {name: value for name, value in infotext_request_fields(params).items()

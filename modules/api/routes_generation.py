@@ -157,7 +157,8 @@ def prepare_txt2img_request(ctx: "AppContext", request: StableDiffusionTxt2ImgPr
                             ) -> tuple[StableDiffusionTxt2ImgProcessingAPI, GenerationParams]:
     """§3.3 steps 1-5: the request after its infotext prefill, and its processing params,
     admitted under the server limits."""
-    request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
+    request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None),
+                                     ctx.scripts.infotext_pasted)
     script_args = script_args_for(ctx, request, is_img2img=False)
     params = build_generation_params(request)
     params.script_args = script_args

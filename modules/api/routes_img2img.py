@@ -108,7 +108,8 @@ def build_img2img_params(request: StableDiffusionImg2ImgProcessingAPI,
 def prepare_img2img_request(ctx: "AppContext", request: StableDiffusionImg2ImgProcessingAPI
                             ) -> tuple[StableDiffusionImg2ImgProcessingAPI, Img2ImgParams]:
     """§3.3 steps 1-5: the request after its infotext prefill, and its processing params."""
-    request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None))
+    request = apply_request_infotext(request, ctx.options, getattr(ctx, "styles", None),
+                                     ctx.scripts.infotext_pasted)
     script_args = script_args_for(ctx, request, is_img2img=True)
     # sizes, steps and prompts first: an image is decoded only for a request that may run
     ctx.admit_generation(request)

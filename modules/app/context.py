@@ -132,6 +132,7 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                          limits=limits,
                          memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))
     context.scripts = load_app_scripts(context)
+    manager.on_loaded = lambda model: context.scripts.callbacks.run("model_loaded", model)
     return context
 
 

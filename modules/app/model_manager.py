@@ -52,6 +52,8 @@ class ModelManager:
         # (checkpoint, VAE) released by unload_to_cpu() on a CPU-only plan, for reload_to_device()
         self._released: tuple[CheckpointInfo, str | None] | None = None
         self._lock = threading.RLock()
+        #: called with each newly loaded model (the extensions' on_model_loaded callbacks)
+        self.on_loaded: Callable[[StableDiffusionModel], None] | None = None
 
     # -- queries -------------------------------------------------------------------------------
     def current(self) -> LoadedModel | None:
@@ -148,6 +150,8 @@ class ModelManager:
         self._loaded = LoadedModel(info=info, model=model)
         log.info("Loaded %s (%s, %s prediction) on %s", info.title, model.config.family,
                  model.prediction, self.plan.describe())
+        if self.on_loaded is not None:
+            self.on_loaded(model)
         return self._loaded
 
     def _restore_after_failed_load(self, failed: CheckpointInfo,

@@ -60,6 +60,10 @@ class ScriptHost:
     def runner(self, is_img2img: bool) -> ScriptRunner:
         return self.img2img if is_img2img else self.txt2img
 
+    def infotext_pasted(self, infotext: str, params: dict) -> None:
+        """Extensions' on_infotext_pasted: they may edit `params`, the parsed infotext."""
+        self.callbacks.run("infotext_pasted", infotext, params)
+
     @property
     def errors(self) -> list[str]:
         """Files that failed to load and scripts that failed to start, for the UI and the log."""

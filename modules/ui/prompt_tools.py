@@ -118,14 +118,18 @@ def style_texts(style_db: StyleDatabase, name: str | None) -> tuple[Any, Any]:
 
 # -- read generation parameters ------------------------------------------------------------------
 def infotext_ui_values(text: str, *, options: Any, style_db: StyleDatabase | None = None,
-                       checkpoint_title: Any = None) -> dict[str, Any]:
+                       checkpoint_title: Any = None,
+                       on_parsed: Any = None) -> dict[str, Any]:
     """An infotext as values of the tab's controls, keyed by the tabs' input names (the request
     field names, plus `enable_refiner`). `checkpoint_title(alias)` maps a "name [hash]" to a
-    title of the checkpoint dropdowns (None when unknown)."""
+    title of the checkpoint dropdowns (None when unknown); `on_parsed(text, params)` may edit
+    the parsed infotext (the extensions' on_infotext_pasted)."""
     styles_mode = str(options.get("infotext_styles"))
     params = parse_generation_parameters(
         text, skip_fields=list(options.get("infotext_skip_pasting") or []),
         style_db=style_db if styles_mode != "Ignore" else None, infotext_styles=styles_mode)
+    if on_parsed is not None:
+        on_parsed(text, params)
     values = infotext_to_api_fields(params)
     if "Sampler" in params:
         # legacy names such as "DPM++ 2M Karras" carry the schedule type
@@ -204,7 +208,8 @@ def read_generation_parameters(ctx: "AppContext", text: str,
         return info.title if info is not None else None
 
     values = infotext_ui_values(text, options=ctx.options, style_db=ctx.styles,
-                                checkpoint_title=checkpoint_title)
+                                checkpoint_title=checkpoint_title,
+                                on_parsed=ctx.scripts.infotext_pasted)
     return pasted_updates(values, components)
 
 

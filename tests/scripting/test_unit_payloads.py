@@ -35,12 +35,17 @@ def webuiapi_unit(image: Image.Image, **changes) -> dict:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def app(tmp_path_factory):
     data = tmp_path_factory.mktemp("unit-payloads")
     shutil.copytree(EXTENSION, data / "extensions" / EXTENSION.name)
     with app_context(data, tiny_checkpoint=True) as ctx:
         ctx.options.set("samples_save", False)
-        yield TestClient(create_api_app(ctx))
+        yield TestClient(create_api_app(ctx)), ctx
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app[0]
 
 
 def infotext(answer) -> str:
@@ -84,3 +89,19 @@ def test_an_unknown_always_on_script_is_refused(client):
     answer = client.post("/sdapi/v1/txt2img", json={
         **REQUEST, "alwayson_scripts": {"ADetailer": {"args": [False]}}})
     assert answer.status_code == 422 and "always on script ADetailer not found" in answer.text
+
+
+def test_model_loaded_and_infotext_pasted_callbacks(app):
+    """on_model_loaded sees the model a request loads; on_infotext_pasted edits what a
+    request's infotext and the UI's paste give."""
+    from modules.ui.prompt_tools import read_generation_parameters
+    client, ctx = app
+    module = next(module for path, module in ctx.scripts.loaded.modules.items()
+                  if path.name == "unit_callbacks.py")
+    without_steps = {key: value for key, value in REQUEST.items() if key != "steps"}
+    text = infotext(client.post("/sdapi/v1/txt2img", json={
+        **without_steps, "infotext": "a dancer\nSteps: 20, Seed: 3, Unit steps: 3"}))
+    assert "Steps: 3," in text
+    assert module.loaded_models == ["StableDiffusionModel"]
+    assert read_generation_parameters(ctx, "a dancer\nSteps: 20, Seed: 3, Unit steps: 4",
+                                      {"steps": None}) == [4]
