@@ -73,6 +73,12 @@ def token_counter_html(tokens: int, limit: int) -> str:
 
 def token_counter_update(ctx: "AppContext", prompt: str, steps: float | None,
                          is_positive: bool) -> str:
+    """The counter's HTML; extensions' on_before_token_counter may change the prompt counted
+    (a wildcard extension counts what it will put there)."""
+    from modules.scripting.callback_params import BeforeTokenCounterParams
+    params = BeforeTokenCounterParams(prompt or "", int(steps or 0), [], is_positive)
+    ctx.scripts.callbacks.run("before_token_counter", params)
+    prompt = params.prompt
     try:
         tokens, limit = count_ui_prompt_tokens(
             token_counter_for_options(ctx.options), prompt, steps, is_positive=is_positive,

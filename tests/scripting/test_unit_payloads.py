@@ -105,3 +105,11 @@ def test_model_loaded_and_infotext_pasted_callbacks(app):
     assert module.loaded_models == ["StableDiffusionModel"]
     assert read_generation_parameters(ctx, "a dancer\nSteps: 20, Seed: 3, Unit steps: 4",
                                       {"steps": None}) == [4]
+
+
+def test_before_token_counter_changes_what_is_counted(app):
+    from modules.ui.prompt_tools import token_counter_update
+    _, ctx = app
+    plain = token_counter_update(ctx, "a __x__", 20, is_positive=True)
+    expanded = token_counter_update(ctx, "a __unit__", 20, is_positive=True)
+    assert "4/75" in plain and "5/75" in expanded        # "a red blue green yellow"

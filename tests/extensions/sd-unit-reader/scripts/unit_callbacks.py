@@ -17,3 +17,11 @@ def read_unit_steps(infotext, params):
 
 script_callbacks.on_model_loaded(note_model)
 script_callbacks.on_infotext_pasted(read_unit_steps)
+
+
+def count_units_as_words(params):
+    """A wildcard-like extension: `__unit__` stands for what it will put in the prompt."""
+    params.prompt = params.prompt.replace("__unit__", "red blue green yellow")
+
+
+script_callbacks.on_before_token_counter(count_units_as_words)
