@@ -322,6 +322,8 @@ def _infotext_options() -> dict[str, OptionInfo]:
 def _ui_options(sampler_names: ChoiceSource | None) -> dict[str, OptionInfo]:
     return {
         "return_grid": _check(True, "Show grid in gallery", UI),
+        # choices: localizations/*.json of the app and the extensions (the settings tab)
+        "localization": _choice("None", "Localization (requires restart)", None, UI),
         "do_not_show_images": _check(False, "Do not show any images in gallery", UI),
         "js_modal_lightbox": _check(True, "Full page image viewer: enable", UI),
         "send_seed": _check(True, "Send seed when sending prompt or image to other interface", UI),

@@ -155,4 +155,5 @@ def create_ui_app(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
     # --subpath reaches Gradio through uvicorn's root_path (set in webui.py)
     return gr.mount_gradio_app(app, blocks, path="/", auth=credentials or None,
                                allowed_paths=allowed or None,
-                               **ui_assets_for(args, ctx.paths).mount_kwargs())
+                               **ui_assets_for(args, ctx.paths,
+                                               ctx.options.get("localization")).mount_kwargs())

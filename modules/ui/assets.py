@@ -16,6 +16,8 @@ from typing import Any, Iterable, Sequence
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from modules.ui.localization import localization_script
+
 log = logging.getLogger(__name__)
 
 FIRST_SCRIPT = "script.js"      # the helpers (gradioApp, onUiLoaded…) every other script uses
@@ -35,11 +37,15 @@ class UiAssets:
     scripts: tuple[Path, ...]
     stylesheets: tuple[Path, ...]
     theme: str | None = None
+    #: the chosen localization's <script> (window.localization), "" for none
+    localization_script: str = ""
 
     def head_html(self) -> str:
         """<script> elements: the theme switch, then every script's text (inlined, so they load
         without a file route and behind --gradio-auth alike)."""
         parts = [theme_script(self.theme)] if self.theme else []
+        if self.localization_script:
+            parts.append(self.localization_script)
         for path in self.scripts:
             source = _read_text(path)
             if source is None:
@@ -118,8 +124,9 @@ def folder_scripts(javascript_dir: Path) -> list[Path]:
 
 
 def collect_ui_assets(root: Path, extension_dirs: Sequence[Path], *, theme: str | None = None,
-                      user_css: Path | None = None) -> UiAssets:
-    """The program's javascript/ and style.css, then each extension's, then user.css."""
+                      user_css: Path | None = None, localization: str | None = None) -> UiAssets:
+    """The program's javascript/ and style.css, then each extension's, then user.css; the
+    named localization's texts."""
     scripts = folder_scripts(root / "javascript")
     stylesheets = [root / "style.css"] if (root / "style.css").is_file() else []
     for folder in extension_dirs:
@@ -128,14 +135,17 @@ def collect_ui_assets(root: Path, extension_dirs: Sequence[Path], *, theme: str 
             stylesheets.append(folder / "style.css")
     if user_css is not None and user_css.is_file():
         stylesheets.append(user_css)
-    return UiAssets(tuple(scripts), tuple(stylesheets), normalize_theme(theme))
+    return UiAssets(tuple(scripts), tuple(stylesheets), normalize_theme(theme),
+                    localization_script(localization, root, extension_dirs))
 
 
-def ui_assets_for(args: argparse.Namespace, paths: Any) -> UiAssets:
-    """The assets of the running app (its Paths and flags)."""
+def ui_assets_for(args: argparse.Namespace, paths: Any,
+                  localization: str | None = None) -> UiAssets:
+    """The assets of the running app (its Paths and flags, the chosen localization)."""
     return collect_ui_assets(
         paths.root, extension_folders(paths.builtin_extensions_dir, paths.extensions_dir),
-        theme=getattr(args, "theme", None), user_css=paths.data_dir / "user.css")
+        theme=getattr(args, "theme", None), user_css=paths.data_dir / "user.css",
+        localization=localization)
 
 
 # -- licenses ------------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ def option_choices(ctx: "AppContext", key: str, info: OptionInfo) -> list | None
         return ctx.upscalers.names()
     if key == "hide_samplers":
         return [entry["name"] for entry in samplers_api_list()]
+    if key == "localization":
+        from modules.ui.assets import extension_folders
+        from modules.ui.localization import localization_choices
+        return localization_choices(ctx.paths.root, extension_folders(
+            ctx.paths.builtin_extensions_dir, ctx.paths.extensions_dir))
     if key == "quicksettings_list":
         return [k for k in ctx.options.data_labels if k not in HIDDEN_SETTINGS]
     return info.choice_list()

@@ -153,3 +153,25 @@ def test_ctrl_up_down_edits_the_attention_weight(text, start, end, delta, expect
          json.dumps([text, start, end, delta])],
         capture_output=True, text=True, timeout=30, check=True)
     assert tuple(json.loads(result.stdout)) == expected
+
+
+def test_localizations_from_the_app_and_extensions(tmp_path):
+    import json
+    from modules.ui.localization import (available_localizations, localization_choices,
+                                         localization_script)
+    root, extension = tmp_path / "app", tmp_path / "ext"
+    (root / "localizations").mkdir(parents=True)
+    (extension / "localizations").mkdir(parents=True)
+    (root / "localizations" / "fr.json").write_text(json.dumps({"Generate": "Générer"}))
+    (extension / "localizations" / "de.json").write_text(
+        json.dumps({"Generate": "</script><b>x"}))
+    (extension / "localizations" / "broken.json").write_text("{not json")
+    assert sorted(available_localizations(root, [extension])) == ["broken", "de", "fr"]
+    assert localization_choices(root, [extension])[0] == "None"
+    french = localization_script("fr", root, [extension])
+    assert 'window.localization = {"Generate": "Générer"};' in french
+    german = localization_script("de", root, [extension])
+    assert german.count("</script") == 1 and german.endswith("</script>")
+    assert localization_script("broken", root, [extension]) == ""
+    assert localization_script("xx", root, [extension]) == ""
+    assert localization_script("None", root, [extension]) == ""
