@@ -239,7 +239,10 @@ class CFGDenoiser:
 
         if self.inpaint_mask is not None and self.original_latent is not None:
             keep = 1 - self.inpaint_mask.to(x)
-            denoised = self.original_latent.to(x) * keep + denoised * (1 - keep)
+            blended = self.original_latent.to(x) * keep + denoised * (1 - keep)
+            # optional hook (scripts' on_mask_blend, e.g. soft inpainting): may blend otherwise
+            mask_blend = getattr(self.hooks, "mask_blend", None)
+            denoised = mask_blend(self, denoised, blended, sigma) if mask_blend else blended
 
         if self.hooks is not None:
             denoised = self.hooks.after_cfg(self, denoised)

@@ -13,8 +13,8 @@ from PIL import Image
 from modules.processing.context import UnsupportedRequestError
 from modules.scripting.callback_params import (AfterCFGCallbackParams, CFGDenoisedParams,
                                                CFGDenoiserParams)
-from modules.scripting.script import (PostprocessBatchListArgs, PostprocessImageArgs,
-                                      PostSampleArgs)
+from modules.scripting.script import (MaskBlendArgs, PostprocessBatchListArgs,
+                                      PostprocessImageArgs, PostSampleArgs, Script)
 
 if TYPE_CHECKING:
     import torch
@@ -115,14 +115,29 @@ def before_hr(run: "PipelineRun") -> None:
     call(run.params, "before_hr")
 
 
+CFG_CALLBACKS = ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg")
+
+
 class CallbackDenoiserHooks:
     """The engine's DenoiserHooks as the extensions' on_cfg_denoiser / on_cfg_denoised /
-    on_cfg_after_cfg callbacks (A1111's parameter objects; what a callback assigns is used)."""
+    on_cfg_after_cfg callbacks (A1111's parameter objects; what a callback assigns is used), and
+    its inpainting mask blend as the always-on scripts' on_mask_blend hook."""
 
-    def __init__(self, callbacks: Any) -> None:
-        self.callbacks = callbacks
+    def __init__(self, callbacks: Any, p: Any = None) -> None:
+        self.callbacks = callbacks      # None: no cfg callbacks, only the mask blend hook
+        self.p = p
+
+    def mask_blend(self, denoiser: Any, current: Any, blended: Any, sigma: Any) -> Any:
+        keep = 1 - denoiser.inpaint_mask.to(current)
+        args = MaskBlendArgs(current_latent=current, nmask=1 - keep,
+                             init_latent=denoiser.original_latent.to(current), mask=keep,
+                             blended_latent=blended, denoiser=denoiser, sigma=sigma)
+        call(self.p, "on_mask_blend", args)
+        return args.blended_latent
 
     def before_unet(self, denoiser: Any, x: Any, sigma: Any, crossattn: Any) -> tuple[Any, Any]:
+        if self.callbacks is None:
+            return x, crossattn
         # the cond rows (every AND part of every image) come first, then the unconds
         conds = sum(len(composable.parts) for composable in denoiser.conditioning.conds)
         text_cond, text_uncond = crossattn[:conds], crossattn[conds:]
@@ -138,6 +153,8 @@ class CallbackDenoiserHooks:
         return params.x, crossattn
 
     def after_unet(self, denoiser: Any, outputs: Any) -> Any:
+        if self.callbacks is None:
+            return outputs
         params = CFGDenoisedParams(x=outputs, sampling_step=denoiser.step,
                                    total_sampling_steps=denoiser.total_steps,
                                    inner_model=denoiser.denoiser)
@@ -145,19 +162,30 @@ class CallbackDenoiserHooks:
         return params.x
 
     def after_cfg(self, denoiser: Any, denoised: Any) -> Any:
+        if self.callbacks is None:
+            return denoised
         params = AfterCFGCallbackParams(x=denoised, sampling_step=denoiser.step,
                                         total_sampling_steps=denoiser.total_steps)
         self.callbacks.run("cfg_after_cfg", params)
         return params.x
 
 
-def denoiser_hooks(context: Any) -> CallbackDenoiserHooks | None:
-    """Hooks for the sampler's CFG calls, only when an extension registered a cfg callback."""
+def _overrides(script: Any, hook: str) -> bool:
+    return getattr(type(script), hook, None) is not getattr(Script, hook)
+
+
+def denoiser_hooks(context: Any, p: Any = None) -> CallbackDenoiserHooks | None:
+    """Hooks for the sampler's CFG calls, only when an extension registered a cfg callback or
+    an always-on script of `p` has an on_mask_blend hook."""
     callbacks = getattr(context, "callbacks", None)
-    if callbacks is None or not any(callbacks.callbacks(kind) for kind in
-                                    ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg")):
+    has_callbacks = callbacks is not None and any(callbacks.callbacks(kind)
+                                                  for kind in CFG_CALLBACKS)
+    runner = getattr(p, "scripts", None)
+    blends = runner is not None and any(_overrides(script, "on_mask_blend")
+                                        for script in runner.alwayson)
+    if not (has_callbacks or blends):
         return None
-    return CallbackDenoiserHooks(callbacks)
+    return CallbackDenoiserHooks(callbacks if has_callbacks else None, p)
 
 
 def save_callbacks(callbacks: Any, p: Any) -> dict[str, Any]:

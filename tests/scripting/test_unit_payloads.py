@@ -113,3 +113,27 @@ def test_before_token_counter_changes_what_is_counted(app):
     plain = token_counter_update(ctx, "a __x__", 20, is_positive=True)
     expanded = token_counter_update(ctx, "a __unit__", 20, is_positive=True)
     assert "4/75" in plain and "5/75" in expanded        # "a red blue green yellow"
+
+
+def test_on_mask_blend_sees_every_inpainting_blend_and_may_replace_it(client):
+    """An inpaint of the left half: each sampler call blends, and a script that blends nothing
+    gives another image; plain img2img (no mask) does not blend."""
+    photo = Image.new("RGB", (64, 64), (200, 120, 40))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    body = {**REQUEST, "init_images": [_b64(photo)], "mask": _b64(mask), "steps": 4,
+            "denoising_strength": 1.0, "inpaint_full_res": False, "mask_blur": 0}
+    plain = client.post("/sdapi/v1/img2img", json=body)
+    assert "Mask blends: 4" in infotext(plain)
+    nothing = client.post("/sdapi/v1/img2img", json={
+        **body, "alwayson_scripts": {"Mask blend counter": {"args": [True]}}})
+    assert "Mask blends: 4" in infotext(nothing)
+    assert nothing.json()["images"][0] != plain.json()["images"][0]
+    no_mask = {key: value for key, value in body.items() if key != "mask"}
+    assert "Mask blends" not in infotext(client.post("/sdapi/v1/img2img", json=no_mask))
+
+
+def _b64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
