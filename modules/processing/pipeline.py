@@ -199,6 +199,8 @@ class PipelineRun:
         and may override a setting (img2img_fix_steps)."""
         params, opts = self.params, self.options
         engine_kwargs.setdefault("img2img_fix_steps", bool(opts.get("img2img_fix_steps")))
+        script_hooks.before_every_sampling(params, conditioning, rng,
+                                           engine_kwargs.get("init_latent"))
         result = sample(
             model or self.model, conditioning, rng,
             sampler_name=sampler_name or self.plan.sampler_name,

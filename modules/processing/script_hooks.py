@@ -111,6 +111,19 @@ def after_composite(p: Any, images: list[Image.Image]) -> list[Image.Image]:
     return finished
 
 
+def before_every_sampling(p: Any, conditioning: Any, rng: Any, init_latent: Any) -> None:
+    """A1111's process_before_every_sampling(p, x=, noise=, c=, uc=) before each sampling (the
+    first pass, the hires pass, the refiner's part): x is the init latent (txt2img: the noise).
+    Scripts read them; what they assign to them is not used (the engine makes its own start)."""
+    runner = getattr(p, "scripts", None)
+    if runner is None or not any(_overrides(script, "process_before_every_sampling")
+                                 for script in runner.alwayson):
+        return
+    noise = rng.first()
+    call(p, "process_before_every_sampling", x=noise if init_latent is None else init_latent,
+         noise=noise, c=conditioning.conds, uc=conditioning.unconds)
+
+
 def before_hr(run: "PipelineRun") -> None:
     call(run.params, "before_hr")
 

@@ -125,6 +125,7 @@ def test_on_mask_blend_sees_every_inpainting_blend_and_may_replace_it(client):
             "denoising_strength": 1.0, "inpaint_full_res": False, "mask_blur": 0}
     plain = client.post("/sdapi/v1/img2img", json=body)
     assert "Mask blends: 4" in infotext(plain)
+    assert "Samplings: ['4x8x8']" in infotext(plain)         # process_before_every_sampling
     nothing = client.post("/sdapi/v1/img2img", json={
         **body, "alwayson_scripts": {"Mask blend counter": {"args": [True]}}})
     assert "Mask blends: 4" in infotext(nothing)

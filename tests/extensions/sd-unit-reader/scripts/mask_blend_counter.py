@@ -23,3 +23,8 @@ class Script(scripts.Script):
         assert mba.blended_latent.shape == mba.current_latent.shape == mba.init_latent.shape
         if blend_nothing:
             mba.blended_latent = mba.current_latent
+
+    def process_before_every_sampling(self, p, blend_nothing, *, x, noise, c, uc):
+        shapes = p.extra_generation_params.setdefault("Samplings", [])
+        shapes.append("x".join(str(size) for size in x.shape[1:]))
+        assert noise.shape == x.shape and len(c) == len(uc) == x.shape[0]
