@@ -6,7 +6,7 @@ from pathlib import Path
 
 from modules.scripting.script import (AlwaysVisible, MaskBlendArgs,  # noqa: F401 - re-exported
                                       PostprocessBatchListArgs, PostprocessImageArgs,
-                                      PostSampleArgs, Script)
+                                      PostProcessMaskOverlayArgs, PostSampleArgs, Script)
 
 #: the app's root; while an extension's script file loads, basedir() answers its folder
 _ROOT = Path(__file__).resolve().parents[1]

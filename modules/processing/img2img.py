@@ -18,6 +18,7 @@ from PIL import Image
 from modules.engine.cond_types import ImageCond
 from modules.engine.denoiser import EditImageCond
 from modules.engine.noise import ImageRNG
+from modules.processing import script_hooks
 from modules.processing.context import ProcessingContext, UnsupportedRequestError
 from modules.processing.image_conditioning import img2img_image_conditioning
 from modules.processing.masks import (CropRegion, blur_mask, create_binary_mask,
@@ -115,6 +116,7 @@ class PreparedInputs:
     image_cond: ImageCond
     overlays: list[Image.Image] | None     # per image of a batch
     crop_region: CropRegion | None
+    overlay_mask: Image.Image | None = None    # the mask the overlays were cut with
 
 
 class Img2ImgMode:
@@ -187,7 +189,8 @@ class Img2ImgMode:
         image_cond = self._image_conditioning(run, pixels, latent_size, pixel_mask)
         self.inputs = PreparedInputs(
             init_latent=init_latent, pixels=pixels, latent_mask=latent_mask, image_cond=image_cond,
-            overlays=overlays or None, crop_region=crop_region)
+            overlays=overlays or None, crop_region=crop_region,
+            overlay_mask=prepared_mask.overlay_mask if prepared_mask is not None else None)
 
     @staticmethod
     def _encode(run: PipelineRun, images: list[Image.Image],
@@ -269,7 +272,8 @@ class Img2ImgMode:
         inputs = self.inputs
         if inputs is None or inputs.overlays is None:
             return images
-        return [paste_back(image, inputs.overlays[index], inputs.crop_region)
+        overlays = script_hooks.mask_overlays(run.params, inputs.overlay_mask, inputs.overlays)
+        return [paste_back(image, overlays[index], inputs.crop_region)
                 for index, image in enumerate(images)]
 
 

@@ -14,7 +14,8 @@ from modules.processing.context import UnsupportedRequestError
 from modules.scripting.callback_params import (AfterCFGCallbackParams, CFGDenoisedParams,
                                                CFGDenoiserParams)
 from modules.scripting.script import (MaskBlendArgs, PostprocessBatchListArgs,
-                                      PostprocessImageArgs, PostSampleArgs, Script)
+                                      PostprocessImageArgs, PostProcessMaskOverlayArgs,
+                                      PostSampleArgs, Script)
 
 if TYPE_CHECKING:
     import torch
@@ -122,6 +123,19 @@ def before_every_sampling(p: Any, conditioning: Any, rng: Any, init_latent: Any)
     noise = rng.first()
     call(p, "process_before_every_sampling", x=noise if init_latent is None else init_latent,
          noise=noise, c=conditioning.conds, uc=conditioning.unconds)
+
+
+def mask_overlays(p: Any, mask: Any, overlays: list[Image.Image]) -> list[Image.Image]:
+    """postprocess_maskoverlay for each inpainted image: the overlays scripts leave (a script
+    may also replace the mask in its args; the overlay already carries it)."""
+    if getattr(p, "scripts", None) is None:
+        return overlays
+    finished = []
+    for index, overlay in enumerate(overlays):
+        args = PostProcessMaskOverlayArgs(index, mask, overlay)
+        call(p, "postprocess_maskoverlay", args)
+        finished.append(args.overlay_image)
+    return finished
 
 
 def before_hr(run: "PipelineRun") -> None:

@@ -34,6 +34,15 @@ class PostSampleArgs:
 
 
 @dataclass
+class PostProcessMaskOverlayArgs:
+    """postprocess_maskoverlay: the mask and the overlay (the original outside the mask) that
+    will be put over image `index` of the batch; a script may replace either."""
+    index: int
+    mask_for_overlay: Any
+    overlay_image: Any
+
+
+@dataclass
 class MaskBlendArgs:
     current_latent: Any
     nmask: Any

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -129,7 +130,12 @@ def test_on_mask_blend_sees_every_inpainting_blend_and_may_replace_it(client):
     nothing = client.post("/sdapi/v1/img2img", json={
         **body, "alwayson_scripts": {"Mask blend counter": {"args": [True]}}})
     assert "Mask blends: 4" in infotext(nothing)
-    assert nothing.json()["images"][0] != plain.json()["images"][0]
+    assert "Overlay size: 64x64" in infotext(plain)       # postprocess_maskoverlay saw it
+    kept, redrawn = (np.asarray(Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+                                .convert("RGB"), dtype=int) for answer in (plain, nothing))
+    # the right half (outside the mask): the photo with the overlay, the model's without it
+    assert (kept[:, 40:] == (200, 120, 40)).all()
+    assert not (redrawn[:, 40:] == (200, 120, 40)).all()
     no_mask = {key: value for key, value in body.items() if key != "mask"}
     assert "Mask blends" not in infotext(client.post("/sdapi/v1/img2img", json=no_mask))
 

@@ -28,3 +28,10 @@ class Script(scripts.Script):
         shapes = p.extra_generation_params.setdefault("Samplings", [])
         shapes.append("x".join(str(size) for size in x.shape[1:]))
         assert noise.shape == x.shape and len(c) == len(uc) == x.shape[0]
+
+    def postprocess_maskoverlay(self, p, ppmo, blend_nothing):
+        """With "Blend nothing", the model's pixels are kept outside the mask too."""
+        p.extra_generation_params["Overlay size"] = "x".join(map(str, ppmo.overlay_image.size))
+        if blend_nothing:
+            ppmo.overlay_image = ppmo.overlay_image.copy()
+            ppmo.overlay_image.putalpha(0)
