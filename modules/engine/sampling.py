@@ -212,6 +212,9 @@ def sample(
     stop_at: StopRule | None = None,
     resume_from: tuple[int, torch.Tensor] | None = None,
     denoiser_hooks: Any = None,
+    extra_noise: float = 0.0,
+    extra_noise_hook: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    | None = None,
 ) -> SamplingResult:
     """Denoise one batch and return the final latent (x0, not yet scaled for the VAE).
 
@@ -224,6 +227,9 @@ def sample(
     accepts and returns x at that sigma (`SamplingResult.stopped_at`); a second call with the same
     arguments and `resume_from=(stopped_at, x)` continues from there without new start noise and
     with each image's noise stream where the first call left it.
+    img2img with `extra_noise` > 0 adds the start noise once more, times it, to the noised start
+    (A1111's "Extra noise multiplier"); `extra_noise_hook(noise, init_latent, start)` may give
+    other noise for that.
     """
     sampler = find_sampler(sampler_name)
     if sampler is None:
@@ -258,6 +264,10 @@ def sample(
         noise = rng.first().to(device=device, dtype=torch.float32)
         if is_img2img:
             x = init_latent.to(device=device, dtype=torch.float32) + noise * sigmas[0]
+            if extra_noise > 0:
+                extra = extra_noise_hook(noise, init_latent, x) if extra_noise_hook else noise
+                x = x + extra.to(x) * extra_noise
+                params["Extra noise"] = extra_noise
         elif sampler.kind == "timestep":
             # the DDIM family starts from pure VP noise, i.e. noise / sqrt(alpha) in sigma space
             x = noise * (1 + sigmas[0] ** 2) ** 0.5

@@ -201,6 +201,9 @@ class PipelineRun:
         engine_kwargs.setdefault("img2img_fix_steps", bool(opts.get("img2img_fix_steps")))
         script_hooks.before_every_sampling(params, conditioning, rng,
                                            engine_kwargs.get("init_latent"))
+        if engine_kwargs.get("init_latent") is not None:     # img2img and the hires pass
+            engine_kwargs.setdefault("extra_noise", float(opts.get("img2img_extra_noise") or 0))
+            engine_kwargs.setdefault("extra_noise_hook", script_hooks.extra_noise_hook(self.ctx))
         result = sample(
             model or self.model, conditioning, rng,
             sampler_name=sampler_name or self.plan.sampler_name,

@@ -12,7 +12,7 @@ from PIL import Image
 
 from modules.processing.context import UnsupportedRequestError
 from modules.scripting.callback_params import (AfterCFGCallbackParams, CFGDenoisedParams,
-                                               CFGDenoiserParams)
+                                               CFGDenoiserParams, ExtraNoiseParams)
 from modules.scripting.script import (MaskBlendArgs, PostprocessBatchListArgs,
                                       PostprocessImageArgs, PostProcessMaskOverlayArgs,
                                       PostSampleArgs, Script)
@@ -213,6 +213,20 @@ def denoiser_hooks(context: Any, p: Any = None) -> CallbackDenoiserHooks | None:
     if not (has_callbacks or blends):
         return None
     return CallbackDenoiserHooks(callbacks if has_callbacks else None, p)
+
+
+def extra_noise_hook(context: Any) -> Any:
+    """The extensions' on_extra_noise callbacks as the engine's extra_noise_hook, or None."""
+    callbacks = getattr(context, "callbacks", None)
+    if callbacks is None or not callbacks.callbacks("extra_noise"):
+        return None
+
+    def hook(noise: Any, init_latent: Any, start: Any) -> Any:
+        params = ExtraNoiseParams(noise=noise, x=init_latent, xi=start)
+        callbacks.run("extra_noise", params)
+        return params.noise
+
+    return hook
 
 
 def save_callbacks(callbacks: Any, p: Any) -> dict[str, Any]:

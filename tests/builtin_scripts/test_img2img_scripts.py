@@ -169,3 +169,10 @@ def test_img2img_alternative_test_refuses_bad_randomness(client):
     answer = img2img(client, "img2img alternative test",
                      alternative_test_args("x", randomness=2.0))
     assert answer.status_code == 422 and "Randomness must be between 0 and 1" in answer.text
+
+
+def test_extra_noise_setting_changes_img2img_and_is_in_the_infotext(client):
+    plain = img2img(client, None, [])
+    extra = img2img(client, None, [], override_settings={"img2img_extra_noise": 0.5})
+    assert "Extra noise: 0.5" in json.loads(extra.json()["info"])["infotexts"][0]
+    assert not np.array_equal(pixels(decoded(plain)[0]), pixels(decoded(extra)[0]))

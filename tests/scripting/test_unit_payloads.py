@@ -144,3 +144,20 @@ def _b64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_on_extra_noise_may_replace_the_extra_noise(app):
+    client, ctx = app
+    module = next(module for path, module in ctx.scripts.loaded.modules.items()
+                  if path.name == "unit_callbacks.py")
+    body = {**REQUEST, "init_images": [_b64(Image.new("RGB", (64, 64), (90, 30, 200)))],
+            "denoising_strength": 0.5}
+    plain = client.post("/sdapi/v1/img2img", json=body)
+    extra = client.post("/sdapi/v1/img2img", json={
+        **body, "override_settings": {"img2img_extra_noise": 0.5}})
+    assert "Extra noise: 0.5" in infotext(extra) and "Extra noise" not in infotext(plain)
+    assert module.extra_noise_calls == [(1, 4, 8, 8)]
+    # the callback took the extra noise away: the same pixels as without it
+    pixels = [np.asarray(Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0]))))
+              for answer in (plain, extra)]
+    assert np.array_equal(*pixels)
