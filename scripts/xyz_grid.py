@@ -446,13 +446,14 @@ class Script(scripts.Script):
     def _wire_axes(self, axes, csv_mode):
         options = self.current_axis_options
 
-        def show(index, text, chosen, use_text):
+        def show(index, chosen, use_text):
             """An axis with choices edits its values in a dropdown, unless CSV mode is on."""
             option = options[index or 0]
             choices = option.choices() if option.choices is not None else None
             dropdown = choices is not None and not use_text
             kept = [value for value in (chosen or []) if choices and value in choices]
-            return (gr.update(visible=not dropdown, value=text),
+            # the text box keeps whatever the user typed meanwhile: no value is sent back to it
+            return (gr.update(visible=not dropdown),
                     gr.update(choices=choices or [], value=kept, visible=dropdown),
                     gr.update(visible=choices is not None))
 
@@ -463,9 +464,9 @@ class Script(scripts.Script):
                     gr.skip() if use_text else gr.update(value=choices))
 
         for axis_type, values, values_dropdown, fill_button in axes.values():
-            axis_type.change(show, inputs=[axis_type, values, values_dropdown, csv_mode],
+            axis_type.change(show, inputs=[axis_type, values_dropdown, csv_mode],
                              outputs=[values, values_dropdown, fill_button])
-            csv_mode.change(show, inputs=[axis_type, values, values_dropdown, csv_mode],
+            csv_mode.change(show, inputs=[axis_type, values_dropdown, csv_mode],
                             outputs=[values, values_dropdown, fill_button])
             fill_button.click(fill, inputs=[axis_type, csv_mode],
                               outputs=[values, values_dropdown])
