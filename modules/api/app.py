@@ -20,6 +20,7 @@ from modules.api.routes_img2img import img2img_router
 from modules.api.routes_info import info_router
 from modules.api.routes_internal import internal_router
 from modules.api.routes_jobs import jobs_router
+from modules.api.routes_merge import merge_router
 from modules.api.routes_models import models_router
 from modules.api.routes_postprocessing import postprocessing_router
 from modules.api.routes_server import server_router, server_stop_enabled
@@ -100,6 +101,7 @@ def register_api_routes(app: FastAPI, ctx: "AppContext", *,
     app.include_router(info_router(ctx))
     app.include_router(jobs_router(ctx, txt2img_runner=txt2img_runner))
     app.include_router(models_router(ctx))
+    app.include_router(merge_router(ctx))
     app.include_router(postprocessing_router(ctx))
     app.include_router(training_router(ctx))
     if server_stop_enabled(ctx):

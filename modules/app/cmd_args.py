@@ -22,7 +22,7 @@ USE_CPU_CHOICES = ("all", "sd", "interrogate", "gfpgan", "bsrgan", "esrgan", "sc
                    "swinir", "controlnet", "other")
 
 
-def _add_paths(parser: argparse.ArgumentParser) -> None:
+def add_path_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--data-dir", type=str, default=None,
         help="base path where all user data is stored (default: the program folder)")
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser for webui.py / launch.py."""
     parser = argparse.ArgumentParser(prog="webui", allow_abbrev=False,
                                      description="Stable Diffusion web UI (A1111-compatible flags)")
-    _add_paths(parser)
+    add_path_flags(parser)
     _add_launch(parser)
     _add_device(parser)
     _add_server(parser)

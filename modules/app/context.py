@@ -14,6 +14,7 @@ from modules.app.option_defs import default_option_definitions
 from modules.app.options import Options
 from modules.app.paths import Paths
 from modules.app.server_limits import ServerLimits
+from modules.engine.sampling import SamplingInterrupted
 from modules.jobs.progress import JobProgress
 from modules.jobs.queue import JobQueue
 from modules.processing.context import ProcessingContext
@@ -23,6 +24,8 @@ from modules.scripting.callbacks import CallbackRegistry
 from modules.scripting.host import ScriptHost, find_extensions, load_script_host
 from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
+from modules.merger.request import MergeRequest
+from modules.merger.service import CheckpointMerger, MergedCheckpoint, MergeInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class AppContext:
     memory: MemoryGuard
     upscalers: UpscalerRegistry = field(default_factory=UpscalerRegistry)
     scripts: ScriptHost = field(default_factory=lambda: ScriptHost(CallbackRegistry()))
+    merger: CheckpointMerger | None = None
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
@@ -102,8 +106,52 @@ class AppContext:
 
         self.jobs.run("load_model", load)
 
+    def merge_checkpoints(self, request: MergeRequest) -> MergedCheckpoint:
+        """Merge on the job worker, after the running job: progress per tensor (the job's
+        step / total), interruptible (MergeInterrupted; nothing is written). The new checkpoint
+        is listed when this returns."""
+        merger = self.merger
+
+        def merge(progress: JobProgress) -> MergedCheckpoint:
+            progress.begin(1)
+
+            def on_tensor(done: int, total: int, key: str) -> None:
+                progress.on_sampling_step(done, total)   # raises when interrupted
+
+            try:
+                return merger.merge(request, callback=on_tensor, on_stage=progress.set_textinfo)
+            except SamplingInterrupted as stop:
+                raise MergeInterrupted("the merge was interrupted; no checkpoint was written") \
+                    from stop
+
+        return self.jobs.run("merge", merge)
+
     def close(self) -> None:
         self.jobs.shutdown()
+
+
+def build_model_registries(args: argparse.Namespace,
+                           paths: Paths) -> tuple[CheckpointRegistry, VaeRegistry]:
+    """The checkpoint and VAE lists of the flags' folders, scanned (the app and the merger's
+    command line share them)."""
+    checkpoints = CheckpointRegistry(
+        paths.ckpt_dir,
+        extra_dirs=[paths.extra_ckpt_dir] if paths.extra_ckpt_dir else [],
+        extra_files=[paths.ckpt_file] if paths.ckpt_file else [],
+        hash_cache=HashCache(paths.cache_file),
+        no_hashing=bool(getattr(args, "no_hashing", False)))
+    checkpoints.refresh()
+    vaes = VaeRegistry(paths.vae_dir, extra_dirs=[paths.ckpt_dir])
+    vaes.refresh()
+    return checkpoints, vaes
+
+
+def build_merger(args: argparse.Namespace, paths: Paths, checkpoints: CheckpointRegistry,
+                 vaes: VaeRegistry) -> CheckpointMerger:
+    """Merged checkpoints go where A1111 puts them: --ckpt-dir, else models/Stable-diffusion."""
+    return CheckpointMerger(checkpoints, vaes, paths.extra_ckpt_dir or paths.ckpt_dir,
+                            allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle",
+                                                             False)))
 
 
 def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
@@ -111,15 +159,7 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     options = Options(default_option_definitions(), paths.config_file,
                       frozen=bool(getattr(args, "freeze_settings", False)))
     options.load()
-    hash_cache = HashCache(paths.cache_file)
-    checkpoints = CheckpointRegistry(
-        paths.ckpt_dir,
-        extra_dirs=[Path(d) for d in ([args.ckpt_dir] if getattr(args, "ckpt_dir", None) else [])],
-        extra_files=[Path(args.ckpt)] if getattr(args, "ckpt", None) else [],
-        hash_cache=hash_cache, no_hashing=bool(getattr(args, "no_hashing", False)))
-    checkpoints.refresh()
-    vaes = VaeRegistry(paths.vae_dir, extra_dirs=[paths.ckpt_dir])
-    vaes.refresh()
+    checkpoints, vaes = build_model_registries(args, paths)
     styles = StyleDatabase(paths.styles_files)
     manager = ModelManager(checkpoints, plan_devices(args), checkpoint_dir=paths.ckpt_dir,
                            allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
@@ -131,6 +171,7 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                          vaes=vaes, styles=styles, model_manager=manager, jobs=jobs,
                          limits=limits,
                          memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))
+    context.merger = build_merger(args, paths, checkpoints, vaes)
     context.scripts = load_app_scripts(context)
     manager.on_loaded = lambda model: context.scripts.callbacks.run("model_loaded", model)
     return context

@@ -55,7 +55,7 @@ def read_state_dict(path: StrPath, *, allow_unsafe_pickle: bool = False,
 
 
 # safetensors dtype names → torch dtypes (what a checkpoint header may name)
-_SAFETENSORS_DTYPES = {
+SAFETENSORS_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
     "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -82,7 +82,7 @@ def read_checkpoint_header(path: StrPath, *,
             header = {}
             for key in handle.keys():
                 tensor_slice = handle.get_slice(key)
-                dtype = _SAFETENSORS_DTYPES.get(tensor_slice.get_dtype())
+                dtype = SAFETENSORS_DTYPES.get(tensor_slice.get_dtype())
                 if dtype is None:
                     raise CheckpointLoadError(
                         path, f"tensor {key} has the unsupported dtype {tensor_slice.get_dtype()}")
