@@ -7,7 +7,8 @@ SD2.1 / SDXL sizes, peak RSS over a forward pass, see ARCHITECTURE.md) and are r
 
 * UNet: ~90 KB per latent cell per image (cond + uncond) at 320 channels in fp32, + ~200 MB;
   SD2.1 and SDXL measured at or below SD1.5.
-* VAE decode: ~3.9 KB per output pixel at 128 channels in fp32; encode ~3.1 KB per input pixel.
+* VAE decode: ~4 KB per output pixel at 128 channels in fp32 (the measured peak varies by ~1%
+  between runs); encode ~3.1 KB per input pixel.
   So a 2048x2048 decode needs ~16 GB, which is why large images are decoded in tiles
   (`modules.engine.vae_tiling`), whose peak depends on the tile size only.
 
@@ -36,7 +37,7 @@ GIB = 1024 ** 3
 UNET_FIXED_BYTES = 256 * MIB
 UNET_BYTES_PER_CELL_CHANNEL_BYTE = 100_000 / (320 * 4)   # 100 KB per latent cell, SD1.5 fp32
 VAE_FIXED_BYTES = 128 * MIB
-VAE_DECODE_BYTES_PER_PIXEL_CHANNEL_BYTE = 8.0             # 4 KB per pixel at 128 ch fp32
+VAE_DECODE_BYTES_PER_PIXEL_CHANNEL_BYTE = 8.5             # 4.3 KB per pixel at 128 ch fp32
 VAE_ENCODE_BYTES_PER_PIXEL_CHANNEL_BYTE = 6.5             # 3.3 KB per pixel at 128 ch fp32
 IMAGE_BYTES_PER_PIXEL = 3 * 4 * 2                          # float32 RGB, plus a blended copy
 # a finished image kept until the job ends: 8-bit RGB, its PNG and base64 copies when returned
