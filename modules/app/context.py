@@ -16,7 +16,7 @@ from modules.app.paths import Paths
 from modules.app.server_limits import ServerLimits
 from modules.engine.sampling import SamplingInterrupted
 from modules.jobs.progress import JobProgress
-from modules.jobs.queue import JobQueue
+from modules.jobs.queue import Job, JobQueue
 from modules.processing.context import ProcessingContext
 from modules.processing.admission import check_generation, job_shape_for
 from modules.processing.memory_guard import MemoryGuard, ModelFootprint
@@ -106,10 +106,10 @@ class AppContext:
 
         self.jobs.run("load_model", load)
 
-    def merge_checkpoints(self, request: MergeRequest) -> MergedCheckpoint:
-        """Merge on the job worker, after the running job: progress per tensor (the job's
-        step / total), interruptible (MergeInterrupted; nothing is written). The new checkpoint
-        is listed when this returns."""
+    def submit_merge(self, request: MergeRequest) -> Job:
+        """Queue a merge on the job worker, after the running job: progress per tensor (the
+        job's step / total), interruptible (MergeInterrupted; nothing is written). The new
+        checkpoint is listed once the job has finished."""
         merger = self.merger
 
         def merge(progress: JobProgress) -> MergedCheckpoint:
@@ -124,7 +124,11 @@ class AppContext:
                 raise MergeInterrupted("the merge was interrupted; no checkpoint was written") \
                     from stop
 
-        return self.jobs.run("merge", merge)
+        return self.jobs.submit("merge", merge)
+
+    def merge_checkpoints(self, request: MergeRequest) -> MergedCheckpoint:
+        """`submit_merge` and wait for the new checkpoint."""
+        return self.submit_merge(request).wait()
 
     def close(self) -> None:
         self.jobs.shutdown()

@@ -18,7 +18,8 @@ from modules.ui.common import PageLoadRefresh, UiTab
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import Img2ImgRunner, build_img2img_tab
 from modules.ui.extensions_tab import build_extensions_tab
-from modules.ui.later_tabs import build_checkpoint_merger_tab, build_train_tab
+from modules.ui.later_tabs import build_train_tab
+from modules.ui.merger_tab import build_checkpoint_merger_tab, current_title
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.quicksettings import build_quicksettings
 from modules.ui.send_to import SendToRegistry, components_by_elem_id
@@ -80,6 +81,7 @@ def build_ui(ctx: "AppContext", *, tabs: Sequence[UiTab] | None = None,
                     tab.build(ctx)
                 tab_blocks.append((tab.tab_id, tab_block))
         _demo_model_sizes(ctx, blocks, page_load)
+        _list_new_checkpoints(ctx, blocks)
         page_load.wire(blocks)
         send_to.wire(blocks, main_tabs, lambda: (bool(ctx.options.get("send_seed")),
                                                  bool(ctx.options.get("send_size"))))
@@ -100,6 +102,26 @@ def extension_tabs(ctx: "AppContext") -> list[UiTab]:
                 continue
             tabs.append(UiTab(tab_id, label, lambda ctx, interface=interface: interface.render()))
     return tabs
+
+
+def _list_new_checkpoints(ctx: "AppContext", blocks: gr.Blocks) -> None:
+    """A checkpoint the merger has just written shows at once in every checkpoint dropdown of
+    the page (quicksettings, the refiners), not only in the merger's own."""
+    by_elem_id = components_by_elem_id(blocks)
+    merge_result = by_elem_id.get("modelmerger_result")
+    dropdowns = [by_elem_id[elem_id] for elem_id in ("setting_sd_model_checkpoint",
+                                                     "txt2img_refiner_checkpoint",
+                                                     "img2img_refiner_checkpoint")
+                 if elem_id in by_elem_id]
+    if merge_result is None or not dropdowns:
+        return
+
+    def listed(*chosen: str | None) -> list[Any]:
+        # a merge hashes its inputs, so a chosen "x.safetensors" may now be "x.safetensors [hash]"
+        return [gr.update(choices=ctx.checkpoints.titles(), value=current_title(ctx, value))
+                for value in chosen]
+
+    merge_result.change(listed, inputs=dropdowns, outputs=dropdowns, api_visibility="private")
 
 
 def _demo_model_sizes(ctx: "AppContext", blocks: gr.Blocks, page_load: PageLoadRefresh) -> None:

@@ -334,7 +334,8 @@ def generate_in_job(ctx: "AppContext", kind: str, work: Callable[["JobProgress"]
 REFUSALS = (AdmissionError, InsufficientMemoryError, QueueFullError)
 
 
-def wait_with_progress(job: Job, progress: gr.Progress | None) -> Any:
+def wait_with_progress(job: Job, progress: gr.Progress | None, *,
+                       description: str = "Generating") -> Any:
     """Wait for `job`, feeding Gradio's progress bar from the job's own progress."""
     while not job.finished:
         if progress is not None:
@@ -342,7 +343,7 @@ def wait_with_progress(job: Job, progress: gr.Progress | None) -> Any:
             if position:
                 progress(0.0, desc=f"In queue: {position}")
             else:
-                progress(job.progress.progress_fraction(), desc="Generating")
+                progress(job.progress.progress_fraction(), desc=description)
         time.sleep(PROGRESS_POLL_SECONDS)
     return job.wait()
 

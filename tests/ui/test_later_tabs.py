@@ -1,4 +1,4 @@
-"""Tabs in A1111's order; the tabs of later features say so; Extensions lists its folders."""
+"""Tabs in A1111's order; the tab of a later feature says so; Extensions lists its folders."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from modules.app.context import build_app_context
 from modules.ui.app import build_ui
 from modules.scripting.host import find_extensions
 from modules.ui.extensions_tab import extensions_table_html
-from modules.ui.later_tabs import CHECKPOINT_MERGER_NOTICE, TRAIN_NOTICE
+from modules.ui.later_tabs import TRAIN_NOTICE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_tabs_in_a1111_order_with_later_features_announced(tmp_path):
     assert labels == ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train",
                       "Settings", "Extensions"]
     by_elem = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
-    assert by_elem["modelmerger_notice"].value == CHECKPOINT_MERGER_NOTICE
+    assert by_elem["modelmerger_merge"].value == "Merge"
     assert by_elem["train_notice"].value == TRAIN_NOTICE
     installed = by_elem["extensions_installed_html"].value
     assert "sd-webui-controlnet" in installed and ".hidden" not in installed
