@@ -65,7 +65,8 @@ class TensorSource(Protocol):
     def keys(self) -> list[str]: ...
     def __contains__(self, key: object) -> bool: ...
     def meta(self, key: str) -> torch.Tensor: ...
-    def read(self, key: str) -> torch.Tensor: ...
+    def read(self, key: str) -> torch.Tensor:
+        """The tensor in memory of its own: the caller may change it."""
     def close(self) -> None: ...
 
 
@@ -86,7 +87,7 @@ class LoadedTensorSource:
         return torch.empty_like(self._tensors[key], device="meta")
 
     def read(self, key: str) -> torch.Tensor:
-        return self._tensors[key]
+        return self._tensors[key].clone()      # a merge changes what it reads in place
 
     def close(self) -> None:
         self._tensors = {}
@@ -267,10 +268,13 @@ def _plan_tensor(key: str, meta_a: torch.Tensor, b: TensorSource | None,
 
 def _merge_values(method: str, multiplier: float, a: torch.Tensor, b: torch.Tensor,
                   c: torch.Tensor | None) -> torch.Tensor:
+    """In place on `a` (and `b`), which the caller owns: a full-size merge allocates no
+    temporaries of a tensor's size."""
     if method == WEIGHTED_SUM:
-        return (1 - multiplier) * a + multiplier * b
-    difference = b - c if c is not None else torch.zeros_like(b)
-    return a + multiplier * difference
+        return a.mul_(1 - multiplier).add_(b, alpha=multiplier)       # A·(1 − M) + B·M
+    if c is None:
+        return a                                                      # no difference: A
+    return a.add_(b.sub_(c), alpha=multiplier)                        # A + (B − C)·M
 
 
 def compute_tensor(planned: PlannedTensor, a: TensorSource, b: TensorSource | None,
@@ -283,16 +287,14 @@ def compute_tensor(planned: PlannedTensor, a: TensorSource, b: TensorSource | No
     if planned.source == "vae":
         return vae.read(key).to(out_dtype)
     work = torch.promote_types(out_dtype, torch.float32)
+    # each read is a buffer of its own (TensorSource.read), so the merge may work in place
     value_a = a.read(key).to(work)
     value_b = b.read(key).to(work)
     value_c = c.read(key).to(work) if c is not None and key in c and \
         planned.source == ADD_DIFFERENCE else None
-    if planned.channels is None:
-        return _merge_values(planned.source, multiplier, value_a, value_b, value_c).to(out_dtype)
-    merged = value_a.clone()
-    merged[:, :planned.channels] = _merge_values(
-        planned.source, multiplier, value_a[:, :planned.channels], value_b, value_c)
-    return merged.to(out_dtype)
+    target = value_a if planned.channels is None else value_a[:, :planned.channels]
+    _merge_values(planned.source, multiplier, target, value_b, value_c)
+    return value_a.to(out_dtype)
 
 
 @dataclass

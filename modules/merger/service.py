@@ -151,8 +151,8 @@ class CheckpointMerger:
             if output.exists() and not request.overwrite:
                 raise FileExistsError(f"{output.name} already exists in {self.output_dir}; "
                                       "choose another name or set overwrite")
-            recipe = self.recipe_of(request, models)
             metadata = self.metadata(request, models, plan) if request.save_metadata else None
+            recipe = self.recipe_of(request, models)
             options = dataclasses.replace(options, metadata=metadata)
             stage("Merging" if request.interp_method != NO_INTERPOLATION else "Saving")
             log.info("Merging %s into %s", ", ".join(m.name for m in models.values()), output)
@@ -198,12 +198,14 @@ class CheckpointMerger:
         return f"{name}.{request.checkpoint_format}"
 
     def recipe_of(self, request: MergeRequest, models: dict[str, CheckpointInfo]) -> dict:
-        """The request as a recipe file: model names and their full sha256."""
+        """The request as a recipe file: model names, pinned by their full sha256 when known
+        (always with the merge-recipe metadata, which needs them: reading gigabytes only to
+        pin a recipe is left to that option)."""
         recipe = request.to_dict()
         for slot in MODEL_SLOTS:
             info = models.get(slot)
             recipe[f"{slot}_model_name"] = info.name if info else ""
-            recipe[f"{slot}_model_sha256"] = self._hash(info) if info else ""
+            recipe[f"{slot}_model_sha256"] = (info.sha256 or "") if info else ""
         recipe["overwrite"] = False
         return recipe
 

@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +23,7 @@ from modules.app.context import build_app_context
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint
 from tests.merger.conftest import merged_keys
 from tests.merger.test_merge_files import run_merger_cli
+from tests.ref_models import write_sparse_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 BLEND_RECIPE = ROOT / "recipes" / "anime-blend-7-3.json"
@@ -142,3 +145,27 @@ def test_bad_fields_are_422(api):
     response = merge(api, primary_model_name="anime-base", interp_method="Add difference",
                      secondary_model_name="second")
     assert response.status_code == 422 and "tertiary" in response.json()["detail"]
+
+
+def test_interrupting_a_full_size_merge_leaves_no_file(api):
+    for name in ("big-a.safetensors", "big-b.safetensors"):
+        write_sparse_checkpoint("sd15", api.dir / name)
+    answer = {}
+    merging = threading.Thread(target=lambda: answer.update(response=merge(
+        api, primary_model_name="big-a", secondary_model_name="big-b", custom_name="big-blend",
+        add_merge_recipe=False)))
+    merging.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:      # wait until tensors are being written
+        state = api.client.get("/sdapi/v1/progress").json()["state"]
+        if state["job"] == "merge" and state["sampling_step"] >= 5:
+            break
+        time.sleep(0.05)
+    assert state["sampling_steps"] > 1000    # one step per tensor of SD1.5
+    assert api.client.post("/sdapi/v1/interrupt").status_code == 200
+    merging.join(timeout=120)
+    response = answer["response"]
+    assert response.status_code == 409
+    assert "interrupted; no checkpoint was written" in response.json()["detail"]
+    assert sorted(p.name for p in api.dir.iterdir()) == [
+        "anime-base.safetensors", "big-a.safetensors", "big-b.safetensors", "second.safetensors"]

@@ -99,7 +99,7 @@ def test_a_missing_model_is_named(models):
 
 
 def test_ckpt_output_loads_with_the_safe_unpickler(models):
-    a_path, b_path = models.write("a.safetensors", "sd1", 1), models.write("b.safetensors", "sd1", 2)
+    a_path, b_path = models.write("a.safetensors", seed=1), models.write("b.safetensors", seed=2)
     result = models.merger().merge(MergeRequest("a", "b", checkpoint_format="ckpt"))
     assert result.name == "0.7(a) + 0.3(b).ckpt"
     out = torch.load(result.filename, weights_only=True)

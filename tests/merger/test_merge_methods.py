@@ -75,7 +75,7 @@ def test_no_interpolation_resaves_a_as_fp16_with_discarded_weights_left_out(mode
 
 
 def test_save_as_half_halves_the_merged_tensors(models):
-    a_path, b_path = models.write("a.safetensors", "sd1", 1), models.write("b.safetensors", "sd1", 2)
+    a_path, b_path = models.write("a.safetensors", seed=1), models.write("b.safetensors", seed=2)
     out = models.load(models.merger().merge(MergeRequest("a", "b", save_as_half=True)).filename)
     a, b = models.load(a_path), models.load(b_path)
     for key in merged_keys(a, b):
@@ -121,7 +121,7 @@ def test_sd1_with_sdxl_is_refused_naming_both_architectures(models):
 
 
 def test_a_baked_in_vae_replaces_the_vae_tensors(models):
-    a_path, b_path = models.write("a.safetensors", "sd1", 1), models.write("b.safetensors", "sd1", 2)
+    a_path, b_path = models.write("a.safetensors", seed=1), models.write("b.safetensors", seed=2)
     vae_dir = models.data / "models" / "VAE"
     vae_dir.mkdir(parents=True)
     vae = models.load(write_tiny_vae(vae_dir / "sharp.vae.safetensors", seed=7))
