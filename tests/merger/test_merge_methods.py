@@ -8,11 +8,12 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from modules.engine.checkpoint_merge import MergeError
 from modules.engine.sd_model import load_model
 from modules.merger.request import MergeRequest
-from tests.engine.tiny_checkpoints import write_tiny_vae
+from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_vae
 from tests.merger.conftest import merged_keys
 
 ARCHITECTURES = ["sd1", "sd2_v", "sdxl"]
@@ -171,3 +172,43 @@ def test_the_merged_checkpoint_loads_and_generates(models):
         image = model.decode_first_stage(latent)
     assert eps.shape == latent.shape and torch.isfinite(eps).all()
     assert image.shape == (1, 3, 64, 64) and torch.isfinite(image).all()
+
+
+def write_instruct_pix2pix(path, seed: int):
+    """A tiny SD1 checkpoint whose UNet takes 8 input channels (instruct-pix2pix)."""
+    write_tiny_checkpoint(path, "sd1", seed=seed)
+    state = load_file(str(path))
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    extra = torch.randn(state[key].shape, generator=torch.Generator().manual_seed(seed))
+    state[key] = torch.cat([state[key], extra], dim=1).contiguous()
+    save_file(state, str(path))
+    return path
+
+
+def test_instruct_pix2pix_a_merges_its_first_four_input_channels(models):
+    a_path = write_instruct_pix2pix(models.dir / "edit.safetensors", 1)
+    b_path = models.write("normal.safetensors", "sd1", 2)
+    result = models.merger().merge(MergeRequest("edit", "normal", multiplier=0.5))
+    assert result.is_instruct_pix2pix and not result.is_inpainting
+    assert result.name == "0.5(edit) + 0.5(normal).instruct-pix2pix.safetensors"
+    out, a, b = (models.load(p) for p in (result.filename, a_path, b_path))
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    torch.testing.assert_close(out[key][:, :4], 0.5 * a[key][:, :4] + 0.5 * b[key])
+    assert torch.equal(out[key][:, 4:], a[key][:, 4:])
+    assert load_model(result.filename).config.variant == "edit"
+    with pytest.raises(MergeError, match="A must be the instruct-pix2pix model"):
+        models.merger().merge(MergeRequest("normal", "edit", custom_name="wrong-order"))
+
+
+def test_keys_of_only_one_model_follow_a(models):
+    a_path = models.write("a.safetensors", "sd1", 1)
+    b_path = models.write("b.safetensors", "sd1", 2, extra_keys=False)   # no schedule buffers
+    b = load_file(str(b_path))
+    b["model.only_in_b"] = torch.ones(3)
+    save_file(b, str(b_path))
+    out = models.load(models.merger().merge(MergeRequest("a", "b")).filename)
+    a = models.load(a_path)
+    assert "model.only_in_b" not in out            # the output has A's keys
+    for key in ("alphas_cumprod", "model_ema.decay",
+                "cond_stage_model.transformer.text_model.embeddings.position_ids"):
+        assert torch.equal(out[key], a[key])       # only in A (or never merged): A's
