@@ -64,15 +64,17 @@ class DiscreteDenoiser:
         crossattn: torch.Tensor,
         vector: torch.Tensor | None = None,
         concat: torch.Tensor | None = None,
+        control: Any = None,
     ) -> torch.Tensor:
         sigma_x = append_dims(sigma.to(x), x.ndim)
         c_in = 1 / (sigma_x ** 2 + 1) ** 0.5
         timesteps = self.sigma_to_t(sigma).float().to(x.device)
         model_dtype = getattr(self.model, "dtype", x.dtype)
+        extra = {} if control is None else {"control": control}
         output = self.model.apply_model(
             (x * c_in).to(model_dtype), timesteps, crossattn.to(model_dtype),
             vector=None if vector is None else vector.to(model_dtype),
-            concat=None if concat is None else concat.to(model_dtype),
+            concat=None if concat is None else concat.to(model_dtype), **extra,
         ).to(x.dtype)
         if self.prediction == "eps":
             return x - output * sigma_x
@@ -159,6 +161,10 @@ class CFGDenoiser:
         self.last_uncond_denoised: torch.Tensor | None = None
         #: optional DenoiserHooks: see them before the UNet, after it, and after the guidance
         self.hooks: DenoiserHooks | None = None
+        #: optional per-job ControlNetPatch (told the progress and the uncond rows each call)
+        self.control: Any = None
+        #: sampler steps completed (set by `sample`'s step callback), for the control's window
+        self.sampling_step = 0
 
     @property
     def batch_size(self) -> int:
@@ -215,7 +221,13 @@ class CFGDenoiser:
         x_rows, sigma_rows = x[index], sigma[index]
         if self.hooks is not None:
             x_rows, crossattn = self.hooks.before_unet(self, x_rows, sigma_rows, crossattn)
-        outputs = self.denoiser(x_rows, sigma_rows, crossattn, vector=vector, concat=concat)
+        control = self.control
+        if control is not None:
+            uncond_rows = torch.zeros(len(rows), dtype=torch.bool)
+            uncond_rows[sum(len(parts) for parts in parts_per_image):] = True   # unconds last
+            control.begin_call(self.sampling_step / max(self.total_steps, 1), uncond_rows)
+        outputs = self.denoiser(x_rows, sigma_rows, crossattn, vector=vector, concat=concat,
+                                control=control)
         if self.hooks is not None:
             outputs = self.hooks.after_unet(self, outputs)
 

@@ -56,10 +56,14 @@ def _transformer_depth(state_dict: StateDict, block_prefix: str) -> int:
     return len(_indices(state_dict, f"{block_prefix}transformer_blocks."))
 
 
-def _detect_unet(state_dict: StateDict, family: str) -> UNetConfig:
-    p = UNET_PREFIX
+def detect_unet_config(state_dict: StateDict, family: str, *,
+                       prefix: str = UNET_PREFIX) -> UNetConfig:
+    """The UNet's sizes from the keys under `prefix` (a ControlNet's encoder copy, which has no
+    output blocks, is read the same way with prefix "")."""
+    p = prefix
     model_channels, in_channels = _shape(state_dict, f"{p}input_blocks.0.0.weight")[:2]
-    out_channels = _shape(state_dict, f"{p}out.2.weight")[0]
+    out_key = f"{p}out.2.weight"
+    out_channels = _shape(state_dict, out_key)[0] if out_key in state_dict else 4
 
     # input_blocks 1.. are, per level: num_res_blocks x [ResBlock, (SpatialTransformer)], then a
     # Downsample (`op`) block except after the last level
@@ -237,7 +241,7 @@ def detect_model_config(state_dict: StateDict, *, v_prediction: bool | None = No
     if not _has_prefix(state_dict, f"{VAE_PREFIX}encoder."):
         raise DetectionError(f"checkpoint has no VAE keys ({VAE_PREFIX}encoder.*)")
     family = _detect_family(state_dict)
-    unet = _detect_unet(state_dict, family)
+    unet = detect_unet_config(state_dict, family)
     variant = VARIANT_BY_UNET_IN_CHANNELS.get(unet.in_channels)
     if variant is None:
         raise DetectionError(f"unsupported UNet input channel count {unet.in_channels}")

@@ -215,6 +215,7 @@ def sample(
     extra_noise: float = 0.0,
     extra_noise_hook: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     | None = None,
+    control: Any = None,
 ) -> SamplingResult:
     """Denoise one batch and return the final latent (x0, not yet scaled for the VAE).
 
@@ -229,7 +230,8 @@ def sample(
     with each image's noise stream where the first call left it.
     img2img with `extra_noise` > 0 adds the start noise once more, times it, to the noised start
     (A1111's "Extra noise multiplier"); `extra_noise_hook(noise, init_latent, start)` may give
-    other noise for that.
+    other noise for that. `control` (a ControlNetPatch) adds ControlNet residuals to every UNet
+    call, within its units' step windows.
     """
     sampler = find_sampler(sampler_name)
     if sampler is None:
@@ -283,6 +285,7 @@ def sample(
         original_latent=init_latent if inpaint_mask is not None else None)
     cfg_denoiser.cfg_scale_multiplier = sampler.cfg_scale_multiplier
     cfg_denoiser.hooks = denoiser_hooks
+    cfg_denoiser.control = control
     if s_min_uncond > 0:
         params["NGMS"] = s_min_uncond
 
@@ -300,6 +303,7 @@ def sample(
     cfg_denoiser.total_steps = total_steps
 
     def on_step(info: dict[str, Any]) -> None:
+        cfg_denoiser.sampling_step = int(info["i"]) + 1
         if callback is not None:
             callback(int(info["i"]), total_steps, info["denoised"])
 

@@ -11,6 +11,8 @@ import os
 import re
 from collections.abc import Callable, Mapping
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -118,12 +120,16 @@ class StableDiffusionModel(nn.Module):
 
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, crossattn: torch.Tensor,
                     vector: torch.Tensor | None = None,
-                    concat: torch.Tensor | None = None) -> torch.Tensor:
+                    concat: torch.Tensor | None = None, control: Any = None) -> torch.Tensor:
         """UNet output for latents x at timesteps t. `concat` (inpainting mask + masked latent, or
-        the instruct-pix2pix image latent) is joined to x on the channel axis first."""
+        the instruct-pix2pix image latent) is joined to x on the channel axis first. `control`
+        (a job's ControlNetPatch) adds its residuals to the UNet's skips."""
+        residuals = None
+        if control is not None:
+            residuals = control(self.config.unet, x, t, crossattn, vector)
         if concat is not None:
             x = torch.cat([x, concat.to(x)], dim=1)
-        return self.model.diffusion_model(x, t, crossattn, y=vector)
+        return self.model.diffusion_model(x, t, crossattn, y=vector, control=residuals)
 
     def encode_first_stage(self, images: torch.Tensor,
                            generator: torch.Generator | None = None) -> torch.Tensor:

@@ -233,14 +233,16 @@ def output_depths(config: UNetConfig) -> tuple[int, ...]:
     return tuple(depth for depth in per_level for _ in range(config.num_res_blocks + 1))
 
 
-def _restore_channels_last(module: nn.Module, incompatible_keys: object) -> None:
+def restore_channels_last(module: nn.Module, incompatible_keys: object) -> None:
     """load_state_dict post-hook: assigned tensors arrive NCHW-contiguous; convert conv weights
     back (a no-op for tensors already channels-last)."""
     module.to(memory_format=torch.channels_last)
 
 
-class UNetModel(nn.Module):
-    """LDM UNet. `forward(x, timesteps, context, y=None)` predicts eps (or v) for latents x."""
+class UNetEncoder(nn.Module):
+    """The half of the UNet a ControlNet copies: `time_embed`, `label_emb` (SDXL),
+    `input_blocks` and `middle_block`, with the original names. `skip_channels` are the widths of
+    the input blocks' outputs (the skips, and a ControlNet's residuals)."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
@@ -250,15 +252,6 @@ class UNetModel(nn.Module):
         levels = len(config.channel_mult)
         if len(config.transformer_depth) != levels:
             raise ValueError("transformer_depth needs one entry per channel_mult level")
-        depths_out = output_depths(config)
-        if len(depths_out) != levels * (config.num_res_blocks + 1):
-            raise ValueError("transformer_depth_output needs one entry per output block")
-
-        def transformer(channels: int, depth: int) -> SpatialTransformer:
-            heads, dim_head = heads_for(channels, config)
-            return SpatialTransformer(
-                channels, heads, dim_head, depth, config.context_dim, config.use_linear_in_transformer
-            )
 
         self.time_embed = nn.Sequential(
             nn.Linear(mc, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
@@ -275,25 +268,54 @@ class UNetModel(nn.Module):
         self.input_blocks = nn.ModuleList(
             [TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))]
         )
-        skip_channels = [mc]
+        self.skip_channels = [mc]
         ch = mc
         for level, mult in enumerate(config.channel_mult):
             for _ in range(config.num_res_blocks):
                 layers: list[nn.Module] = [ResBlock(ch, time_embed_dim, mult * mc)]
                 ch = mult * mc
                 if config.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, config.transformer_depth[level]))
+                    layers.append(self.transformer(ch, config.transformer_depth[level]))
                 self.input_blocks.append(TimestepEmbedSequential(*layers))
-                skip_channels.append(ch)
+                self.skip_channels.append(ch)
             if level != levels - 1:
                 self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
-                skip_channels.append(ch)
+                self.skip_channels.append(ch)
 
         middle: list[nn.Module] = [ResBlock(ch, time_embed_dim, ch)]
         if config.transformer_depth_middle > 0:
-            middle.append(transformer(ch, config.transformer_depth_middle))
+            middle.append(self.transformer(ch, config.transformer_depth_middle))
         middle.append(ResBlock(ch, time_embed_dim, ch))
         self.middle_block = TimestepEmbedSequential(*middle)
+        self.middle_channels = ch
+
+    def transformer(self, channels: int, depth: int) -> SpatialTransformer:
+        heads, dim_head = heads_for(channels, self.config)
+        return SpatialTransformer(channels, heads, dim_head, depth, self.config.context_dim,
+                                  self.config.use_linear_in_transformer)
+
+    def embed(self, timesteps: Tensor, y: Tensor | None, dtype: torch.dtype) -> Tensor:
+        """SiLU of the time (+ SDXL label) embedding, which every ResBlock takes."""
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
+        if self.config.adm_in_channels is not None:
+            if y is None:
+                raise ValueError("this UNet needs the SDXL vector y (adm_in_channels is set)")
+            emb = emb + self.label_emb(y.to(dtype))
+        return F.silu(emb)
+
+
+class UNetModel(UNetEncoder):
+    """LDM UNet. `forward(x, timesteps, context, y=None)` predicts eps (or v) for latents x."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__(config)
+        mc = config.model_channels
+        time_embed_dim = mc * 4
+        depths_out = output_depths(config)
+        if len(depths_out) != len(config.channel_mult) * (config.num_res_blocks + 1):
+            raise ValueError("transformer_depth_output needs one entry per output block")
+        skip_channels = list(self.skip_channels)
+        ch = self.middle_channels
 
         self.output_blocks = nn.ModuleList()
         block_index = 0
@@ -302,7 +324,7 @@ class UNetModel(nn.Module):
                 layers = [ResBlock(ch + skip_channels.pop(), time_embed_dim, mc * mult)]
                 ch = mc * mult
                 if depths_out[block_index] > 0:
-                    layers.append(transformer(ch, depths_out[block_index]))
+                    layers.append(self.transformer(ch, depths_out[block_index]))
                 if level and i == config.num_res_blocks:
                     layers.append(Upsample(ch))
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
@@ -313,7 +335,7 @@ class UNetModel(nn.Module):
         # transformers then see tokens as free views. load_state_dict(copy) and .to(dtype/device)
         # keep the layout; the hook restores it after load_state_dict(assign=True) of plain tensors.
         self.to(memory_format=torch.channels_last)
-        self.register_load_state_dict_post_hook(_restore_channels_last)
+        self.register_load_state_dict_post_hook(restore_channels_last)
 
     def forward(
         self,
@@ -328,12 +350,7 @@ class UNetModel(nn.Module):
         residuals as the LDM ControlNet returns them (one per input block, then the middle block),
         added to the middle output and to the skips. Returns [B, out_channels, H, W]."""
         dtype = self.input_blocks[0][0].weight.dtype
-        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
-        if self.config.adm_in_channels is not None:
-            if y is None:
-                raise ValueError("this UNet needs the SDXL vector y (adm_in_channels is set)")
-            emb = emb + self.label_emb(y.to(dtype))
-        silu_emb = F.silu(emb)
+        silu_emb = self.embed(timesteps, y, dtype)
         context = context.to(dtype)
         residuals = list(control) if control is not None else None
 

@@ -224,7 +224,8 @@ class PipelineRun:
             uni_pc_lower_order_final=opts.get("uni_pc_lower_order_final"),
             always_discard_next_to_last_sigma=opts.get("always_discard_next_to_last_sigma"),
             callback=callback or self.progress.on_sampler_step, seeds=rng.seeds,
-            denoiser_hooks=script_hooks.denoiser_hooks(self.ctx, self.params), **engine_kwargs)
+            denoiser_hooks=script_hooks.denoiser_hooks(self.ctx, self.params),
+            control=getattr(params, "control_patch", None), **engine_kwargs)
         for key, value in result.extra_generation_params.items():
             self.extra_params.setdefault(key, value)
         return result

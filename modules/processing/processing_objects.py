@@ -48,6 +48,9 @@ class StableDiffusionProcessing:
         #: img2img: start_noise(run, batch, init_latent) → the batch's initial noise instead of
         #: the seeds' (a script that finds the noise of the image sets it)
         self.start_noise = None
+        #: ours: a ControlNetPatch (modules.engine.controlnet) every sampling of this job applies
+        #: to the UNet, set by the ControlNet script's process hook; None: no ControlNet
+        self.control_patch = None
         self.scripts = None                     # the tab's ScriptRunner
         self.processing_context = None          # set when the job runs it
         self.user = None

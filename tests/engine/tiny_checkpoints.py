@@ -6,6 +6,7 @@ tokenizer's ids index them.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -172,4 +173,33 @@ def write_tiny_vae(path: str | Path, seed: int = 0) -> Path:
     state["loss.logvar"] = torch.zeros(())
     path = Path(path)
     save_file(state, str(path))
+    return path
+
+
+def tiny_controlnet_state(kind: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights of a ControlNet fitting the tiny checkpoint of `kind` (original key names,
+    without `control_model.`). The zero convs get noise too, so the residuals are not zero."""
+    from modules.engine.controlnet import ControlNetConfig, ControlNetModel
+
+    config = tiny_model_config(kind)
+    family = {"sd1": "sd1", "sd1_inpaint": "sd1", "sd2_v": "sd2", "sdxl": "sdxl"}[kind]
+    unet = dataclasses.replace(config.unet, in_channels=4)
+    model = _build_seeded(lambda: ControlNetModel(ControlNetConfig(unet=unet, family=family)),
+                          seed)
+    return _randomised_state_dict(model, seed, torch.float32)
+
+
+def write_tiny_controlnet(path: str | Path, kind: str = "sd1", *, seed: int = 0,
+                          prefixed: bool | None = None) -> Path:
+    """A tiny ControlNet file: `.pth` with the `control_model.` prefix (ControlNet 1.1's
+    convention; a pickle read with weights_only), `.safetensors` without it (the extracted
+    files'), unless `prefixed` says otherwise."""
+    path = Path(path)
+    state = tiny_controlnet_state(kind, seed)
+    if prefixed if prefixed is not None else path.suffix != ".safetensors":
+        state = {f"control_model.{key}": value for key, value in state.items()}
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
     return path
