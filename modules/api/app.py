@@ -15,6 +15,7 @@ from modules.api.auth import BasicAuthMiddleware, RoutePredicate, api_routes_of,
     parse_credentials
 from modules.api.errors import install_error_handlers
 from modules.api.request_size import MB, RequestSizeLimitMiddleware
+from modules.api.routes_controlnet import controlnet_router
 from modules.api.routes_generation import Txt2ImgRunner, generation_router
 from modules.api.routes_img2img import img2img_router
 from modules.api.routes_info import info_router
@@ -102,6 +103,8 @@ def register_api_routes(app: FastAPI, ctx: "AppContext", *,
     app.include_router(jobs_router(ctx, txt2img_runner=txt2img_runner))
     app.include_router(models_router(ctx))
     app.include_router(merge_router(ctx))
+    if ctx.controlnet is not None:
+        app.include_router(controlnet_router(ctx))
     app.include_router(postprocessing_router(ctx))
     app.include_router(training_router(ctx))
     if server_stop_enabled(ctx):

@@ -35,6 +35,8 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
     add("--embeddings-dir", type=str, default=None, help="textual inversion embeddings directory")
     add("--lora-dir", type=str, default=None, help="directory with Lora networks")
     add("--hypernetwork-dir", type=str, default=None, help="hypernetwork directory")
+    add("--controlnet-dir", type=str, default=None,
+        help="extra directory with ControlNet models (models/ControlNet is always scanned)")
     add("--ui-settings-file", type=str, default=None, help="settings file (default config.json)")
     add("--ui-config-file", type=str, default=None, help="UI defaults file (default ui-config.json)")
     add("--styles-file", type=str, action="append", default=[],

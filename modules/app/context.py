@@ -25,6 +25,7 @@ from modules.scripting.host import ScriptHost, find_extensions, load_script_host
 from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
+from modules.controlnet import ControlNetService
 from modules.merger.service import CheckpointMerger, MergedCheckpoint, MergeInterrupted
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class AppContext:
     upscalers: UpscalerRegistry = field(default_factory=UpscalerRegistry)
     scripts: ScriptHost = field(default_factory=lambda: ScriptHost(CallbackRegistry()))
     merger: CheckpointMerger | None = None
+    controlnet: ControlNetService | None = None
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
@@ -176,6 +178,10 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                          limits=limits,
                          memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))
     context.merger = build_merger(args, paths, checkpoints, vaes)
+    context.controlnet = ControlNetService.for_folders(
+        [paths.controlnet_dir, *([paths.extra_controlnet_dir] if paths.extra_controlnet_dir
+                                 else [])],
+        allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)))
     context.scripts = load_app_scripts(context)
     manager.on_loaded = lambda model: context.scripts.callbacks.run("model_loaded", model)
     return context

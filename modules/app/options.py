@@ -182,6 +182,13 @@ class Options:
     def get_default(self, key: str) -> Any:
         return self._definitions[key].default
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """A1111's `opts.data`: the stored values (config.json and what was set since), which
+        extensions read with `opts.data.get(key, default)`. Settings left at their default are
+        not in it, as in A1111."""
+        return self._values
+
     def __getattr__(self, name: str) -> Any:
         # only called for names that are not real attributes: `opts.samples_format`
         if name.startswith("_"):

@@ -26,6 +26,7 @@ class Paths:
     embeddings_dir: Path            # --embeddings-dir or <data>/embeddings
     hypernetwork_dir: Path          # --hypernetwork-dir or <models>/hypernetworks
     controlnet_dir: Path            # <models>/ControlNet
+    extra_controlnet_dir: Path | None   # --controlnet-dir (scanned in addition)
     esrgan_dir: Path                # <models>/ESRGAN
     extensions_dir: Path            # <data>/extensions
     builtin_extensions_dir: Path    # <root>/extensions-builtin
@@ -58,6 +59,7 @@ class Paths:
             embeddings_dir=flag("embeddings_dir") or data_dir / "embeddings",
             hypernetwork_dir=flag("hypernetwork_dir") or models_dir / "hypernetworks",
             controlnet_dir=models_dir / "ControlNet",
+            extra_controlnet_dir=flag("controlnet_dir"),
             esrgan_dir=models_dir / "ESRGAN",
             extensions_dir=data_dir / "extensions",
             builtin_extensions_dir=root / "extensions-builtin",

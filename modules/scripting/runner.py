@@ -36,6 +36,12 @@ class ScriptRunFailed(RuntimeError):
         self.bad_input = bad_input
 
 
+class ScriptArgsError(ValueError):
+    """Raised by an always-on script whose arguments cannot be used (a ControlNet unit naming an
+    unknown model): unlike other always-on failures, which are reported and skipped as in
+    A1111, it stops the job, and the API answers 422 with the message."""
+
+
 def _default_value(control: Any) -> Any:
     return getattr(control, "value", None)
 
@@ -172,6 +178,9 @@ class ScriptRunner:
             try:
                 getattr(script, hook)(p, *leading, *args[script.args_from:script.args_to],
                                       **kwargs)
+            except ScriptArgsError as error:
+                raise ScriptRunFailed(f"Script '{script.title()}': {error}",
+                                      bad_input=True) from error
             except Exception as error:  # noqa: BLE001 - one script must not break the job
                 message = (f"Script '{script.title()}' failed in {hook}(): "
                            f"{type(error).__name__}: {error}")

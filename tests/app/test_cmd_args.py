@@ -19,7 +19,7 @@ def test_defaults_match_a1111():
 def test_known_flags_parse_and_unknown_extension_flags_are_returned():
     ns, unknown = parse_args([
         "--api", "--nowebui", "--port", "7861", "--listen", "--use-cpu", "sd", "interrogate",
-        "--styles-file", "a.csv", "--styles-file", "b.csv", "--controlnet-dir", "/x",
+        "--styles-file", "a.csv", "--styles-file", "b.csv", "--lyco-dir", "/x",
         "--precision", "full", "--no-half", "--medvram-sdxl", "--xformers", "--share",
         "--cors-allow-origins", "http://a,http://b", "--some-ext-switch"])
     assert ns.api and ns.nowebui and ns.listen and ns.no_half and ns.medvram_sdxl and ns.share
@@ -28,7 +28,7 @@ def test_known_flags_parse_and_unknown_extension_flags_are_returned():
     assert ns.styles_file == ["a.csv", "b.csv"]
     assert ns.precision == "full"
     assert ns.cors_allow_origins == "http://a,http://b"
-    assert unknown == ["--controlnet-dir", "/x", "--some-ext-switch"]
+    assert unknown == ["--lyco-dir", "/x", "--some-ext-switch"]
 
 
 def test_abbreviations_are_not_guessed():

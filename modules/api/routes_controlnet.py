@@ -1,0 +1,97 @@
+"""sd-webui-controlnet's routes: /controlnet/version, /model_list, /module_list, /control_types,
+/settings and /detect, with its field names and answers, so its clients work unchanged."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import APIRouter, Body, HTTPException
+from PIL import Image
+
+from modules.controlnet import API_VERSION
+from modules.controlnet.models import control_type_of
+from modules.controlnet.units import ControlNetUnit, UnitError, to_image
+from modules.controlnet.apply import detect
+from modules.processing.images import encode_image_to_base64
+
+if TYPE_CHECKING:
+    from modules.app.context import AppContext
+
+
+def controlnet_router(ctx: "AppContext") -> APIRouter:
+    router = APIRouter(prefix="/controlnet", tags=["controlnet"])
+    service = ctx.controlnet
+
+    @router.get("/version")
+    def version() -> dict[str, int]:
+        return {"version": API_VERSION}
+
+    @router.get("/model_list")
+    def model_list(update: bool = True) -> dict[str, list[str]]:
+        """Every ControlNet in models/ControlNet ("stem [hash]"); `update` re-scans first."""
+        if update:
+            service.models.refresh()
+        return {"model_list": service.models.names()}
+
+    @router.get("/module_list")
+    def module_list(alias_names: bool = False) -> dict[str, Any]:
+        names = service.preprocessors.names()
+        return {"module_list": names,
+                "module_detail": {name: service.preprocessors.get(name).detail()
+                                  for name in names}}
+
+    @router.get("/control_types")
+    def control_types() -> dict[str, Any]:
+        models = service.models.names()
+        types = {}
+        for control_type in service.preprocessors.control_types():
+            modules = service.preprocessors.for_control_type(control_type)
+            fitting = [name for name in models
+                       if control_type == "All" or control_type_of(name) == control_type]
+            types[control_type] = {
+                "module_list": modules, "model_list": ["None", *fitting],
+                "default_option": modules[1] if control_type != "All" and len(modules) > 1
+                else modules[0],
+                "default_model": fitting[0] if control_type != "All" and fitting else "None"}
+        return {"control_types": types}
+
+    @router.get("/settings")
+    def settings() -> dict[str, int]:
+        return {"control_net_unit_count": service.unit_count}
+
+    @router.post("/detect")
+    def detect_route(
+        controlnet_module: str = Body("none"),
+        controlnet_input_images: list[str] = Body([]),
+        controlnet_images: list[str] = Body([], description="the same, as some clients name it"),
+        controlnet_processor_res: float = Body(-1),
+        controlnet_threshold_a: float = Body(-1),
+        controlnet_threshold_b: float = Body(-1),
+        controlnet_masks: list[str] = Body([]),
+        low_vram: bool = Body(False),
+    ) -> dict[str, Any]:
+        """Run a preprocessor on images: the detected maps as base64 PNGs."""
+        preprocessor = service.preprocessors.get(controlnet_module)
+        if preprocessor is None:
+            raise HTTPException(422, f"Module not available: {controlnet_module!r}; available: "
+                                     f"{', '.join(service.preprocessors.names())}")
+        inputs = controlnet_input_images or controlnet_images
+        if not inputs:
+            raise HTTPException(422, "No image selected")
+        unit = ControlNetUnit(module=preprocessor.name, processor_res=controlnet_processor_res,
+                              threshold_a=controlnet_threshold_a,
+                              threshold_b=controlnet_threshold_b)
+        images, messages = [], []
+        for encoded in inputs:
+            try:
+                image = to_image(encoded, "image")
+            except UnitError as error:
+                raise HTTPException(422, str(error)) from error
+            result = detect(unit, image, service.preprocessors, width=image.width,
+                            height=image.height)
+            images.append(encode_image_to_base64(Image.fromarray(np.asarray(result.image))))
+            if result.message:
+                messages.append(result.message)
+        return {"images": images, "info": "; ".join(messages) or "Success"}
+
+    return router

@@ -1,0 +1,30 @@
+"""ControlNet, built in: the model list (`models.py`), preprocessors (`preprocessors.py`), units
+as clients send them (`units.py`), units → the job's UNet patch (`apply.py`) and the
+`/controlnet/*` routes (`modules/api/routes_controlnet.py`). The always-on script that reads the
+units is `scripts/controlnet.py`; the network and the patch are `modules/engine/controlnet.py`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from modules.controlnet.models import ControlNetRegistry
+from modules.controlnet.preprocessors import PreprocessorRegistry
+
+#: sd-webui-controlnet's API version this build answers to (GET /controlnet/version)
+API_VERSION = 2
+DEFAULT_UNIT_COUNT = 3
+
+
+@dataclass
+class ControlNetService:
+    models: ControlNetRegistry
+    preprocessors: PreprocessorRegistry = field(default_factory=PreprocessorRegistry)
+    unit_count: int = DEFAULT_UNIT_COUNT
+
+    @classmethod
+    def for_folders(cls, folders: Iterable[Path], *, allow_unsafe_pickle: bool = False,
+                    unit_count: int = DEFAULT_UNIT_COUNT) -> "ControlNetService":
+        registry = ControlNetRegistry(folders, allow_unsafe_pickle=allow_unsafe_pickle)
+        registry.refresh()
+        return cls(registry, unit_count=unit_count)

@@ -1,0 +1,120 @@
+"""The ControlNet model list: files in models/ControlNet (and --controlnet-dir), named as
+sd-webui-controlnet names them ("control_v11p_sd15_canny [d14c016b]": the file's stem and its
+legacy 8-hex hash), each with the control type its name says, and the loaded networks kept for
+the next job. A file that cannot be loaded is reported with the reason, never a crash."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from modules.engine.checkpoint_io import CheckpointLoadError, legacy_model_hash
+from modules.engine.controlnet import ControlNetModel, load_controlnet
+
+log = logging.getLogger(__name__)
+
+CONTROLNET_EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+#: control types guessed from a file name, first match wins (sd-webui-controlnet's filters)
+CONTROL_TYPE_PATTERNS = (
+    ("OpenPose", r"openpose|pose"), ("Depth", r"depth|zoe|midas"), ("Canny", r"canny"),
+    ("Lineart", r"lineart"), ("Scribble", r"scribble|sketch"), ("SoftEdge", r"softedge|hed|pidi"),
+    ("Segmentation", r"\bseg|_seg"), ("Normal", r"normal"), ("MLSD", r"mlsd"),
+    ("Tile", r"tile"), ("Inpaint", r"inpaint"), ("Shuffle", r"shuffle"), ("IP2P", r"ip2p"),
+    ("Threshold", r"threshold|silhouette|mask"),
+)
+LOADED_LIMIT = 2      # networks kept in memory between jobs
+
+
+def control_type_of(name: str) -> str:
+    lowered = name.lower()
+    return next((label for label, pattern in CONTROL_TYPE_PATTERNS
+                 if re.search(pattern, lowered)), "All")
+
+
+@dataclass
+class ControlNetFile:
+    path: Path
+    name: str                   # "stem [hash8]", the API's model name
+    control_type: str
+    problem: str | None = None  # why it cannot be loaded, once tried
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+class ControlNetRegistry:
+    def __init__(self, folders: Iterable[Path], *, allow_unsafe_pickle: bool = False,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.folders = [Path(folder) for folder in folders]
+        self.allow_unsafe_pickle = allow_unsafe_pickle
+        self.device, self.dtype = torch.device(device), dtype
+        self._lock = threading.RLock()
+        self._files: list[ControlNetFile] = []
+        self._loaded: OrderedDict[Path, ControlNetModel] = OrderedDict()
+
+    def refresh(self) -> None:
+        found: dict[Path, ControlNetFile] = {}
+        for folder in self.folders:
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.rglob("*"), key=lambda p: p.name.lower()):
+                if path.suffix.lower() in CONTROLNET_EXTENSIONS and path.is_file():
+                    name = f"{path.stem} [{legacy_model_hash(path)}]"
+                    found.setdefault(path.resolve(), ControlNetFile(path, name,
+                                                                    control_type_of(path.stem)))
+        with self._lock:
+            known = {f.path.resolve(): f.problem for f in self._files}
+            for resolved, item in found.items():
+                item.problem = known.get(resolved)
+            self._files = list(found.values())
+
+    def files(self) -> list[ControlNetFile]:
+        with self._lock:
+            return list(self._files)
+
+    def names(self) -> list[str]:
+        """The API's model_list: every file, loadable or not (the UI marks the others)."""
+        return [item.name for item in self.files()]
+
+    def find(self, name: str | None) -> ControlNetFile | None:
+        """By "stem [hash]", stem, or file name (what clients send)."""
+        if not name or name == "None":
+            return None
+        wanted = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", name)
+        for item in self.files():
+            if name in (item.name, item.path.name) or wanted == item.stem:
+                return item
+        return None
+
+    def load(self, item: ControlNetFile) -> ControlNetModel:
+        """The network (cached); CheckpointLoadError for a file that cannot be loaded, which is
+        remembered on the item so lists can say so."""
+        key = item.path.resolve()
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+        try:
+            model = load_controlnet(item.path, allow_unsafe_pickle=self.allow_unsafe_pickle,
+                                    device=self.device, dtype=self.dtype)
+        except CheckpointLoadError as error:
+            item.problem = error.reason
+            log.warning("ControlNet %s cannot be loaded: %s", item.path, error.reason)
+            raise
+        item.problem = None
+        with self._lock:
+            self._loaded[key] = model
+            while len(self._loaded) > LOADED_LIMIT:
+                self._loaded.popitem(last=False)
+        return model
+
+    def unload(self) -> None:
+        with self._lock:
+            self._loaded.clear()

@@ -1,0 +1,164 @@
+"""ControlNet preprocessors ("modules" in sd-webui-controlnet's API): an input photo → the control
+map a ControlNet was trained on. Names, sliders and defaults are sd-webui-controlnet's, so clients
+send the same `module`, `processor_res`, `threshold_a` / `threshold_b`.
+
+The image is first brought to `processor_res` on its short side (cubic when enlarging, area when
+shrinking, as the extension does), the detector runs there, and the caller resizes the map to the
+generation size with the unit's resize mode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cv2
+import numpy as np
+
+
+class PreprocessorError(ValueError):
+    """The input cannot be preprocessed (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Slider:
+    name: str
+    value: float
+    minimum: float
+    maximum: float
+    step: float = 1.0
+
+
+RESOLUTION = Slider("Preprocessor Resolution", 512, 64, 2048, 8)
+
+
+@dataclass(frozen=True)
+class DetectedMap:
+    image: np.ndarray                   # H x W x 3 uint8
+    message: str | None = None          # e.g. "no person found"
+    pose: dict | None = None            # OpenPose JSON, for pose detectors
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    name: str
+    control_types: tuple[str, ...]      # the "Control Type" filters it belongs to
+    run: Callable[[np.ndarray, int, float, float], DetectedMap]
+    sliders: tuple[Slider | None, ...] = (RESOLUTION, None, None)   # resolution, a, b
+    #: whether the ControlNet input is the photo itself ("none", "invert" …): no resolution
+    model_free: bool = False
+    aliases: tuple[str, ...] = field(default=())
+
+    def defaults(self, processor_res: float, threshold_a: float,
+                 threshold_b: float) -> tuple[int, float, float]:
+        """sd-webui-controlnet's bound check: a value outside a slider's range (-1 for "default")
+        becomes the slider's default."""
+        values = []
+        for slider, value in zip(self.sliders, (processor_res, threshold_a, threshold_b)):
+            if slider is None:
+                values.append(value)
+            elif value < slider.minimum or value > slider.maximum:
+                values.append(slider.value)
+            else:
+                values.append(value)
+        return int(values[0]), float(values[1]), float(values[2])
+
+    def __call__(self, image: np.ndarray, processor_res: float = -1, threshold_a: float = -1,
+                 threshold_b: float = -1) -> DetectedMap:
+        resolution, a, b = self.defaults(processor_res, threshold_a, threshold_b)
+        return self.run(rgb_uint8(image), resolution, a, b)
+
+    def detail(self) -> dict:
+        """The `module_detail` entry of GET /controlnet/module_list."""
+        return {"model_free": self.model_free,
+                "sliders": [{"name": s.name, "value": s.value, "min": s.minimum,
+                             "max": s.maximum, "step": s.step}
+                            for s in self.sliders if s is not None]}
+
+
+def rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 from grey, RGB or RGBA input."""
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def resize_short_side(image: np.ndarray, resolution: int) -> np.ndarray:
+    """The image scaled so its short side is `resolution` (cubic up, area down)."""
+    height, width = image.shape[:2]
+    scale = resolution / min(height, width)
+    if scale == 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+
+
+def _as_map(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _none(image: np.ndarray, resolution: int, a: float, b: float) -> DetectedMap:
+    return DetectedMap(image)
+
+
+def _invert(image: np.ndarray, resolution: int, a: float, b: float) -> DetectedMap:
+    """White background and black lines → the black background, white lines ControlNets see."""
+    return DetectedMap(255 - image)
+
+
+def _canny(image: np.ndarray, resolution: int, low: float, high: float) -> DetectedMap:
+    edges = cv2.Canny(resize_short_side(image, resolution), int(low), int(high))
+    return DetectedMap(_as_map(edges))
+
+
+def _threshold(image: np.ndarray, resolution: int, level: float, b: float) -> DetectedMap:
+    gray = cv2.cvtColor(resize_short_side(image, resolution), cv2.COLOR_RGB2GRAY)
+    return DetectedMap(_as_map(np.where(gray > level, 255, 0).astype(np.uint8)))
+
+
+def _scribble_xdog(image: np.ndarray, resolution: int, threshold: float, b: float) -> DetectedMap:
+    """Difference of Gaussians, thresholded: scribble-like lines without a model."""
+    resized = resize_short_side(image, resolution).astype(np.float32)
+    difference = cv2.GaussianBlur(resized, (0, 0), 0.5) - cv2.GaussianBlur(resized, (0, 0), 5.0)
+    lines = np.min(difference, axis=2)
+    return DetectedMap(_as_map(np.where(lines < -threshold, 255, 0).astype(np.uint8)))
+
+
+_MODEL_FREE = (None, None, None)
+PREPROCESSORS: tuple[Preprocessor, ...] = (
+    Preprocessor("none", ("All",), _none, _MODEL_FREE, model_free=True),
+    Preprocessor("invert (from white bg & black line)", ("All", "Canny", "Lineart", "Scribble"),
+                 _invert, _MODEL_FREE, model_free=True, aliases=("invert",)),
+    Preprocessor("canny", ("All", "Canny"), _canny,
+                 (RESOLUTION, Slider("Canny Low Threshold", 100, 1, 255),
+                  Slider("Canny High Threshold", 200, 1, 255))),
+    Preprocessor("threshold", ("All", "Threshold"), _threshold,
+                 (RESOLUTION, Slider("Binarization Threshold", 127, 0, 255), None)),
+    Preprocessor("scribble_xdog", ("All", "Scribble"), _scribble_xdog,
+                 (RESOLUTION, Slider("XDoG Threshold", 32, 1, 64), None)),
+)
+
+
+class PreprocessorRegistry:
+    """The preprocessors by name or alias."""
+
+    def __init__(self, preprocessors: tuple[Preprocessor, ...] = PREPROCESSORS) -> None:
+        self._items = list(preprocessors)
+        self._by_name = {name: item for item in self._items
+                         for name in (item.name, *item.aliases)}
+
+    def names(self) -> list[str]:
+        return [item.name for item in self._items]
+
+    def get(self, name: str | None) -> Preprocessor | None:
+        return self._by_name.get(name or "none")
+
+    def control_types(self) -> list[str]:
+        return list(dict.fromkeys(tag for item in self._items for tag in item.control_types))
+
+    def for_control_type(self, control_type: str) -> list[str]:
+        return [item.name for item in self._items
+                if control_type == "All" or control_type in item.control_types]
