@@ -12,6 +12,7 @@ from modules.controlnet import API_VERSION
 from modules.controlnet.models import control_type_of
 from modules.controlnet.units import ControlNetUnit, UnitError, to_image
 from modules.controlnet.apply import detect
+from modules.controlnet.pose import draw_pose, pose_from_json
 from modules.processing.images import encode_image_to_base64
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def controlnet_router(ctx: "AppContext") -> APIRouter:
         unit = ControlNetUnit(module=preprocessor.name, processor_res=controlnet_processor_res,
                               threshold_a=controlnet_threshold_a,
                               threshold_b=controlnet_threshold_b)
-        images, messages = [], []
+        images, messages, poses = [], [], []
         for encoded in inputs:
             try:
                 image = to_image(encoded, "image")
@@ -92,6 +93,23 @@ def controlnet_router(ctx: "AppContext") -> APIRouter:
             images.append(encode_image_to_base64(Image.fromarray(np.asarray(result.image))))
             if result.message:
                 messages.append(result.message)
-        return {"images": images, "info": "; ".join(messages) or "Success"}
+            if result.pose is not None:
+                poses.append(result.pose)
+        answer: dict[str, Any] = {"images": images, "info": "; ".join(messages) or "Success"}
+        if poses:
+            answer["poses"] = poses
+        return answer
+
+    @router.post("/render_openpose_json")
+    def render_openpose_json(pose_data: list[dict[str, Any]] = Body([])) -> dict[str, Any]:
+        """OpenPose JSON (as /detect returns it, maybe edited) → pose maps to use as a unit's
+        image with module "none": a pose without a photo."""
+        if not pose_data:
+            return {"info": "No pose data detected."}
+        images = []
+        for data in pose_data:
+            pose, width, height = pose_from_json(data)
+            images.append(encode_image_to_base64(Image.fromarray(draw_pose(pose, width, height))))
+        return {"images": images, "info": "Success"}
 
     return router

@@ -127,6 +127,18 @@ def _scribble_xdog(image: np.ndarray, resolution: int, threshold: float, b: floa
     return DetectedMap(_as_map(np.where(lines < -threshold, 255, 0).astype(np.uint8)))
 
 
+def _openpose(hands: bool) -> Callable[[np.ndarray, int, float, float], DetectedMap]:
+    def run(image: np.ndarray, resolution: int, a: float, b: float) -> DetectedMap:
+        from modules.controlnet.pose import NO_PERSON, detect_pose, draw_pose, pose_json
+
+        resized = resize_short_side(image, resolution)
+        height, width = resized.shape[:2]
+        pose = detect_pose(resized, hands=hands)
+        return DetectedMap(draw_pose(pose, width, height), None if pose else NO_PERSON,
+                           pose_json(pose, width, height))
+    return run
+
+
 _MODEL_FREE = (None, None, None)
 PREPROCESSORS: tuple[Preprocessor, ...] = (
     Preprocessor("none", ("All",), _none, _MODEL_FREE, model_free=True),
@@ -139,6 +151,8 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
                  (RESOLUTION, Slider("Binarization Threshold", 127, 0, 255), None)),
     Preprocessor("scribble_xdog", ("All", "Scribble"), _scribble_xdog,
                  (RESOLUTION, Slider("XDoG Threshold", 32, 1, 64), None)),
+    Preprocessor("openpose", ("All", "OpenPose"), _openpose(hands=False)),
+    Preprocessor("openpose_hand", ("All", "OpenPose"), _openpose(hands=True)),
 )
 
 

@@ -1,0 +1,66 @@
+"""openpose from mediapipe's bundled pose model on real photographs (scikit-image's wheel): the
+skeleton lies on the person, an image without one gives an empty map and a message, and the
+OpenPose JSON round-trips into the same map."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import skimage
+from PIL import Image
+
+from modules.controlnet.pose import BODY_NAMES, draw_pose, pose_from_json
+from modules.controlnet.preprocessors import PreprocessorRegistry
+
+DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
+
+
+def photo(name: str) -> np.ndarray:
+    return np.asarray(Image.open(os.path.join(DATA, name)).convert("RGB"))
+
+
+def person_mask(image: np.ndarray) -> np.ndarray:
+    """mediapipe's bundled selfie segmentation: an independent model's idea of the person."""
+    import mediapipe as mp
+
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as segmenter:
+        return segmenter.process(image).segmentation_mask > 0.3
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "camera.png"])
+def test_openpose_keypoints_lie_on_the_person(name):
+    image = photo(name)
+    openpose = PreprocessorRegistry().get("openpose")
+    detected = openpose(image, processor_res=min(image.shape[:2]))
+    assert detected.message is None
+    people = detected.pose["people"]
+    assert len(people) == 1
+    flat = people[0]["pose_keypoints_2d"]
+    points = [(x, y) for x, y, c in zip(flat[0::3], flat[1::3], flat[2::3]) if c > 0]
+    assert len(points) >= 5          # at least the head and the shoulders
+    mask = person_mask(image)
+    # grown by 10 px: keypoints sit on joints, near the outline
+    import cv2
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((21, 21), np.uint8)) > 0
+    on_person = [grown[int(y), int(x)] for x, y in points]
+    assert sum(on_person) >= 0.9 * len(points), (name, points)
+    assert detected.image.shape == image.shape and detected.image.max() > 0
+    nose, neck = flat[0:3], flat[3:6]
+    assert nose[2] and neck[2] and nose[1] < neck[1]          # the head above the neck
+
+
+def test_an_image_without_a_person_gives_an_empty_map_and_a_message():
+    image = photo("brick.png")
+    detected = PreprocessorRegistry().get("openpose")(image, processor_res=256)
+    assert detected.message == "no person found in the image"
+    assert detected.image.max() == 0
+    assert detected.pose == {"people": [], "canvas_width": 256, "canvas_height": 256}
+
+
+def test_pose_json_renders_the_same_map_without_the_photo():
+    image = photo("astronaut.png")
+    detected = PreprocessorRegistry().get("openpose")(image, processor_res=512)
+    pose, width, height = pose_from_json(detected.pose)
+    assert len(pose.body) == len(BODY_NAMES)
+    assert np.array_equal(draw_pose(pose, width, height), detected.image)
