@@ -25,6 +25,7 @@ FAILURE_SCREENSHOTS = ROOT / "test-screenshots"
 GENERATION_TIMEOUT_MS = 120_000
 UI_TIMEOUT_MS = 30_000      # page actions and expect() assertions (Playwright's default: 5 s)
 CHECKPOINT_NAME = "tiny.safetensors"
+CONTROLNET_FILE = "control_tiny_canny.safetensors"
 
 # Errors Gradio's client logs when its open event stream is cut because the page itself is being
 # reloaded or left (the test asked for that): not a fault of the app. Ignored only during such a
@@ -37,12 +38,18 @@ UNLOAD_CONSOLE_ERRORS: tuple[re.Pattern[str], ...] = (
 
 
 def write_tiny_data_dir(data_dir: Path) -> Path:
-    """A data dir holding one tiny random-weight SD1 checkpoint (real key names)."""
+    """A data dir holding one tiny random-weight SD1 checkpoint (real key names) and a tiny
+    ControlNet (canny by its name) that fits it."""
     from tests.engine.tiny_checkpoints import write_tiny_checkpoint
+
+    from tests.engine.tiny_checkpoints import write_tiny_controlnet
 
     checkpoint = data_dir / "models" / "Stable-diffusion" / CHECKPOINT_NAME
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     write_tiny_checkpoint(checkpoint, "sd1")
+    controlnet = data_dir / "models" / "ControlNet" / CONTROLNET_FILE
+    controlnet.parent.mkdir(parents=True, exist_ok=True)
+    write_tiny_controlnet(controlnet, "sd1", seed=4)
     return checkpoint
 
 
