@@ -139,6 +139,42 @@ def _openpose(hands: bool) -> Callable[[np.ndarray, int, float, float], Detected
     return run
 
 
+#: ADE20K's colour for "person", what segmentation ControlNets were trained on
+ADE20K_PERSON = (150, 5, 61)
+
+
+def _selfie_segmentation(image: np.ndarray, resolution: int, threshold: float,
+                         b: float) -> DetectedMap:
+    """People in ADE20K's person colour on black, from mediapipe's bundled selfie model."""
+    import mediapipe as mp
+
+    resized = resize_short_side(image, resolution)
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as segmenter:
+        mask = segmenter.process(resized).segmentation_mask > threshold
+    result = np.zeros_like(resized)
+    result[mask] = ADE20K_PERSON
+    return DetectedMap(result, None if mask.any() else "no person found in the image")
+
+
+def _mediapipe_face(image: np.ndarray, resolution: int, max_faces: float,
+                    min_confidence: float) -> DetectedMap:
+    """Face mesh contours (eyes, brows, lips, oval) drawn with mediapipe's own drawing styles."""
+    import mediapipe as mp
+
+    resized = resize_short_side(image, resolution)
+    canvas = np.zeros_like(resized)
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=int(max_faces),
+                                         refine_landmarks=True,
+                                         min_detection_confidence=min_confidence) as mesh:
+        faces = mesh.process(resized).multi_face_landmarks or []
+    for face in faces:
+        mp.solutions.drawing_utils.draw_landmarks(
+            canvas, face, mp.solutions.face_mesh.FACEMESH_CONTOURS, landmark_drawing_spec=None,
+            connection_drawing_spec=mp.solutions.drawing_styles
+            .get_default_face_mesh_contours_style())
+    return DetectedMap(canvas, None if faces else "no face found in the image")
+
+
 _MODEL_FREE = (None, None, None)
 PREPROCESSORS: tuple[Preprocessor, ...] = (
     Preprocessor("none", ("All",), _none, _MODEL_FREE, model_free=True),
@@ -153,6 +189,11 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
                  (RESOLUTION, Slider("XDoG Threshold", 32, 1, 64), None)),
     Preprocessor("openpose", ("All", "OpenPose"), _openpose(hands=False)),
     Preprocessor("openpose_hand", ("All", "OpenPose"), _openpose(hands=True)),
+    Preprocessor("mediapipe_face", ("All", "MediaPipe Face"), _mediapipe_face,
+                 (RESOLUTION, Slider("Max Faces", 1, 1, 10), Slider("Min Face Confidence", 0.5,
+                                                                    0.01, 1.0, 0.01))),
+    Preprocessor("seg_mediapipe_selfie", ("All", "Segmentation"), _selfie_segmentation,
+                 (RESOLUTION, Slider("Person Threshold", 0.5, 0.05, 0.95, 0.05), None)),
 )
 
 

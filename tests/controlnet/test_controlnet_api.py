@@ -162,3 +162,29 @@ def test_a_unit_without_an_image_is_422(api):
 def test_the_broken_file_is_listed_with_its_problem_after_a_try(api):
     item = api.ctx.controlnet.models.find("broken_canny")
     assert item is not None and item.problem
+
+
+def test_img2img_uses_the_init_image_when_the_unit_has_none(api):
+    unit = {"module": "canny", "model": "control_v11p_sd15_canny", "processor_res": 64}
+    response = api.client.post("/sdapi/v1/img2img", json={
+        "init_images": [png_b64(square_photo())], "prompt": "a yellow square", "width": 64,
+        "height": 64, "steps": 3, "seed": 9, "denoising_strength": 0.6,
+        "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+    assert response.status_code == 200, response.text
+    images = [decode(text) for text in response.json()["images"]]
+    assert len(images) == 2
+    expected = cv2.Canny(np.asarray(square_photo()), 100, 200)
+    assert np.array_equal(np.asarray(images[1].convert("L")), expected)
+
+
+def test_hires_fix_runs_the_unit_on_both_passes(api):
+    unit = {"module": "canny", "model": "control_v11p_sd15_canny", "weight": 1.0,
+            "image": png_b64(square_photo())}
+    fields = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
+                  hr_second_pass_steps=2)
+    with_unit = txt2img(api, unit, **fields)
+    assert with_unit.status_code == 200, with_unit.text
+    images = [decode(text) for text in with_unit.json()["images"]]
+    assert images[0].size == (128, 128) and len(images) == 2
+    plain = decode(txt2img(api, **fields).json()["images"][0])
+    assert np.abs(np.asarray(images[0], dtype=int) - np.asarray(plain, dtype=int)).max() > 0

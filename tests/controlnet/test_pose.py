@@ -64,3 +64,18 @@ def test_pose_json_renders_the_same_map_without_the_photo():
     pose, width, height = pose_from_json(detected.pose)
     assert len(pose.body) == len(BODY_NAMES)
     assert np.array_equal(draw_pose(pose, width, height), detected.image)
+
+
+def test_face_and_person_segmentation_find_the_astronaut_and_nothing_in_bricks():
+    registry = PreprocessorRegistry()
+    astronaut, bricks = photo("astronaut.png"), photo("brick.png")
+    face = registry.get("mediapipe_face")(astronaut, processor_res=512)
+    assert face.message is None
+    ys, xs = np.nonzero(face.image.max(axis=2))
+    # the face mesh lies in the upper middle of the portrait, around the head
+    assert 100 < xs.mean() < 350 and 40 < ys.mean() < 250
+    segmented = registry.get("seg_mediapipe_selfie")(astronaut, processor_res=512)
+    person = np.all(segmented.image == (150, 5, 61), axis=2)
+    assert 0.3 < person.mean() < 0.8
+    assert registry.get("mediapipe_face")(bricks, processor_res=256).message
+    assert registry.get("seg_mediapipe_selfie")(bricks, processor_res=256).image.max() == 0
