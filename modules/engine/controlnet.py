@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from modules.engine.checkpoint_io import CheckpointLoadError, StrPath, read_state_dict
 from modules.engine.configs import UNetConfig
+from modules.engine.controlnet_diffusers import diffusers_to_ldm, is_diffusers_controlnet
 from modules.engine.detection import DetectionError, detect_unet_config
 from modules.engine.unet import TimestepEmbedSequential, UNetEncoder, restore_channels_last
 
@@ -84,20 +85,20 @@ class ControlNetModel(UNetEncoder):
 
 
 def controlnet_weights(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The ControlNet tensors of a file, keyed without `control_model.` (a ControlNet 1.0 file
-    also holds a whole SD checkpoint beside them, which is left out)."""
+    """The ControlNet tensors of a file under their LDM names: without `control_model.` (a
+    ControlNet 1.0 file also holds a whole SD checkpoint beside them, which is left out), and
+    renamed from diffusers' names when the file uses them."""
     if any(key.startswith(CONTROL_MODEL_PREFIX) for key in state_dict):
         return {key[len(CONTROL_MODEL_PREFIX):]: value for key, value in state_dict.items()
                 if key.startswith(CONTROL_MODEL_PREFIX)}
+    if is_diffusers_controlnet(state_dict):
+        return diffusers_to_ldm(state_dict)
     return dict(state_dict)
 
 
 def detect_controlnet_config(state_dict: Mapping[str, Tensor]) -> ControlNetConfig:
     """The architecture of ControlNet weights (already without `control_model.`)."""
     if HINT_KEY not in state_dict:
-        if any(key.startswith("controlnet_cond_embedding.") for key in state_dict):
-            raise DetectionError("diffusers-format ControlNet files are not supported yet; use "
-                                 "the original (LDM) format")
         raise DetectionError(f"not a ControlNet: no {HINT_KEY} key")
     hint_channels = state_dict[HINT_KEY].shape[1]
     proj_in = [key for key in state_dict if key.endswith("proj_in.weight")]

@@ -116,3 +116,34 @@ def test_control_modes_scale_and_place_the_residuals(sd1):
     for residual, full in zip(strong(model.config.unet, x, t, context, None), reference):
         torch.testing.assert_close(residual[0], full[0])
         assert residual[1].abs().max() == 0
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_diffusers_named_controlnets_load_as_the_same_network(tmp_path, kind):
+    """diffusers' own converter (LDM → diffusers names) makes the file most SDXL ControlNets
+    ship as; loading it must give back exactly the LDM tensors."""
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING, \
+        convert_controlnet_checkpoint
+    from safetensors.torch import save_file
+
+    from tests.engine.tiny_checkpoints import tiny_controlnet_state, tiny_model_config
+
+    ldm = tiny_controlnet_state(kind, seed=8)
+    unet = tiny_model_config(kind).unet
+    config = {"layers_per_block": unet.num_res_blocks,
+              "down_block_types": ["CrossAttnDownBlock2D"] * len(unet.channel_mult)}
+    named = convert_controlnet_checkpoint(dict(ldm), config)
+    # SDXL's label embedding: diffusers' converter leaves it to its pipeline loader, which maps
+    # it with this table of its own
+    for diffusers_key, ldm_key in DIFFUSERS_TO_LDM_MAPPING["controlnet"][
+            "addition_embed_type"].items():
+        if ldm_key in ldm:
+            named[diffusers_key] = ldm[ldm_key]
+    assert "controlnet_cond_embedding.conv_in.weight" in named and "input_hint_block.0.weight" \
+        not in named
+    path = tmp_path / f"diffusers_{kind}.safetensors"
+    save_file({key: value.contiguous() for key, value in named.items()}, str(path))
+    loaded = load_controlnet(path).state_dict()
+    assert set(loaded) == set(ldm)
+    for key, value in ldm.items():
+        assert torch.equal(loaded[key], value), key
