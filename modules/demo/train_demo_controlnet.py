@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ import torch
 from safetensors.torch import save_file
 
 from modules.demo.shapes_dataset import CAPTION_PARTS, Scene, ShapesDataset
-from modules.demo.train_demo_model import DEFAULT_OUT as DEMO_CHECKPOINT, _TokenCache
+from modules.demo.train_demo_model import DEFAULT_OUT as DEMO_CHECKPOINT, _TokenCache, \
+    learning_rate_scale, min_snr_loss
 from modules.engine.controlnet import ControlNetConfig, ControlNetModel
 from modules.engine.sd_model import StableDiffusionModel, ldm_alphas_cumprod, load_model
 from modules.engine.tokenizer import get_clip_tokenizer
@@ -129,15 +129,9 @@ def train(base: StableDiffusionModel, control: ControlNetModel, pairs, recipe: C
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         residuals = control(noisy, hint, t.float(), context)
         prediction = unet(noisy, t.float(), context, control=residuals)
-        snr = a.flatten() / (1 - a.flatten())
-        weight = torch.clamp(snr, max=recipe.min_snr_gamma) / snr
-        loss = (weight * (prediction.float() - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        lr_scale = min(1.0, (step + 1) / recipe.warmup_steps)
-        if step > recipe.steps // 2:
-            progress = (step - recipe.steps // 2) / max(1, recipe.steps - recipe.steps // 2)
-            lr_scale *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        loss = min_snr_loss(prediction, noise, a, recipe.min_snr_gamma)
         for group in optimizer.param_groups:
-            group["lr"] = recipe.lr * lr_scale
+            group["lr"] = recipe.lr * learning_rate_scale(step, recipe.steps, recipe.warmup_steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(control.parameters(), 1.0)

@@ -229,6 +229,24 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             ema_param.lerp_(param, 1.0 - decay)
 
 
+def min_snr_loss(prediction: torch.Tensor, noise: torch.Tensor, alpha_cumprod: torch.Tensor,
+                 gamma: float) -> torch.Tensor:
+    """eps MSE with Min-SNR weighting (each timestep's weight min(SNR, gamma) / SNR)."""
+    snr = alpha_cumprod.flatten() / (1 - alpha_cumprod.flatten())
+    weight = torch.clamp(snr, max=gamma) / snr
+    return (weight * (prediction.float() - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def learning_rate_scale(step: int, steps: int, warmup_steps: int) -> float:
+    """Linear warm-up, then a cosine decay to 10% over the second half (an EMA then averages
+    a settling model)."""
+    scale = min(1.0, (step + 1) / warmup_steps)
+    if step > steps // 2:
+        progress = (step - steps // 2) / max(1, steps - steps // 2)
+        scale *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    return scale
+
+
 def train_diffusion(model: StableDiffusionModel, latents: torch.Tensor, scenes: list,
                     recipe: Recipe, device: torch.device, log: TrainingLog,
                     report: Callable[[str], None],
@@ -260,16 +278,9 @@ def train_diffusion(model: StableDiffusionModel, latents: torch.Tensor, scenes: 
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         context = networks["text"].encode(tokens, layer=-1, final_norm=True).hidden
         prediction = networks["unet"](noisy, t.float(), context)
-        snr = a.flatten() / (1 - a.flatten())
-        weight = torch.clamp(snr, max=recipe.min_snr_gamma) / snr
-        loss = (weight * (prediction.float() - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        lr_scale = min(1.0, (step + 1) / recipe.warmup_steps)
-        # cosine decay over the last half: the EMA then averages a settling model
-        if step > recipe.steps // 2:
-            progress = (step - recipe.steps // 2) / max(1, recipe.steps - recipe.steps // 2)
-            lr_scale *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        loss = min_snr_loss(prediction, noise, a, recipe.min_snr_gamma)
         for group in optimizer.param_groups:
-            group["lr"] = recipe.lr * lr_scale
+            group["lr"] = recipe.lr * learning_rate_scale(step, recipe.steps, recipe.warmup_steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(networks.parameters(), 1.0)
