@@ -103,7 +103,7 @@ def register_api_routes(app: FastAPI, ctx: "AppContext", *,
     app.include_router(jobs_router(ctx, txt2img_runner=txt2img_runner))
     app.include_router(models_router(ctx))
     app.include_router(merge_router(ctx))
-    if ctx.controlnet is not None:
+    if getattr(ctx, "controlnet", None) is not None:
         app.include_router(controlnet_router(ctx))
     app.include_router(postprocessing_router(ctx))
     app.include_router(training_router(ctx))

@@ -24,6 +24,9 @@ CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more 
 INFOTEXT_FIELDS = ("module", "model", "weight", "resize_mode", "processor_res", "threshold_a",
                    "threshold_b", "guidance_start", "guidance_end", "pixel_perfect",
                    "control_mode")
+#: a control image larger than this is refused before its pixels are decoded (the server's
+#: default input-image limit; a control map is brought to the generation size anyway)
+MAX_IMAGE_PIXELS = 64_000_000
 _ALIASES = {"guidance": "guidance_end", "lowvram": "low_vram", "input_image": "image",
             "mask_image": "mask"}
 
@@ -175,7 +178,14 @@ def to_image(value: Any, field: str) -> Image.Image | None:
     if isinstance(value, str):
         data = value.split(",", 1)[1] if value.startswith("data:") else value
         try:
-            return Image.open(io.BytesIO(base64.b64decode(data, validate=False))).copy()
-        except (binascii.Error, OSError, ValueError) as error:
+            image = Image.open(io.BytesIO(base64.b64decode(data, validate=False)))
+            # the header is read, the pixels not yet: refuse a bomb before decoding it
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise UnitError(f"the unit's {field} is {image.width}x{image.height}: above "
+                                f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+            return image.copy()
+        except (binascii.Error, OSError, ValueError, Image.DecompressionBombError) as error:
+            if isinstance(error, UnitError):
+                raise
             raise UnitError(f"the unit's {field} is not a readable base64 image") from error
     raise UnitError(f"the unit's {field} has an unsupported type {type(value).__name__}")

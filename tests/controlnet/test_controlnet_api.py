@@ -188,3 +188,13 @@ def test_hires_fix_runs_the_unit_on_both_passes(api):
     assert images[0].size == (128, 128) and len(images) == 2
     plain = decode(txt2img(api, **fields).json()["images"][0])
     assert np.abs(np.asarray(images[0], dtype=int) - np.asarray(plain, dtype=int)).max() > 0
+
+
+def test_a_huge_control_image_is_refused_before_it_is_decoded(api):
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 8000)).save(buffer, format="PNG")       # 72 MP, a few kB as PNG
+    unit = {"module": "canny", "model": "control_v11p_sd15_canny",
+            "image": base64.b64encode(buffer.getvalue()).decode()}
+    response = txt2img(api, unit)
+    assert response.status_code == 422
+    assert "9000x8000: above 64 megapixels" in response.json()["detail"]
