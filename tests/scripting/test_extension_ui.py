@@ -88,9 +88,9 @@ def test_the_extensions_tab_disables_it_for_the_next_start(ui, tmp_path):
     assert ctx.options.get("disabled_extensions") == ["sd-seed-tagger"]
     restarted = make_context(data)
     try:
-        # only the app's own scripts are left
+        # only the app's own scripts are left (the built-in ControlNet is its only always-on one)
         assert "Mirror" not in [script.title() for script in restarted.scripts.txt2img.scripts]
-        assert restarted.scripts.txt2img.alwayson == []
+        assert [script.title() for script in restarted.scripts.txt2img.alwayson] == ["ControlNet"]
         assert [(e.name, e.enabled) for e in restarted.scripts.extensions] == \
             [("sd-seed-tagger", False)]
     finally:
