@@ -39,8 +39,8 @@ def unit_controls(service, tab, index):
         with gr.Row():
             module = gr.Dropdown(service.preprocessors.names(), value="none",
                                  label="Preprocessor", elem_id=f"{prefix}_module")
-            model = gr.Dropdown(["None", *service.models.names()], value="None", label="Model",
-                                elem_id=f"{prefix}_model")
+            model = gr.Dropdown([("None", "None"), *service.models.choices()], value="None",
+                                label="Model", elem_id=f"{prefix}_model")
             refresh = gr.Button(REFRESH_SYMBOL, min_width=40, scale=0,
                                 elem_id=f"{prefix}_refresh_models")
             run_preview = gr.Button("Preview", scale=0, elem_id=f"{prefix}_run_preview")
@@ -70,16 +70,17 @@ def unit_controls(service, tab, index):
 
     def filtered(control_type):
         modules = service.preprocessors.for_control_type(control_type)
-        models = [name for name in service.models.names()
+        models = [(label, name) for label, name in service.models.choices()
                   if control_type == "All" or control_type_of(name) == control_type]
+        usable = [name for label, name in models if label == name]
         return (gr.update(choices=modules, value=modules[1 if len(modules) > 1 and
                                                         control_type != "All" else 0]),
-                gr.update(choices=["None", *models], value=models[0] if models and
-                          control_type != "All" else "None"))
+                gr.update(choices=[("None", "None"), *models],
+                          value=usable[0] if usable and control_type != "All" else "None"))
 
     def refreshed(current):
         service.models.refresh()
-        return gr.update(choices=["None", *service.models.names()], value=current)
+        return gr.update(choices=[("None", "None"), *service.models.choices()], value=current)
 
     def previewed(*values):
         unit = ControlNetUnit.from_value(as_unit(*values), index)
@@ -145,6 +146,6 @@ class Script(scripts.Script):
     def postprocess(self, p, processed, *units):
         p.control_patch = None
         maps = [item.detected_map for item in self.prepared if item.unit.save_detected_map]
-        if maps and not shared.opts.data.get("control_net_no_detectmap", False):
+        if maps and not shared.opts.control_net_no_detectmap:
             processed.images.extend(maps)
         self.prepared = []

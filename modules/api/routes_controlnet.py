@@ -43,17 +43,18 @@ def controlnet_router(ctx: "AppContext") -> APIRouter:
 
     @router.get("/control_types")
     def control_types() -> dict[str, Any]:
-        models = service.models.names()
+        files = service.models.files()
         types = {}
         for control_type in service.preprocessors.control_types():
             modules = service.preprocessors.for_control_type(control_type)
-            fitting = [name for name in models
-                       if control_type == "All" or control_type_of(name) == control_type]
+            fitting = [item for item in files
+                       if control_type == "All" or control_type_of(item.name) == control_type]
+            usable = [item.name for item in fitting if not item.problem]
             types[control_type] = {
-                "module_list": modules, "model_list": ["None", *fitting],
+                "module_list": modules, "model_list": ["None", *(i.name for i in fitting)],
                 "default_option": modules[1] if control_type != "All" and len(modules) > 1
                 else modules[0],
-                "default_model": fitting[0] if control_type != "All" and fitting else "None"}
+                "default_model": usable[0] if control_type != "All" and usable else "None"}
         return {"control_types": types}
 
     @router.get("/settings")

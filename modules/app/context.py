@@ -181,7 +181,8 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     context.controlnet = ControlNetService.for_folders(
         [paths.controlnet_dir, *([paths.extra_controlnet_dir] if paths.extra_controlnet_dir
                                  else [])],
-        allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)))
+        allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
+        unit_count=int(options.get("control_net_unit_count")))
     context.scripts = load_app_scripts(context)
     manager.on_loaded = lambda model: context.scripts.callbacks.run("model_loaded", model)
     return context

@@ -409,6 +409,17 @@ def _extension_options() -> dict[str, OptionInfo]:
     }
 
 
+def _controlnet_options() -> dict[str, OptionInfo]:
+    """sd-webui-controlnet's keys, so its users' config.json and clients keep working."""
+    section = ("control_net", "ControlNet")
+    return {
+        "control_net_unit_count": _slider(3, "Multi-ControlNet: ControlNet unit number", 1, 10,
+                                          1, section, comment="takes effect when the server "
+                                                              "restarts"),
+        "control_net_no_detectmap": _check(False, "Do not append detectmap to output", section),
+    }
+
+
 def _limit_options() -> dict[str, OptionInfo]:
     """The "Server limits" section, from the limits table (modules/app/server_limits.py)."""
     section = server_limits.SECTION
@@ -439,6 +450,6 @@ def default_option_definitions(*, checkpoint_titles: ChoiceSource | None = None,
                   _sd_options(checkpoint_titles), _vae_options(vae_names), _img2img_options(),
                   _optimization_options(), _compatibility_options(), _infotext_options(),
                   _ui_options(sampler_names), _sampler_options(), _limit_options(),
-                  _extension_options()):
+                  _extension_options(), _controlnet_options()):
         definitions.update(group)
     return definitions

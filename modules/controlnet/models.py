@@ -15,7 +15,10 @@ from typing import Iterable
 import torch
 
 from modules.engine.checkpoint_io import CheckpointLoadError, legacy_model_hash
-from modules.engine.controlnet import ControlNetModel, load_controlnet
+from modules.engine.controlnet import ControlNetModel, controlnet_weights, \
+    detect_controlnet_config, load_controlnet
+from modules.engine.detection import DetectionError
+from modules.engine.safetensors_stream import SafetensorsReader
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,22 @@ def control_type_of(name: str) -> str:
     lowered = name.lower()
     return next((label for label, pattern in CONTROL_TYPE_PATTERNS
                  if re.search(pattern, lowered)), "All")
+
+
+def header_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot be a ControlNet, from its header alone (names, shapes);
+    None when it looks right (pickles are only checked when loaded)."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    try:
+        with SafetensorsReader(path) as reader:
+            weights = controlnet_weights({key: reader.meta(key) for key in reader.keys()})
+        detect_controlnet_config(weights)
+    except CheckpointLoadError as error:
+        return error.reason
+    except DetectionError as error:
+        return str(error)
+    return None
 
 
 @dataclass
@@ -69,10 +88,11 @@ class ControlNetRegistry:
                     name = f"{path.stem} [{legacy_model_hash(path)}]"
                     found.setdefault(path.resolve(), ControlNetFile(path, name,
                                                                     control_type_of(path.stem)))
+        for item in found.values():
+            item.problem = header_problem(item.path)
+            if item.problem:
+                log.warning("ControlNet %s cannot be used: %s", item.path, item.problem)
         with self._lock:
-            known = {f.path.resolve(): f.problem for f in self._files}
-            for resolved, item in found.items():
-                item.problem = known.get(resolved)
             self._files = list(found.values())
 
     def files(self) -> list[ControlNetFile]:
@@ -82,6 +102,11 @@ class ControlNetRegistry:
     def names(self) -> list[str]:
         """The API's model_list: every file, loadable or not (the UI marks the others)."""
         return [item.name for item in self.files()]
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, name) for dropdowns: a file that cannot be used says why in its label."""
+        return [(item.name if not item.problem else f"{item.name} (unusable: {item.problem})",
+                 item.name) for item in self.files()]
 
     def find(self, name: str | None) -> ControlNetFile | None:
         """By "stem [hash]", stem, or file name (what clients send)."""

@@ -81,7 +81,7 @@ def test_routes_answer_as_sd_webui_controlnet(api):
     assert modules["module_detail"]["canny"]["sliders"][1]["name"] == "Canny Low Threshold"
     types = api.client.get("/controlnet/control_types").json()["control_types"]
     assert types["Canny"]["default_option"] == "canny"
-    assert types["Canny"]["default_model"].startswith("broken_canny")
+    assert types["Canny"]["default_model"].startswith("control_v11p_sd15_canny [")
     assert not any("depth" in name for name in types["Canny"]["model_list"])
     assert api.client.get("/controlnet/settings").json() == {"control_net_unit_count": 3}
 
@@ -159,9 +159,11 @@ def test_a_unit_without_an_image_is_422(api):
     assert "ControlNet unit 0 has no image" in response.json()["detail"]
 
 
-def test_the_broken_file_is_listed_with_its_problem_after_a_try(api):
-    item = api.ctx.controlnet.models.find("broken_canny")
-    assert item is not None and item.problem
+def test_the_broken_file_is_listed_as_unusable_with_its_reason(api):
+    labels = dict((name, label) for label, name in api.ctx.controlnet.models.choices())
+    broken = next(name for name in labels if name.startswith("broken_canny"))
+    assert "(unusable: corrupt" in labels[broken]
+    assert all(label == name for name, label in labels.items() if name != broken)
 
 
 def test_img2img_uses_the_init_image_when_the_unit_has_none(api):
