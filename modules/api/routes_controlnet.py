@@ -89,6 +89,8 @@ def controlnet_router(ctx: "AppContext") -> APIRouter:
                 image = to_image(encoded, "image")
             except UnitError as error:
                 raise HTTPException(422, str(error)) from error
+            if image is None:
+                raise HTTPException(422, "an input image is empty")
             result = detect(unit, image, service.preprocessors, width=image.width,
                             height=image.height)
             images.append(encode_image_to_base64(Image.fromarray(np.asarray(result.image))))
@@ -108,9 +110,13 @@ def controlnet_router(ctx: "AppContext") -> APIRouter:
         if not pose_data:
             return {"info": "No pose data detected."}
         images = []
-        for data in pose_data:
-            pose, width, height = pose_from_json(data)
-            images.append(encode_image_to_base64(Image.fromarray(draw_pose(pose, width, height))))
+        for index, data in enumerate(pose_data):
+            try:
+                pose, width, height = pose_from_json(data)
+                drawn = draw_pose(pose, width, height)
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+                raise HTTPException(422, f"pose {index} is not OpenPose JSON ({error})") from error
+            images.append(encode_image_to_base64(Image.fromarray(drawn)))
         return {"images": images, "info": "Success"}
 
     return router

@@ -33,6 +33,7 @@ HAND_EDGES = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0
 STICK_WIDTH = 4
 MIN_VISIBILITY = 0.5
 NO_PERSON = "no person found in the image"
+MAX_CANVAS = 4096          # a pose rendered from JSON (its canvas size is the client's)
 
 Point = tuple[float, float] | None      # normalised (x, y) in [0, 1], or missing
 
@@ -161,6 +162,8 @@ def pose_from_json(data: dict) -> tuple[Pose | None, int, int]:
     """The first person of OpenPose JSON (pixel or normalised coordinates) and the canvas size,
     so an edited pose renders without a photo."""
     width, height = int(data.get("canvas_width") or 512), int(data.get("canvas_height") or 512)
+    if not (0 < width <= MAX_CANVAS and 0 < height <= MAX_CANVAS):
+        raise ValueError(f"canvas {width}x{height} is outside 1-{MAX_CANVAS} px")
     people = data.get("people") or []
     if not people:
         return None, width, height

@@ -200,3 +200,15 @@ def test_a_huge_control_image_is_refused_before_it_is_decoded(api):
     response = txt2img(api, unit)
     assert response.status_code == 422
     assert "9000x8000: above 64 megapixels" in response.json()["detail"]
+
+
+def test_detect_and_render_refuse_bad_input_with_422(api):
+    empty = api.client.post("/controlnet/detect", json={"controlnet_module": "canny",
+                                                        "controlnet_input_images": [""]})
+    assert empty.status_code == 422 and "empty" in empty.json()["detail"]
+    huge = api.client.post("/controlnet/render_openpose_json", json=[
+        {"people": [], "canvas_width": 100000, "canvas_height": 100000}])
+    assert huge.status_code == 422 and "canvas 100000x100000" in huge.json()["detail"]
+    junk = api.client.post("/controlnet/render_openpose_json", json=[
+        {"people": [{"pose_keypoints_2d": "x"}], "canvas_width": "wide"}])
+    assert junk.status_code == 422
