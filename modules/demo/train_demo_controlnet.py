@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 
 from modules.demo.shapes_dataset import CAPTION_PARTS, Scene, ShapesDataset
 from modules.demo.train_demo_model import DEFAULT_OUT as DEMO_CHECKPOINT, _TokenCache, \
-    learning_rate_scale, min_snr_loss
+    add_training_noise, learning_rate_scale, min_snr_loss
 from modules.engine.controlnet import ControlNetConfig, ControlNetModel
 from modules.engine.sd_model import StableDiffusionModel, ldm_alphas_cumprod, load_model
 from modules.engine.tokenizer import get_clip_tokenizer
@@ -123,10 +123,7 @@ def train(base: StableDiffusionModel, control: ControlNetModel, pairs, recipe: C
         with torch.no_grad():
             context = text.encode(torch.tensor([tokens_of(c) for c in captions]), layer=-1,
                                   final_norm=True).hidden
-        t = torch.randint(len(alphas_cumprod), (recipe.batch,), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        a = alphas_cumprod[t][:, None, None, None]
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        noisy, t, noise, a = add_training_noise(x0, alphas_cumprod, generator)
         residuals = control(noisy, hint, t.float(), context)
         prediction = unet(noisy, t.float(), context, control=residuals)
         loss = min_snr_loss(prediction, noise, a, recipe.min_snr_gamma)

@@ -229,6 +229,16 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             ema_param.lerp_(param, 1.0 - decay)
 
 
+def add_training_noise(x0: torch.Tensor, alphas_cumprod: torch.Tensor,
+                       generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """(noisy latents, timesteps, noise, alpha_cumprod per row) of one DDPM training step; the
+    draws come from the CPU `generator` and move to x0's device."""
+    t = torch.randint(len(alphas_cumprod), (len(x0),), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    a = alphas_cumprod.to(x0.device)[t][:, None, None, None]
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise, t, noise, a
+
+
 def min_snr_loss(prediction: torch.Tensor, noise: torch.Tensor, alpha_cumprod: torch.Tensor,
                  gamma: float) -> torch.Tensor:
     """eps MSE with Min-SNR weighting (each timestep's weight min(SNR, gamma) / SNR)."""
@@ -272,10 +282,7 @@ def train_diffusion(model: StableDiffusionModel, latents: torch.Tensor, scenes: 
         captions = [caption_dropout(scenes[i], rng, part_drop_prob=recipe.caption_part_drop_prob,
                                     empty_prob=recipe.empty_caption_prob) for i in indices.tolist()]
         tokens = torch.tensor([tokens_of(c) for c in captions], device=device)
-        t = torch.randint(len(alphas_cumprod), (recipe.batch,), generator=generator).to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        a = alphas_cumprod[t][:, None, None, None]
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        noisy, t, noise, a = add_training_noise(x0, alphas_cumprod, generator)
         context = networks["text"].encode(tokens, layer=-1, final_norm=True).hidden
         prediction = networks["unet"](noisy, t.float(), context)
         loss = min_snr_loss(prediction, noise, a, recipe.min_snr_gamma)

@@ -297,13 +297,6 @@ def compute_tensor(planned: PlannedTensor, a: TensorSource, b: TensorSource | No
     return value_a.to(out_dtype)
 
 
-@dataclass
-class MergeOutcome:
-    path: Path
-    plan: MergePlan
-    size: int
-
-
 def temporary_output_path(output: Path) -> Path:
     """A hidden name beside the output, so the final rename stays on one filesystem."""
     return output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial")
@@ -318,7 +311,7 @@ def check_free_space(folder: Path, needed: int) -> None:
 
 def write_merge(plan: MergePlan, a: TensorSource, b: TensorSource | None, c: TensorSource | None,
                 options: MergeOptions, output: Path, *, vae: TensorSource | None = None,
-                callback: MergeCallback | None = None) -> MergeOutcome:
+                callback: MergeCallback | None = None) -> None:
     """Compute and write every tensor of `plan` to `output` (safetensors streamed; ckpt through
     torch.save, which needs the whole dict). An exception (including one the callback raises to
     interrupt) leaves no file behind; an existing `output` is replaced only with `overwrite`."""
@@ -358,4 +351,3 @@ def write_merge(plan: MergePlan, a: TensorSource, b: TensorSource | None, c: Ten
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return MergeOutcome(output, plan, output.stat().st_size)

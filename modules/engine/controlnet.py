@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -141,10 +140,6 @@ def load_controlnet(path: StrPath, *, allow_unsafe_pickle: bool = False,
     model.load_state_dict({key: weights[key].to(device=device, dtype=dtype)
                            for key in expected}, strict=True, assign=True)
     return model.eval().requires_grad_(False)
-
-
-def controlnet_name(path: StrPath) -> str:
-    return Path(path).stem
 
 
 # ------------------------------------------------------------------------------ per-job patch
