@@ -91,8 +91,11 @@ def controlnet_router(ctx: "AppContext") -> APIRouter:
                 raise HTTPException(422, str(error)) from error
             if image is None:
                 raise HTTPException(422, "an input image is empty")
-            result = detect(unit, image, service.preprocessors, width=image.width,
-                            height=image.height)
+            try:
+                result = detect(unit, image, service.preprocessors, width=image.width,
+                                height=image.height)
+            except UnitError as error:
+                raise HTTPException(422, str(error)) from error
             images.append(encode_image_to_base64(Image.fromarray(np.asarray(result.image))))
             if result.message:
                 messages.append(result.message)

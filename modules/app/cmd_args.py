@@ -37,6 +37,9 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
     add("--hypernetwork-dir", type=str, default=None, help="hypernetwork directory")
     add("--controlnet-dir", type=str, default=None,
         help="extra directory with ControlNet models (models/ControlNet is always scanned)")
+    add("--controlnet-annotator-models-path", type=str, default=None,
+        help="preprocessor (annotator) weights, e.g. depth models "
+        "(default: models/ControlNet-annotators)")
     add("--ui-settings-file", type=str, default=None, help="settings file (default config.json)")
     add("--ui-config-file", type=str, default=None, help="UI defaults file (default ui-config.json)")
     add("--styles-file", type=str, action="append", default=[],

@@ -181,6 +181,7 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     context.controlnet = ControlNetService.for_folders(
         [paths.controlnet_dir, *([paths.extra_controlnet_dir] if paths.extra_controlnet_dir
                                  else [])],
+        annotators_dir=paths.controlnet_annotators_dir,
         allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
         unit_count=int(options.get("control_net_unit_count")))
     context.scripts = load_app_scripts(context)

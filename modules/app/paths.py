@@ -27,6 +27,7 @@ class Paths:
     hypernetwork_dir: Path          # --hypernetwork-dir or <models>/hypernetworks
     controlnet_dir: Path            # <models>/ControlNet
     extra_controlnet_dir: Path | None   # --controlnet-dir (scanned in addition)
+    controlnet_annotators_dir: Path     # preprocessor weights: <models>/ControlNet-annotators
     esrgan_dir: Path                # <models>/ESRGAN
     extensions_dir: Path            # <data>/extensions
     builtin_extensions_dir: Path    # <root>/extensions-builtin
@@ -60,6 +61,8 @@ class Paths:
             hypernetwork_dir=flag("hypernetwork_dir") or models_dir / "hypernetworks",
             controlnet_dir=models_dir / "ControlNet",
             extra_controlnet_dir=flag("controlnet_dir"),
+            controlnet_annotators_dir=flag("controlnet_annotator_models_path")
+            or models_dir / "ControlNet-annotators",
             esrgan_dir=models_dir / "ESRGAN",
             extensions_dir=data_dir / "extensions",
             builtin_extensions_dir=root / "extensions-builtin",

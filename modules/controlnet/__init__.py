@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Iterable
 
 from modules.controlnet.models import ControlNetRegistry
-from modules.controlnet.preprocessors import PreprocessorRegistry
+from modules.controlnet.depth import DepthEstimators
+from modules.controlnet.preprocessors import PREPROCESSORS, PreprocessorRegistry
 
 #: sd-webui-controlnet's API version this build answers to (GET /controlnet/version)
 API_VERSION = 2
@@ -23,8 +24,15 @@ class ControlNetService:
     unit_count: int = DEFAULT_UNIT_COUNT
 
     @classmethod
-    def for_folders(cls, folders: Iterable[Path], *, allow_unsafe_pickle: bool = False,
+    def for_folders(cls, folders: Iterable[Path], *, annotators_dir: Path | None = None,
+                    allow_unsafe_pickle: bool = False,
                     unit_count: int = DEFAULT_UNIT_COUNT) -> "ControlNetService":
+        """The models in `folders`; the weight-free preprocessors, and with `annotators_dir`
+        those whose weights the user puts there (depth)."""
         registry = ControlNetRegistry(folders, allow_unsafe_pickle=allow_unsafe_pickle)
         registry.refresh()
-        return cls(registry, unit_count=unit_count)
+        preprocessors = PREPROCESSORS
+        if annotators_dir is not None:
+            estimators = DepthEstimators(annotators_dir, allow_unsafe_pickle=allow_unsafe_pickle)
+            preprocessors = preprocessors + estimators.preprocessors()
+        return cls(registry, PreprocessorRegistry(preprocessors), unit_count=unit_count)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from modules.controlnet.models import ControlNetRegistry
-from modules.controlnet.preprocessors import PreprocessorRegistry
+from modules.controlnet.preprocessors import PreprocessorError, PreprocessorRegistry
 from modules.controlnet.units import RESIZE_MODES, ControlNetUnit, UnitError
 from modules.engine.checkpoint_io import CheckpointLoadError
 from modules.engine.controlnet import ControlNetPatch, ControlUnitPatch, fits_unet
@@ -71,8 +71,11 @@ def detect(unit: ControlNetUnit, image: Image.Image, preprocessors: Preprocessor
     # the values in force (a -1 "default" resolved), as the infotext records them
     unit.processor_res, unit.threshold_a, unit.threshold_b = preprocessor.defaults(
         resolution, unit.threshold_a, unit.threshold_b)
-    return preprocessor(np.asarray(image.convert("RGB")), unit.processor_res, unit.threshold_a,
-                        unit.threshold_b)
+    try:
+        return preprocessor(np.asarray(image.convert("RGB")), unit.processor_res,
+                            unit.threshold_a, unit.threshold_b)
+    except PreprocessorError as error:
+        raise UnitError(f"ControlNet unit {index}: {unit.module}: {error}") from error
 
 
 def prepare_units(values: Sequence[Any], *, registry: ControlNetRegistry,

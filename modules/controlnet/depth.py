@@ -1,0 +1,98 @@
+"""Depth preprocessors on networks whose weights the user supplies: the files go in the annotator
+folder (`models/ControlNet-annotators`, or `--controlnet-annotator-models-path`) under the names
+and subfolders sd-webui-controlnet uses, so a folder copied from an A1111 install works. Nothing
+is downloaded: a missing file is a message naming the folder and the file.
+
+Depth Anything V2 and V1 run on transformers' `DepthAnythingForDepthEstimation`
+(`modules/engine/depth_anything.py`). The map is grey relative depth, near = white.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from modules.controlnet.preprocessors import DetectedMap, Preprocessor, PreprocessorError, \
+    resize_short_side
+from modules.engine.checkpoint_io import CheckpointLoadError, read_state_dict
+
+
+@dataclass(frozen=True)
+class DepthWeights:
+    subfolder: str                  # sd-webui-controlnet's folder for this annotator
+    file_names: tuple[str, ...]     # the first one present is used (its default first)
+    version: int                    # Depth Anything 1 or 2
+
+
+DEPTH_ANYTHING_V2 = DepthWeights(
+    "depth_anything_v2", ("depth_anything_v2_vitl.safetensors", "depth_anything_v2_vitl.pth",
+                          "depth_anything_v2_vitb.safetensors", "depth_anything_v2_vitb.pth",
+                          "depth_anything_v2_vits.safetensors", "depth_anything_v2_vits.pth"), 2)
+DEPTH_ANYTHING = DepthWeights(
+    "depth_anything", ("depth_anything_vitl14.pth", "depth_anything_vitb14.pth",
+                       "depth_anything_vits14.pth"), 1)
+
+
+class DepthEstimators:
+    """Finds and loads the depth networks on first use; one is kept loaded at a time (the
+    large ones are over a GB)."""
+
+    def __init__(self, folder: Path, *, allow_unsafe_pickle: bool = False) -> None:
+        self.folder = Path(folder)
+        self.allow_unsafe_pickle = allow_unsafe_pickle
+        self._lock = threading.Lock()
+        self._loaded: tuple[Path, object] | None = None
+
+    def find(self, weights: DepthWeights) -> Path:
+        for name in weights.file_names:
+            for candidate in (self.folder / weights.subfolder / name, self.folder / name):
+                if candidate.is_file():
+                    return candidate
+        raise PreprocessorError(
+            f"the depth model is missing: put {weights.file_names[0]} in "
+            f"{self.folder / weights.subfolder} (no model is downloaded)")
+
+    def model(self, weights: DepthWeights):
+        from modules.engine.depth_anything import DepthModelError, load_depth_anything
+
+        path = self.find(weights)
+        with self._lock:
+            if self._loaded is not None and self._loaded[0] == path:
+                return self._loaded[1]
+            self._loaded = None
+            try:
+                state_dict = read_state_dict(path, allow_unsafe_pickle=self.allow_unsafe_pickle)
+                model = load_depth_anything(state_dict, version=weights.version)
+            except (CheckpointLoadError, DepthModelError) as error:
+                raise PreprocessorError(f"cannot load {path}: {error}") from error
+            self._loaded = (path, model)
+            return model
+
+    def preprocessor_run(self, weights: DepthWeights
+                         ) -> Callable[[np.ndarray, int, float, float], DetectedMap]:
+        def run(image: np.ndarray, resolution: int, a: float, b: float) -> DetectedMap:
+            from modules.engine.depth_anything import estimate_depth
+
+            resized = resize_short_side(image, resolution)
+            model = self.model(weights)
+            with self._lock:
+                depth = estimate_depth(model, resized)
+            return DetectedMap(grey_depth_map(depth))
+        return run
+
+    def preprocessors(self) -> tuple[Preprocessor, ...]:
+        return (Preprocessor("depth_anything_v2", ("All", "Depth"),
+                             self.preprocessor_run(DEPTH_ANYTHING_V2)),
+                Preprocessor("depth_anything", ("All", "Depth"),
+                             self.preprocessor_run(DEPTH_ANYTHING)))
+
+
+def grey_depth_map(depth: np.ndarray) -> np.ndarray:
+    """Depth stretched to 0-255 (a flat prediction is black), as three equal channels."""
+    low, high = float(depth.min()), float(depth.max())
+    scaled = (depth - low) / (high - low) * 255.0 if high > low else np.zeros_like(depth)
+    grey = np.clip(scaled, 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
