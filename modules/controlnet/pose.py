@@ -1,7 +1,9 @@
 """OpenPose-style pose maps from mediapipe's bundled models (no download): the pose landmarker's
 33 body landmarks mapped to OpenPose's 18 body keypoints, mediapipe's 21 hand landmarks (which
-follow OpenPose's hand order), drawn in OpenPose's colour convention, and the OpenPose JSON
-(`pose_keypoints_2d` …, pixel coordinates) that sd-webui-controlnet returns and renders.
+follow OpenPose's hand order), the face mesh's landmarks picked to OpenPose's 70 face keypoints
+(the 68-point layout and the two pupils), drawn in OpenPose's colour convention, and the
+OpenPose JSON (`pose_keypoints_2d` …, pixel coordinates) that sd-webui-controlnet returns and
+renders.
 
 mediapipe's pose solution finds one person per image; OpenPose's own networks are not used.
 """
@@ -30,9 +32,21 @@ COLORS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0)
 HAND_EDGES = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),
               (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18),
               (18, 19), (19, 20))
+#: OpenPose's 70 face keypoints ← face mesh landmarks (refined: 468 / 473 are the iris centres).
+#: Jaw from the person's right ear to the left, brows, nose bridge and base, eyes, outer and
+#: inner lips, pupils.
+FACE_FROM_MEDIAPIPE = (
+    127, 234, 93, 58, 172, 136, 150, 176, 152, 400, 379, 365, 397, 288, 323, 454, 356,
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,
+    78, 81, 13, 311, 308, 402, 14, 178,
+    468, 473)
 STICK_WIDTH = 4
 MIN_VISIBILITY = 0.5
 NO_PERSON = "no person found in the image"
+NO_FACE = "no face found in the image"
 MAX_CANVAS = 4096          # a pose rendered from JSON (its canvas size is the client's)
 
 Point = tuple[float, float] | None      # normalised (x, y) in [0, 1], or missing
@@ -43,13 +57,19 @@ class Pose:
     body: list[Point]                   # 18 OpenPose keypoints
     left_hand: list[Point] | None = None
     right_hand: list[Point] | None = None
+    face: list[Point] | None = None     # 70 OpenPose face keypoints
 
 
 _lock = threading.Lock()   # mediapipe graphs are not thread-safe; one detection at a time
 
 
-def detect_pose(image: np.ndarray, *, hands: bool = False) -> Pose | None:
-    """The person in an RGB uint8 image, or None."""
+def detect_pose(image: np.ndarray, *, hands: bool = False, face: bool = False,
+                body: bool = True) -> Pose | None:
+    """The person in an RGB uint8 image, or None. With `body=False` only the face is looked
+    for (openpose_faceonly)."""
+    if not body:
+        points = detect_face(image)
+        return Pose([None] * len(BODY_NAMES), face=points) if points else None
     import mediapipe as mp
 
     with _lock, mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as detector:
@@ -76,7 +96,22 @@ def detect_pose(image: np.ndarray, *, hands: bool = False) -> Pose | None:
     pose = Pose(body)
     if hands:
         pose.left_hand, pose.right_hand = detect_hands(image)
+    if face:
+        pose.face = detect_face(image)
     return pose
+
+
+def detect_face(image: np.ndarray) -> list[Point] | None:
+    """OpenPose's 70 face keypoints of the most prominent face, or None."""
+    import mediapipe as mp
+
+    with _lock, mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                refine_landmarks=True) as mesh:
+        faces = mesh.process(image).multi_face_landmarks
+    if not faces:
+        return None
+    landmarks = faces[0].landmark
+    return [(landmarks[index].x, landmarks[index].y) for index in FACE_FROM_MEDIAPIPE]
 
 
 def detect_hands(image: np.ndarray) -> tuple[list[Point] | None, list[Point] | None]:
@@ -120,6 +155,10 @@ def draw_pose(pose: Pose | None, width: int, height: int) -> np.ndarray:
     for hand in (pose.left_hand, pose.right_hand):
         if hand:
             _draw_hand(canvas, hand)
+    for point in pose.face or []:
+        if point is not None:       # OpenPose draws face keypoints as small white dots
+            cv2.circle(canvas, (int(point[0] * width), int(point[1] * height)), 3,
+                       (255, 255, 255), -1)
     return canvas
 
 
@@ -154,7 +193,7 @@ def pose_json(pose: Pose | None, width: int, height: int) -> dict:
         people.append({"pose_keypoints_2d": _flat(pose.body, width, height),
                        "hand_left_keypoints_2d": _flat(pose.left_hand, width, height),
                        "hand_right_keypoints_2d": _flat(pose.right_hand, width, height),
-                       "face_keypoints_2d": None})
+                       "face_keypoints_2d": _flat(pose.face, width, height)})
     return {"people": people, "canvas_width": width, "canvas_height": height}
 
 
@@ -179,4 +218,5 @@ def pose_from_json(data: dict) -> tuple[Pose | None, int, int]:
     person = people[0]
     body = points(person.get("pose_keypoints_2d")) or [None] * len(BODY_NAMES)
     return Pose(body[:len(BODY_NAMES)], points(person.get("hand_left_keypoints_2d")),
-                points(person.get("hand_right_keypoints_2d"))), width, height
+                points(person.get("hand_right_keypoints_2d")),
+                points(person.get("face_keypoints_2d"))), width, height

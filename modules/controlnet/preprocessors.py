@@ -127,14 +127,17 @@ def _scribble_xdog(image: np.ndarray, resolution: int, threshold: float, b: floa
     return DetectedMap(_as_map(np.where(lines < -threshold, 255, 0).astype(np.uint8)))
 
 
-def _openpose(hands: bool) -> Callable[[np.ndarray, int, float, float], DetectedMap]:
+def _openpose(*, hands: bool = False, face: bool = False, body: bool = True
+              ) -> Callable[[np.ndarray, int, float, float], DetectedMap]:
     def run(image: np.ndarray, resolution: int, a: float, b: float) -> DetectedMap:
-        from modules.controlnet.pose import NO_PERSON, detect_pose, draw_pose, pose_json
+        from modules.controlnet.pose import NO_FACE, NO_PERSON, detect_pose, draw_pose, \
+            pose_json
 
         resized = resize_short_side(image, resolution)
         height, width = resized.shape[:2]
-        pose = detect_pose(resized, hands=hands)
-        return DetectedMap(draw_pose(pose, width, height), None if pose else NO_PERSON,
+        pose = detect_pose(resized, hands=hands, face=face, body=body)
+        message = None if pose else (NO_PERSON if body else NO_FACE)
+        return DetectedMap(draw_pose(pose, width, height), message,
                            pose_json(pose, width, height))
     return run
 
@@ -187,7 +190,10 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
                  (RESOLUTION, Slider("Binarization Threshold", 127, 0, 255), None)),
     Preprocessor("scribble_xdog", ("All", "Scribble"), _scribble_xdog,
                  (RESOLUTION, Slider("XDoG Threshold", 32, 1, 64), None)),
-    Preprocessor("openpose", ("All", "OpenPose"), _openpose(hands=False)),
+    Preprocessor("openpose", ("All", "OpenPose"), _openpose()),
+    Preprocessor("openpose_face", ("All", "OpenPose"), _openpose(face=True)),
+    Preprocessor("openpose_faceonly", ("All", "OpenPose"), _openpose(face=True, body=False)),
+    Preprocessor("openpose_full", ("All", "OpenPose"), _openpose(hands=True, face=True)),
     Preprocessor("openpose_hand", ("All", "OpenPose"), _openpose(hands=True)),
     Preprocessor("mediapipe_face", ("All", "MediaPipe Face"), _mediapipe_face,
                  (RESOLUTION, Slider("Max Faces", 1, 1, 10), Slider("Min Face Confidence", 0.5,

@@ -79,3 +79,35 @@ def test_face_and_person_segmentation_find_the_astronaut_and_nothing_in_bricks()
     assert 0.3 < person.mean() < 0.8
     assert registry.get("mediapipe_face")(bricks, processor_res=256).message
     assert registry.get("seg_mediapipe_selfie")(bricks, processor_res=256).image.max() == 0
+
+
+def test_openpose_full_puts_the_face_keypoints_on_the_face_the_body_model_found():
+    image = photo("astronaut.png")
+    detected = PreprocessorRegistry().get("openpose_full")(image, processor_res=512)
+    person = detected.pose["people"][0]
+    face = np.array(person["face_keypoints_2d"]).reshape(-1, 3)
+    assert face.shape == (70, 3) and (face[:, 2] == 1).all()
+    body = np.array(person["pose_keypoints_2d"]).reshape(-1, 3)
+    # the face mesh's nose tip and pupils against the pose model's nose and eyes (independent
+    # networks): within 4% of the image
+    tolerance = 0.04 * 512
+    assert np.hypot(*(face[30, :2] - body[0, :2])) < tolerance
+    assert np.hypot(*(face[68, :2] - body[14, :2])) < tolerance      # right pupil, right eye
+    assert np.hypot(*(face[69, :2] - body[15, :2])) < tolerance
+    # each pupil lies between its eye's corners; the brows above the eyes, the mouth below
+    assert face[36, 0] < face[68, 0] < face[39, 0] and face[42, 0] < face[69, 0] < face[45, 0]
+    assert face[17:27, 1].mean() < face[36:48, 1].mean() < face[48:68, 1].mean()
+    # white face dots are drawn on the map
+    x, y = face[30, :2].astype(int)
+    assert (detected.image[y, x] == 255).all()
+
+
+def test_openpose_faceonly_draws_no_body_and_says_when_there_is_no_face():
+    registry = PreprocessorRegistry()
+    faceonly = registry.get("openpose_faceonly")(photo("astronaut.png"), processor_res=256)
+    person = faceonly.pose["people"][0]
+    assert not any(person["pose_keypoints_2d"]) and len(person["face_keypoints_2d"]) == 210
+    colours = {tuple(c) for c in faceonly.image.reshape(-1, 3)}
+    assert colours == {(0, 0, 0), (255, 255, 255)}          # white dots only, no limbs
+    nothing = registry.get("openpose_faceonly")(photo("brick.png"), processor_res=128)
+    assert nothing.message == "no face found in the image" and nothing.image.max() == 0
