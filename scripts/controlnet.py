@@ -19,9 +19,30 @@ UNIT_FIELDS = ("enabled", "image", "module", "model", "weight", "guidance_start"
                "threshold_b")
 
 
-def unit_controls(service, tab, index):
+def pasted_unit(service, params, index):
+    """The unit a pasted infotext's `ControlNet N` entry describes, or None."""
+    entry = params.get(f"ControlNet {index}")
+    if not entry:
+        return None
+    try:
+        unit = ControlNetUnit.from_infotext(str(entry))
+    except UnitError:
+        return None
+    item = service.models.find(unit.model)      # the hash may differ from the file's
+    unit.model = item.name if item is not None else unit.model
+    return unit
+
+
+def paste_reader(service, index, name):
+    def read(params):
+        unit = pasted_unit(service, params, index)
+        return None if unit is None else getattr(unit, name)
+    return read
+
+
+def unit_controls(service, tab, index, paste_fields):
     """One unit's tab: its controls, kept in one gr.State dict (the script's argument, the same
-    shape API clients send)."""
+    shape API clients send). Its infotext readers go into `paste_fields`."""
     prefix = f"{tab}_controlnet_unit_{index}"
     with gr.Tab(f"ControlNet Unit {index}"):
         state = gr.State({"enabled": False})
@@ -67,6 +88,9 @@ def unit_controls(service, tab, index):
 
     def as_unit(*values):
         return dict(zip(UNIT_FIELDS, values))
+
+    paste_fields.extend((control, paste_reader(service, index, name))
+                        for control, name in zip(controls, UNIT_FIELDS) if name != "image")
 
     def filtered(control_type):
         modules = service.preprocessors.for_control_type(control_type)
@@ -119,9 +143,10 @@ class Script(scripts.Script):
         if service is None:
             return [gr.State({"enabled": False}) for _ in range(3)]
         tab = "img2img" if is_img2img else "txt2img"
+        self.infotext_fields = []       # pasting "ControlNet N" entries restores the units
         with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}_controlnet"):
             with gr.Tabs():
-                states = [unit_controls(service, tab, index)
+                states = [unit_controls(service, tab, index, self.infotext_fields)
                           for index in range(service.unit_count)]
         return states
 

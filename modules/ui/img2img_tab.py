@@ -430,7 +430,7 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
     # ↙️ sets every control but the init images and the mode
     pasted = {name: component for name, component in components.items()
               if name not in IMAGE_INPUT_NAMES}
-    wire_prompt_tools(ctx, prompts, pasted, sampling.steps)
+    wire_prompt_tools(ctx, prompts, pasted, sampling.steps, scripts.paste_fields)
 
     def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
         count = len(IMG2IMG_INPUT_NAMES)

@@ -123,19 +123,30 @@ def style_texts(style_db: StyleDatabase, name: str | None) -> tuple[Any, Any]:
 
 
 # -- read generation parameters ------------------------------------------------------------------
-def infotext_ui_values(text: str, *, options: Any, style_db: StyleDatabase | None = None,
-                       checkpoint_title: Any = None,
-                       on_parsed: Any = None) -> dict[str, Any]:
-    """An infotext as values of the tab's controls, keyed by the tabs' input names (the request
-    field names, plus `enable_refiner`). `checkpoint_title(alias)` maps a "name [hash]" to a
-    title of the checkpoint dropdowns (None when unknown); `on_parsed(text, params)` may edit
-    the parsed infotext (the extensions' on_infotext_pasted)."""
+def parse_pasted_infotext(text: str, *, options: Any, style_db: StyleDatabase | None = None,
+                          on_parsed: Any = None) -> dict[str, Any]:
+    """The infotext's fields as pasting reads them (skipped fields and styles per the settings);
+    `on_parsed(text, params)` may edit them (the extensions' on_infotext_pasted)."""
     styles_mode = str(options.get("infotext_styles"))
     params = parse_generation_parameters(
         text, skip_fields=list(options.get("infotext_skip_pasting") or []),
         style_db=style_db if styles_mode != "Ignore" else None, infotext_styles=styles_mode)
     if on_parsed is not None:
         on_parsed(text, params)
+    return params
+
+
+def infotext_ui_values(text: str, *, options: Any, style_db: StyleDatabase | None = None,
+                       checkpoint_title: Any = None, on_parsed: Any = None,
+                       params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An infotext (or its already parsed `params`) as values of the tab's controls, keyed by
+    the tabs' input names (the request field names, plus `enable_refiner`).
+    `checkpoint_title(alias)` maps a "name [hash]" to a title of the checkpoint dropdowns (None
+    when unknown)."""
+    styles_mode = str(options.get("infotext_styles"))
+    if params is None:
+        params = parse_pasted_infotext(text, options=options, style_db=style_db,
+                                       on_parsed=on_parsed)
     values = infotext_to_api_fields(params)
     if "Sampler" in params:
         # legacy names such as "DPM++ 2M Karras" carry the schedule type
@@ -199,24 +210,42 @@ def pasted_updates(values: Mapping[str, Any], components: Mapping[str, Any]) -> 
             for name, component in components.items()]
 
 
-def read_generation_parameters(ctx: "AppContext", text: str,
-                               components: Mapping[str, Any]) -> list[Any]:
+def script_field_updates(params: Mapping[str, Any],
+                         script_fields: Sequence[tuple[Any, Any]]) -> list[Any]:
+    """The scripts' own `infotext_fields` (A1111's Script API): (component, infotext key or
+    function of the parsed infotext) → one output per component; absent → unchanged."""
+    updates = []
+    for component, key in script_fields:
+        try:
+            value = key(params) if callable(key) else params.get(key)
+        except Exception as error:  # noqa: BLE001 - an extension's reader must not stop pasting
+            log.error("pasting into %s failed: %s", getattr(component, "label", component),
+                      error)
+            value = None
+        updates.append(gr.skip() if value is None else fit_value(component, value))
+    return updates
+
+
+def read_generation_parameters(ctx: "AppContext", text: str, components: Mapping[str, Any],
+                               script_fields: Sequence[tuple[Any, Any]] = ()) -> list[Any]:
     """The ↙️ button: the infotext in the prompt box (or, when the box is empty, the last
-    generation's params.txt) sets every control of the tab it names."""
+    generation's params.txt) sets every control of the tab it names, and the scripts' controls
+    their `infotext_fields` name (outputs: `components`, then the scripts' components)."""
     if not (text or "").strip():
         params_file = ctx.paths.params_file
         text = params_file.read_text(encoding="utf-8") if params_file.is_file() else ""
     if not text.strip():
-        return [gr.skip() for _ in components]
+        return [gr.skip() for _ in range(len(components) + len(script_fields))]
 
     def checkpoint_title(alias: str) -> str | None:
         info = ctx.checkpoints.get_closest(alias)
         return info.title if info is not None else None
 
-    values = infotext_ui_values(text, options=ctx.options, style_db=ctx.styles,
-                                checkpoint_title=checkpoint_title,
-                                on_parsed=ctx.scripts.infotext_pasted)
-    return pasted_updates(values, components)
+    params = parse_pasted_infotext(text, options=ctx.options, style_db=ctx.styles,
+                                   on_parsed=ctx.scripts.infotext_pasted)
+    values = infotext_ui_values(text, options=ctx.options, checkpoint_title=checkpoint_title,
+                                params=params)
+    return pasted_updates(values, components) + script_field_updates(params, script_fields)
 
 
 # -- layout and wiring ---------------------------------------------------------------------------
@@ -325,11 +354,14 @@ def wire_styles(ctx: "AppContext", controls: StylesControls, prompt: gr.Textbox,
 
 
 def wire_paste(ctx: "AppContext", paste: gr.Button, prompt: gr.Textbox,
-               components: Mapping[str, Any]) -> None:
-    """↙️ reads the prompt box's infotext into `components` (name → control of the tab)."""
-    targets = dict(components)
-    paste.click(fn=lambda text: read_generation_parameters(ctx, text, targets),
-                inputs=[prompt], outputs=list(targets.values()), **_quiet())
+               components: Mapping[str, Any],
+               script_fields: Sequence[tuple[Any, Any]] = ()) -> None:
+    """↙️ reads the prompt box's infotext into `components` (name → control of the tab) and
+    the scripts' `infotext_fields`."""
+    targets, fields = dict(components), list(script_fields)
+    paste.click(fn=lambda text: read_generation_parameters(ctx, text, targets, fields),
+                inputs=[prompt], outputs=[*targets.values(), *(c for c, _ in fields)],
+                **_quiet())
 
 
 def dropped_image_infotext(path: str | None) -> str:
@@ -349,20 +381,23 @@ def dropped_image_infotext(path: str | None) -> str:
 
 
 def wire_image_drop(ctx: "AppContext", dropped: gr.File, prompt: gr.Textbox,
-                    components: Mapping[str, Any]) -> None:
+                    components: Mapping[str, Any],
+                    script_fields: Sequence[tuple[Any, Any]] = ()) -> None:
     """An image dropped on a prompt box: its infotext goes into the prompt box and sets every
     control it names, as if it had been pasted and ↙️ pressed (A1111's drag and drop)."""
-    targets = dict(components)
+    targets, fields = dict(components), list(script_fields)
     dropped.upload(fn=lambda path: (dropped_image_infotext(path), None), inputs=[dropped],
                    outputs=[prompt, dropped], **_quiet()).success(
-        fn=lambda text: read_generation_parameters(ctx, text, targets), inputs=[prompt],
-        outputs=list(targets.values()), **_quiet())
+        fn=lambda text: read_generation_parameters(ctx, text, targets, fields),
+        inputs=[prompt], outputs=[*targets.values(), *(c for c, _ in fields)], **_quiet())
 
 
 def wire_prompt_tools(ctx: "AppContext", prompts: "PromptControls",
-                      components: Mapping[str, Any], steps: gr.Slider | None) -> None:
+                      components: Mapping[str, Any], steps: gr.Slider | None,
+                      script_fields: Sequence[tuple[Any, Any]] = ()) -> None:
     """Wire the prompt row's conveniences of one tab. `components`: the tab's controls by
-    input name (what ↙️ may set); `steps`: the sampling steps slider (schedules in counts)."""
+    input name (what ↙️ may set); `steps`: the sampling steps slider (schedules in counts);
+    `script_fields`: the scripts' (component, infotext key or reader) pairs."""
     if prompts.token_counter is not None:
         wire_token_counter(ctx, prompts.prompt, prompts.token_counter, steps, is_positive=True)
     if prompts.negative_token_counter is not None:
@@ -371,9 +406,9 @@ def wire_prompt_tools(ctx: "AppContext", prompts: "PromptControls",
     if prompts.styles is not None:
         wire_styles(ctx, prompts.styles, prompts.prompt, prompts.negative_prompt)
     if prompts.paste is not None:
-        wire_paste(ctx, prompts.paste, prompts.prompt, components)
+        wire_paste(ctx, prompts.paste, prompts.prompt, components, script_fields)
     if prompts.dropped_image is not None:
-        wire_image_drop(ctx, prompts.dropped_image, prompts.prompt, components)
+        wire_image_drop(ctx, prompts.dropped_image, prompts.prompt, components, script_fields)
     if prompts.clear_prompt is not None:
         prompts.clear_prompt.click(fn=lambda: ("", ""), inputs=[],
                                    outputs=[prompts.prompt, prompts.negative_prompt], **_quiet())

@@ -26,6 +26,8 @@ class ScriptControls:
     dropdown: gr.Dropdown | None
     #: every script's controls in args-array order (after the dropdown's slot)
     controls: list[Any] = field(default_factory=list)
+    #: the scripts' `infotext_fields`: (component, infotext key or reader) for pasting
+    paste_fields: list[tuple[Any, Any]] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[Any]:
@@ -43,9 +45,11 @@ class ScriptControls:
         return [index, *values[1:]]
 
 
-def _build_script_ui(script: Any, is_img2img: bool, defaults: list[Any]) -> list[Any]:
+def _build_script_ui(script: Any, is_img2img: bool, defaults: list[Any],
+                     paste_fields: list[tuple[Any, Any]]) -> list[Any]:
     """The script's controls in the page. An error, or a count other than the one the args
-    array was laid out with, is logged and the script keeps its defaults (hidden states)."""
+    array was laid out with, is logged and the script keeps its defaults (hidden states).
+    The `infotext_fields` a script set in ui() go into `paste_fields`."""
     try:
         controls = list(script.ui(is_img2img) or [])
     except Exception as error:  # noqa: BLE001 - the page still builds
@@ -57,6 +61,9 @@ def _build_script_ui(script: Any, is_img2img: bool, defaults: list[Any]) -> list
             log.error("Script %s built %d controls in the page but %d before: its defaults are "
                       "used", script.title(), len(controls), len(defaults))
         controls = [gr.State(value) for value in defaults]
+    else:
+        paste_fields.extend((component, key) for component, key in
+                            (script.infotext_fields or []) if component is not None)
     return controls
 
 
@@ -69,7 +76,8 @@ def build_script_controls(runner: ScriptRunner) -> ScriptControls:
     for script in runner.alwayson:
         with gr.Group():
             built.controls.extend(_build_script_ui(
-                script, is_img2img, defaults[script.args_from:script.args_to]))
+                script, is_img2img, defaults[script.args_from:script.args_to],
+                built.paste_fields))
     if not runner.selectable:
         return _with_defaults(built, defaults)
     titles = [script.title() for script in runner.selectable]
@@ -79,7 +87,8 @@ def build_script_controls(runner: ScriptRunner) -> ScriptControls:
     for script in runner.selectable:
         with gr.Group(visible=False) as group:
             built.controls.extend(_build_script_ui(
-                script, is_img2img, defaults[script.args_from:script.args_to]))
+                script, is_img2img, defaults[script.args_from:script.args_to],
+                built.paste_fields))
         groups.append(group)
 
     def show_selected(title: str) -> list[Any]:

@@ -210,7 +210,7 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None,
         "styles": prompts.styles.selected,
     }
     inputs = [components[name] for name in TXT2IMG_INPUT_NAMES] + scripts.inputs
-    wire_prompt_tools(ctx, prompts, components, sampling.steps)
+    wire_prompt_tools(ctx, prompts, components, sampling.steps, scripts.paste_fields)
 
     def on_generate(*values: Any) -> Iterator[tuple[Any, ...]]:
         count = len(TXT2IMG_INPUT_NAMES)
