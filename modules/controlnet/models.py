@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
+import yaml
 
 from modules.engine.checkpoint_io import CheckpointLoadError, legacy_model_hash
 from modules.engine.controlnet import ControlNetModel, controlnet_weights, \
@@ -54,6 +55,26 @@ def header_problem(path: Path) -> str | None:
     except DetectionError as error:
         return str(error)
     return None
+
+
+def sidecar_params(path: Path) -> dict | None:
+    """`model.params.control_stage_config.params` of the `.yaml` beside a ControlNet file (as
+    sd-webui-controlnet reads it), or None; a broken sidecar is a CheckpointLoadError."""
+    sidecar = path.with_suffix(".yaml")
+    if not sidecar.is_file():
+        return None
+    try:
+        document = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+        params = document["model"]["params"]["control_stage_config"]["params"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CheckpointLoadError(path, f"cannot read {sidecar.name}: {error}") from error
+    except (KeyError, TypeError):
+        raise CheckpointLoadError(
+            path, f"{sidecar.name} has no model.params.control_stage_config.params") from None
+    if not isinstance(params, dict):
+        raise CheckpointLoadError(path, f"{sidecar.name}: control_stage_config.params is not "
+                                        "a mapping")
+    return params
 
 
 @dataclass
@@ -128,7 +149,8 @@ class ControlNetRegistry:
                 return self._loaded[key]
         try:
             model = load_controlnet(item.path, allow_unsafe_pickle=self.allow_unsafe_pickle,
-                                    device=self.device, dtype=self.dtype)
+                                    device=self.device, dtype=self.dtype,
+                                    yaml_params=sidecar_params(item.path))
         except CheckpointLoadError as error:
             item.problem = error.reason
             log.warning("ControlNet %s cannot be loaded: %s", item.path, error.reason)

@@ -9,7 +9,7 @@ architecture (SD1.x / SD2.x / SDXL widths, depths, hint channels) is read from t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,23 @@ class ControlNetConfig:
     unet: UNetConfig            # the encoder's sizes (those of the UNet it was trained on)
     hint_channels: int = 3
     family: str = "sd1"         # "sd1", "sd2" or "sdxl": which base models it fits
+    #: residuals averaged over the image and given to the conditional rows only (the shuffle
+    #: ControlNet's `global_average_pooling`, which only its .yaml says)
+    global_average_pooling: bool = False
+
+
+#: the fields of a `.yaml` sidecar's `control_stage_config.params` that shapes cannot tell
+YAML_UNET_FIELDS = ("num_heads", "num_head_channels", "use_linear_in_transformer")
+
+
+def apply_yaml_params(config: ControlNetConfig, params: Mapping[str, object]) -> ControlNetConfig:
+    """The detected architecture with what a sidecar's `control_stage_config.params` states:
+    attention heads, linear projections, global average pooling."""
+    unet_fields = {name: type(getattr(config.unet, name))(params[name])
+                   for name in YAML_UNET_FIELDS if name in params}
+    pooling = bool(params.get("global_average_pooling", config.global_average_pooling))
+    return replace(config, unet=replace(config.unet, **unet_fields),
+                   global_average_pooling=pooling)
 
 
 class ControlNetModel(UNetEncoder):
@@ -117,14 +134,19 @@ def fits_unet(control: ControlNetConfig, unet: UNetConfig) -> bool:
 
 
 def load_controlnet(path: StrPath, *, allow_unsafe_pickle: bool = False,
-                    device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32) -> ControlNetModel:
-    """Read a ControlNet file (either convention), detect its architecture, load strictly."""
+                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                    yaml_params: Mapping[str, object] | None = None) -> ControlNetModel:
+    """Read a ControlNet file (either convention), detect its architecture, load strictly.
+    `yaml_params`: a sidecar's `control_stage_config.params`, which win over the detection."""
     weights = controlnet_weights(read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle))
     try:
         config = detect_controlnet_config(weights)
+        if yaml_params:
+            config = apply_yaml_params(config, yaml_params)
     except DetectionError as error:
         raise CheckpointLoadError(path, str(error)) from error
+    except (TypeError, ValueError) as error:
+        raise CheckpointLoadError(path, f"its .yaml has a bad value: {error}") from error
     with torch.device("meta"):
         model = ControlNetModel(config)
     expected = model.state_dict()
@@ -195,9 +217,14 @@ class ControlNetPatch:
                                                                    unet):
                 continue
             residuals = unit.model(x[:, :4], unit.hint_for(x), timesteps, context, y)
+            pooled = unit.model.control_config.global_average_pooling
+            if pooled:
+                residuals = [residual.mean(dim=(2, 3), keepdim=True).expand_as(residual)
+                             for residual in residuals]
             scaled = [(residual * scale).to(x.dtype)
                       for residual, scale in zip(residuals, self._scales(unit, len(residuals)))]
-            if unit.control_mode == CONTROL_MODES[2] and self.uncond_rows is not None:
+            cond_only = unit.control_mode == CONTROL_MODES[2] or pooled
+            if cond_only and self.uncond_rows is not None:
                 keep = (~self.uncond_rows).to(x.device, scaled[0].dtype)[:, None, None, None]
                 scaled = [residual * keep for residual in scaled]
             total = scaled if total is None else [a + b for a, b in zip(total, scaled)]
