@@ -4,7 +4,8 @@ and subfolders sd-webui-controlnet uses, so a folder copied from an A1111 instal
 is downloaded: a missing file is a message naming the folder and the file.
 
 Depth Anything V2 and V1 run on transformers' `DepthAnythingForDepthEstimation`
-(`modules/engine/depth_anything.py`). The map is grey relative depth, near = white.
+(`modules/engine/depth_anything.py`), MiDaS DPT-Hybrid on its `DPTForDepthEstimation`
+(`modules/engine/dpt_midas.py`). The map is grey relative depth, near = white.
 """
 from __future__ import annotations
 
@@ -24,16 +25,19 @@ from modules.engine.checkpoint_io import CheckpointLoadError, read_state_dict
 class DepthWeights:
     subfolder: str                  # sd-webui-controlnet's folder for this annotator
     file_names: tuple[str, ...]     # the first one present is used (its default first)
-    version: int                    # Depth Anything 1 or 2
+    network: str                    # "depth_anything" or "dpt_midas"
+    version: int = 1                # Depth Anything 1 or 2
 
 
 DEPTH_ANYTHING_V2 = DepthWeights(
     "depth_anything_v2", ("depth_anything_v2_vitl.safetensors", "depth_anything_v2_vitl.pth",
                           "depth_anything_v2_vitb.safetensors", "depth_anything_v2_vitb.pth",
-                          "depth_anything_v2_vits.safetensors", "depth_anything_v2_vits.pth"), 2)
+                          "depth_anything_v2_vits.safetensors", "depth_anything_v2_vits.pth"),
+    "depth_anything", 2)
 DEPTH_ANYTHING = DepthWeights(
     "depth_anything", ("depth_anything_vitl14.pth", "depth_anything_vitb14.pth",
-                       "depth_anything_vits14.pth"), 1)
+                       "depth_anything_vits14.pth"), "depth_anything", 1)
+MIDAS = DepthWeights("midas", ("dpt_hybrid-midas-501f0c75.pt",), "dpt_midas")
 
 
 class DepthEstimators:
@@ -57,6 +61,7 @@ class DepthEstimators:
 
     def model(self, weights: DepthWeights):
         from modules.engine.depth_anything import DepthModelError, load_depth_anything
+        from modules.engine.dpt_midas import load_dpt_midas
 
         path = self.find(weights)
         with self._lock:
@@ -65,7 +70,8 @@ class DepthEstimators:
             self._loaded = None
             try:
                 state_dict = read_state_dict(path, allow_unsafe_pickle=self.allow_unsafe_pickle)
-                model = load_depth_anything(state_dict, version=weights.version)
+                model = load_dpt_midas(state_dict) if weights.network == "dpt_midas" \
+                    else load_depth_anything(state_dict, version=weights.version)
             except (CheckpointLoadError, DepthModelError) as error:
                 raise PreprocessorError(f"cannot load {path}: {error}") from error
             self._loaded = (path, model)
@@ -74,17 +80,21 @@ class DepthEstimators:
     def preprocessor_run(self, weights: DepthWeights
                          ) -> Callable[[np.ndarray, int, float, float], DetectedMap]:
         def run(image: np.ndarray, resolution: int, a: float, b: float) -> DetectedMap:
-            from modules.engine.depth_anything import estimate_depth
+            from modules.engine import depth_anything, dpt_midas
 
+            estimate = dpt_midas.estimate_depth if weights.network == "dpt_midas" \
+                else depth_anything.estimate_depth
             resized = resize_short_side(image, resolution)
             model = self.model(weights)
             with self._lock:
-                depth = estimate_depth(model, resized)
+                depth = estimate(model, resized)
             return DetectedMap(grey_depth_map(depth))
         return run
 
     def preprocessors(self) -> tuple[Preprocessor, ...]:
-        return (Preprocessor("depth_anything_v2", ("All", "Depth"),
+        return (Preprocessor("depth_midas", ("All", "Depth"), self.preprocessor_run(MIDAS),
+                             aliases=("depth",)),
+                Preprocessor("depth_anything_v2", ("All", "Depth"),
                              self.preprocessor_run(DEPTH_ANYTHING_V2)),
                 Preprocessor("depth_anything", ("All", "Depth"),
                              self.preprocessor_run(DEPTH_ANYTHING)))

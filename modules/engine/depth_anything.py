@@ -28,7 +28,7 @@ _REFINENET = re.compile(r"^depth_head\.scratch\.refinenet(\d)\.(.+)$")
 _BLOCK_PARTS = {"norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.o_proj",
                 "ls1.gamma": "layer_scale1.lambda1", "ls2.gamma": "layer_scale2.lambda1",
                 "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
-_FUSION_PARTS = {"out_conv": "projection", "resConfUnit1.conv1": "residual_layer1.convolution1",
+FUSION_PARTS = {"out_conv": "projection", "resConfUnit1.conv1": "residual_layer1.convolution1",
                  "resConfUnit1.conv2": "residual_layer1.convolution2",
                  "resConfUnit2.conv1": "residual_layer2.convolution1",
                  "resConfUnit2.conv2": "residual_layer2.convolution2"}
@@ -65,11 +65,7 @@ def _rename(key: str) -> str:
             return f"backbone.encoder.layer.{index}.{_BLOCK_PARTS[part]}" + \
                 (f".{kind}" if kind else "")
     if match := _REFINENET.match(key):
-        # the original counts fusion blocks from the deepest (refinenet4 runs first)
-        number, rest = match.groups()
-        part, _, kind = rest.rpartition(".")
-        if part in _FUSION_PARTS:
-            return f"neck.fusion_stage.layers.{4 - int(number)}.{_FUSION_PARTS[part]}.{kind}"
+        return fusion_key(int(match[1]), match[2])
     if match := re.match(r"^depth_head\.projects\.(\d)\.(weight|bias)$", key):
         return f"neck.reassemble_stage.layers.{match[1]}.projection.{match[2]}"
     if match := re.match(r"^depth_head\.resize_layers\.(\d)\.(weight|bias)$", key):
@@ -77,6 +73,15 @@ def _rename(key: str) -> str:
     if match := re.match(r"^depth_head\.scratch\.layer(\d)_rn\.weight$", key):
         return f"neck.convs.{int(match[1]) - 1}.weight"
     raise DepthModelError(f"unexpected tensor {key!r} (not a Depth Anything checkpoint?)")
+
+
+def fusion_key(number: int, rest: str) -> str:
+    """`refinenet{number}.{rest}` of the DPT head → transformers' fusion stage name. The
+    original counts fusion blocks from the deepest (refinenet4 runs first)."""
+    part, _, kind = rest.rpartition(".")
+    if part not in FUSION_PARTS:
+        raise DepthModelError(f"unexpected fusion tensor refinenet{number}.{rest}")
+    return f"neck.fusion_stage.layers.{4 - number}.{FUSION_PARTS[part]}.{kind}"
 
 
 def convert_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -137,10 +142,16 @@ def load_depth_anything(original: dict[str, torch.Tensor], *, version: int,
     from transformers import DepthAnythingForDepthEstimation
 
     config = config_from_state_dict(original, version=version)
+    return load_converted(DepthAnythingForDepthEstimation, config, convert_state_dict(original),
+                          dtype)
+
+
+def load_converted(model_class, config, converted: dict[str, torch.Tensor],
+                   dtype: torch.dtype):
+    """`model_class(config)` built on the meta device and given `converted` strictly."""
     with torch.device("meta"):
-        model = DepthAnythingForDepthEstimation(config)
-    missing, unexpected = model.load_state_dict(convert_state_dict(original), strict=False,
-                                                assign=True)
+        model = model_class(config)
+    missing, unexpected = model.load_state_dict(converted, strict=False, assign=True)
     if missing or unexpected:
         raise DepthModelError(f"the weights do not fit: missing {missing[:4]}, "
                               f"unexpected {unexpected[:4]}")

@@ -19,7 +19,9 @@ from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from modules.engine.depth_anything import DepthModelError, convert_state_dict, \
     load_depth_anything
-from tests.controlnet.tiny_annotators import depth_anything_state_dict, write_depth_anything
+from modules.engine.dpt_midas import load_dpt_midas
+from tests.controlnet.tiny_annotators import depth_anything_state_dict, \
+    dpt_hybrid_midas_state_dict, write_depth_anything, write_dpt_hybrid_midas
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_controlnet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,20 @@ def test_released_layout_loads_strictly_and_splits_the_fused_attention():
         [9, 10, 11, 12]                                                  # V1 the last four
 
 
+def test_midas_dpt_hybrid_loads_strictly_into_transformers_dpt():
+    original = dpt_hybrid_midas_state_dict(seed=2)
+    model = load_dpt_midas(original)                    # raises on any missing / extra key
+    qkv = original["pretrained.model.blocks.3.attn.qkv.weight"]
+    attention = model.dpt.encoder.layer[3].attention.attention
+    assert attention.key.weight.equal(qkv[64:128])
+    assert model.dpt.embeddings.backbone.bit.encoder.stages[1].layers[1].conv2.weight.equal(
+        original["pretrained.model.patch_embed.backbone.stages.1.blocks.1.conv2.weight"])
+    assert model.neck.reassemble_stage.readout_projects[3][0].weight.equal(
+        original["pretrained.act_postprocess4.0.project.0.weight"])
+    assert model.config.backbone_out_indices == [0, 1, 8, 11]   # MiDaS' hooks
+    assert model.config.image_size == 64                       # 4 x 4 patches of 16
+
+
 def test_a_file_of_another_kind_is_a_clear_error():
     original = depth_anything_state_dict()
     original["model.diffusion_model.out.0.weight"] = original.pop("pretrained.norm.weight")
@@ -85,7 +101,7 @@ def test_a_file_of_another_kind_is_a_clear_error():
 
 def test_depth_modules_are_listed_under_the_depth_control_type(api):
     modules = api.client.get("/controlnet/module_list").json()["module_list"]
-    assert {"depth_anything_v2", "depth_anything"} <= set(modules)
+    assert {"depth_midas", "depth_anything_v2", "depth_anything"} <= set(modules)
     types = api.client.get("/controlnet/control_types").json()["control_types"]
     assert "depth_anything_v2" in types["Depth"]["module_list"]
 
@@ -112,6 +128,15 @@ def test_detect_returns_a_grey_depth_map_from_the_users_weights(api):
         api.annotators / "depth_anything_v2" / "depth_anything_v2_vitl.safetensors", seed=2)
     second = decode(detect(api, "depth_anything_v2").json()["images"][0])
     assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("module", ["depth_midas", "depth"])   # "depth": ControlNet 1.0's name
+def test_midas_runs_from_sd_webui_controlnets_file_name(api, module):
+    write_dpt_hybrid_midas(api.annotators / "midas" / "dpt_hybrid-midas-501f0c75.pt", seed=3)
+    answer = detect(api, module, resolution=72)
+    assert answer.status_code == 200, answer.text
+    depth = decode(answer.json()["images"][0])
+    assert depth.shape == (72, 72, 3) and depth.min() == 0 and depth.max() == 255
 
 
 def test_txt2img_unit_with_a_depth_module_returns_the_depth_map(api):

@@ -78,3 +78,86 @@ def write_depth_anything(path: Path, *, seed: int = 0, **shape) -> Path:
     else:
         torch.save(tensors, path)
     return path
+
+
+def dpt_hybrid_midas_state_dict(*, width: int = 64, blocks: int = 12, grid: int = 4,
+                                stem: int = 32, stage_widths: tuple[int, ...] = (128, 256, 512),
+                                stage_depths: tuple[int, ...] = (1, 2, 1), features: int = 32,
+                                seed: int = 0) -> dict[str, torch.Tensor]:
+    """MiDaS v3 DPT-Hybrid's names: a timm ViT-hybrid (BiT ResNet stages feeding a 1x1 patch
+    projection) under `pretrained.model.`, readout / resize layers `pretrained.act_postprocess3`
+    and `4` (1 and 2 are parameter-free), the refinement head under `scratch.`."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * 0.2
+
+    model, backbone = "pretrained.model", "pretrained.model.patch_embed.backbone"
+    tensors = {
+        f"{model}.cls_token": rand(1, 1, width),
+        f"{model}.pos_embed": rand(1, 1 + grid * grid, width),
+        f"{backbone}.stem.conv.weight": rand(stem, 3, 7, 7),
+        f"{backbone}.stem.norm.weight": 1 + rand(stem), f"{backbone}.stem.norm.bias": rand(stem),
+        f"{model}.patch_embed.proj.weight": rand(width, stage_widths[-1], 1, 1),
+        f"{model}.patch_embed.proj.bias": rand(width),
+        f"{model}.norm.weight": 1 + rand(width), f"{model}.norm.bias": rand(width),
+        f"{model}.head.weight": rand(1000, width), f"{model}.head.bias": rand(1000),
+    }
+    channels = stem
+    for s, (out, depth) in enumerate(zip(stage_widths, stage_depths)):
+        mid = out // 4
+        for b in range(depth):
+            block = f"{backbone}.stages.{s}.blocks.{b}"
+            incoming = channels if b == 0 else out
+            if b == 0:
+                tensors[f"{block}.downsample.conv.weight"] = rand(out, incoming, 1, 1)
+                tensors[f"{block}.downsample.norm.weight"] = 1 + rand(out)
+                tensors[f"{block}.downsample.norm.bias"] = rand(out)
+            for name, shape in (("conv1", (mid, incoming, 1, 1)), ("conv2", (mid, mid, 3, 3)),
+                                ("conv3", (out, mid, 1, 1))):
+                tensors[f"{block}.{name}.weight"] = rand(*shape)
+            for name, size in (("norm1", mid), ("norm2", mid), ("norm3", out)):
+                tensors[f"{block}.{name}.weight"] = 1 + rand(size)
+                tensors[f"{block}.{name}.bias"] = rand(size)
+        channels = out
+    for i in range(blocks):
+        block = f"{model}.blocks.{i}"
+        for name, shape in (("norm1", (width,)), ("norm2", (width,))):
+            tensors[f"{block}.{name}.weight"] = 1 + rand(*shape)
+            tensors[f"{block}.{name}.bias"] = rand(*shape)
+        for name, (rows, cols) in (("attn.qkv", (3 * width, width)), ("attn.proj", (width, width)),
+                                   ("mlp.fc1", (4 * width, width)),
+                                   ("mlp.fc2", (width, 4 * width))):
+            tensors[f"{block}.{name}.weight"] = rand(rows, cols)
+            tensors[f"{block}.{name}.bias"] = rand(rows)
+    neck = (stage_widths[0], stage_widths[1], width, width)
+    for k in (3, 4):
+        post = f"pretrained.act_postprocess{k}"
+        tensors[f"{post}.0.project.0.weight"] = rand(width, 2 * width)
+        tensors[f"{post}.0.project.0.bias"] = rand(width)
+        tensors[f"{post}.3.weight"] = rand(width, width, 1, 1)
+        tensors[f"{post}.3.bias"] = rand(width)
+    tensors["pretrained.act_postprocess4.4.weight"] = rand(width, width, 3, 3)
+    tensors["pretrained.act_postprocess4.4.bias"] = rand(width)
+    for k, channels in enumerate(neck, start=1):
+        tensors[f"scratch.layer{k}_rn.weight"] = rand(features, channels, 3, 3)
+        refine = f"scratch.refinenet{k}"
+        tensors[f"{refine}.out_conv.weight"] = rand(features, features, 1, 1)
+        tensors[f"{refine}.out_conv.bias"] = rand(features)
+        for unit in ("resConfUnit1", "resConfUnit2"):
+            for conv in ("conv1", "conv2"):
+                tensors[f"{refine}.{unit}.{conv}.weight"] = rand(features, features, 3, 3)
+                tensors[f"{refine}.{unit}.{conv}.bias"] = rand(features)
+    for index, (out, inp, kernel) in {0: (features // 2, features, 3), 2: (32, features // 2, 3),
+                                      4: (1, 32, 1)}.items():
+        tensors[f"scratch.output_conv.{index}.weight"] = rand(out, inp, kernel, kernel)
+        tensors[f"scratch.output_conv.{index}.bias"] = rand(out)
+    tensors["scratch.output_conv.4.bias"] += 1          # keep the ReLU'd output alive
+    return tensors
+
+
+def write_dpt_hybrid_midas(path: Path, *, seed: int = 0, **shape) -> Path:
+    """A tiny MiDaS DPT-Hybrid `.pt` (a pickled state dict, as released)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dpt_hybrid_midas_state_dict(seed=seed, **shape), path)
+    return path
