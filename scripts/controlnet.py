@@ -10,6 +10,7 @@ from modules import scripts, shared
 from modules.controlnet.apply import detect, job_patch, prepare_units
 from modules.controlnet.models import control_type_of
 from modules.controlnet.units import CONTROL_MODES, RESIZE_MODES, ControlNetUnit, UnitError
+from modules.processing.memory_guard import InsufficientMemoryError
 from modules.scripting.runner import ScriptArgsError
 
 REFRESH_SYMBOL = "\U0001f504"  # 🔄
@@ -161,8 +162,8 @@ class Script(scripts.Script):
             self.prepared = prepare_units(
                 units, registry=service.models, preprocessors=service.preprocessors,
                 unet=p.sd_model.config.unet, width=p.width, height=p.height,
-                default_image=default_image)
-        except UnitError as error:
+                default_image=default_image, ensure_room=service.ensure_room)
+        except (UnitError, InsufficientMemoryError) as error:
             raise ScriptArgsError(str(error)) from error
         for item in self.prepared:
             p.extra_generation_params[f"ControlNet {item.index}"] = item.unit.infotext()

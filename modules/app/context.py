@@ -183,7 +183,9 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                                  else [])],
         annotators_dir=paths.controlnet_annotators_dir,
         allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
-        unit_count=int(options.get("control_net_unit_count")))
+        unit_count=int(options.get("control_net_unit_count")),
+        ensure_room=lambda needed, what: context.memory.require(needed, what,
+                                                                manager.plan.device))
     context.scripts = load_app_scripts(context)
     manager.on_loaded = lambda model: context.scripts.callbacks.run("model_loaded", model)
     return context

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from modules.controlnet.models import ControlNetRegistry
 from modules.controlnet.depth import DepthEstimators
@@ -22,11 +22,15 @@ class ControlNetService:
     models: ControlNetRegistry
     preprocessors: PreprocessorRegistry = field(default_factory=PreprocessorRegistry)
     unit_count: int = DEFAULT_UNIT_COUNT
+    #: refuses a network that does not fit in memory before it is read: (bytes, what) → None
+    #: or InsufficientMemoryError
+    ensure_room: Callable[[int, str], None] | None = None
 
     @classmethod
     def for_folders(cls, folders: Iterable[Path], *, annotators_dir: Path | None = None,
-                    allow_unsafe_pickle: bool = False,
-                    unit_count: int = DEFAULT_UNIT_COUNT) -> "ControlNetService":
+                    allow_unsafe_pickle: bool = False, unit_count: int = DEFAULT_UNIT_COUNT,
+                    ensure_room: Callable[[int, str], None] | None = None
+                    ) -> "ControlNetService":
         """The models in `folders`; the weight-free preprocessors, and with `annotators_dir`
         those whose weights the user puts there (depth)."""
         registry = ControlNetRegistry(folders, allow_unsafe_pickle=allow_unsafe_pickle)
@@ -35,4 +39,5 @@ class ControlNetService:
         if annotators_dir is not None:
             estimators = DepthEstimators(annotators_dir, allow_unsafe_pickle=allow_unsafe_pickle)
             preprocessors = preprocessors + estimators.preprocessors()
-        return cls(registry, PreprocessorRegistry(preprocessors), unit_count=unit_count)
+        return cls(registry, PreprocessorRegistry(preprocessors), unit_count=unit_count,
+                   ensure_room=ensure_room)

@@ -4,7 +4,7 @@ checkpoint, and the detected maps kept to be returned with the images."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -80,8 +80,10 @@ def detect(unit: ControlNetUnit, image: Image.Image, preprocessors: Preprocessor
 
 def prepare_units(values: Sequence[Any], *, registry: ControlNetRegistry,
                   preprocessors: PreprocessorRegistry, unet: UNetConfig, width: int, height: int,
-                  default_image: Image.Image | None = None) -> list[PreparedUnit]:
-    """Every enabled unit made ready; UnitError (the API's 422) names what is wrong."""
+                  default_image: Image.Image | None = None,
+                  ensure_room: Callable[[int, str], None] | None = None) -> list[PreparedUnit]:
+    """Every enabled unit made ready; UnitError (the API's 422) names what is wrong.
+    `ensure_room` may refuse loading a network that does not fit in memory."""
     prepared = []
     for index, unit in enabled_units(values):
         image, _mask = unit.input_image()
@@ -98,7 +100,7 @@ def prepare_units(values: Sequence[Any], *, registry: ControlNetRegistry,
         detected_map = resize_image(RESIZE_MODES.index(unit.resize_mode),
                                     Image.fromarray(detected.image), width, height)
         try:
-            network = registry.load(item)
+            network = registry.load(item, ensure_room)
         except CheckpointLoadError as error:
             raise UnitError(f"ControlNet unit {index}: model {item.name} cannot be loaded: "
                             f"{error.reason}") from error

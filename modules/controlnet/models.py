@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import yaml
@@ -139,14 +139,18 @@ class ControlNetRegistry:
                 return item
         return None
 
-    def load(self, item: ControlNetFile) -> ControlNetModel:
+    def load(self, item: ControlNetFile,
+             ensure_room: Callable[[int, str], None] | None = None) -> ControlNetModel:
         """The network (cached); CheckpointLoadError for a file that cannot be loaded, which is
-        remembered on the item so lists can say so."""
+        remembered on the item so lists can say so. `ensure_room(bytes, what)` may refuse a
+        network not yet loaded before it is read (the file's size bounds what reading takes)."""
         key = item.path.resolve()
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
+        if ensure_room is not None:
+            ensure_room(item.path.stat().st_size, f"loading ControlNet {item.name}")
         try:
             model = load_controlnet(item.path, allow_unsafe_pickle=self.allow_unsafe_pickle,
                                     device=self.device, dtype=self.dtype,

@@ -172,6 +172,11 @@ class MemoryGuard:
             _refuse_above(budget, footprint.tiled_encode_bytes(width, height),
                           f"encoding an image of {width}x{height}")
 
+    def require(self, needed: int, what: str, device: torch.device) -> None:
+        """Refuse (InsufficientMemoryError) work the job adds beyond its estimate, e.g. loading
+        a script's network, when it does not fit the budget now."""
+        _refuse_above(self.budget(device), needed, what)
+
     # -- VAE work within the budget --------------------------------------------------------------
     def decode(self, model, latents: torch.Tensor) -> torch.Tensor:
         """Latents → images in [0, 1], float32 [B, 3, H, W]: the whole batch at once when it fits,

@@ -212,3 +212,26 @@ def test_detect_and_render_refuse_bad_input_with_422(api):
     junk = api.client.post("/controlnet/render_openpose_json", json=[
         {"people": [{"pose_keypoints_2d": "x"}], "canvas_width": "wide"}])
     assert junk.status_code == 422
+
+
+def test_a_controlnet_larger_than_free_memory_is_refused_before_it_is_read(api):
+    """The file's size is checked against the memory budget before a byte is read: a 4 TB
+    ControlNet is a 422 that says so, and the next request works."""
+    import psutil
+    huge = api.ctx.paths.controlnet_dir / "control_huge_canny.safetensors"
+    write_tiny_controlnet(huge, "sd1", seed=7)
+    with open(huge, "r+b") as handle:
+        handle.truncate(4 * 1024 ** 4)                    # sparse: no disk is used
+    assert huge.stat().st_size > psutil.virtual_memory().total
+    try:
+        api.ctx.controlnet.models.refresh()
+        unit = {"module": "canny", "model": "control_huge_canny", "image": png_b64(square_photo()),
+                "processor_res": 64}
+        response = txt2img(api, unit)
+        assert response.status_code == 422, response.text
+        assert "Not enough memory for loading ControlNet control_huge_canny" in \
+            response.json()["detail"]
+        assert txt2img(api).status_code == 200
+    finally:
+        huge.unlink()
+        api.ctx.controlnet.models.refresh()
