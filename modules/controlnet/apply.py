@@ -86,7 +86,7 @@ def prepare_units(values: Sequence[Any], *, registry: ControlNetRegistry,
     `ensure_room` may refuse loading a network that does not fit in memory."""
     prepared = []
     for index, unit in enabled_units(values):
-        image, _mask = unit.input_image()
+        image, mask = unit.input_image()
         image = image if image is not None else default_image
         if image is None:
             raise UnitError(f"ControlNet unit {index} has no image (send \"image\" as base64)")
@@ -109,9 +109,15 @@ def prepare_units(values: Sequence[Any], *, registry: ControlNetRegistry,
             raise UnitError(f"ControlNet unit {index}: {item.name} is a "
                             f"{FAMILY_NAMES.get(family, family)} ControlNet; it does not fit "
                             "the loaded checkpoint")
+        region = None
+        if mask is not None:
+            mask = resize_image(RESIZE_MODES.index(unit.resize_mode), mask.convert("L"), width,
+                                height)
+            region = torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)[None, None]
         patch = ControlUnitPatch(network, map_to_hint(detected_map), weight=unit.weight,
                                  guidance_start=unit.guidance_start,
-                                 guidance_end=unit.guidance_end, control_mode=unit.control_mode)
+                                 guidance_end=unit.guidance_end, control_mode=unit.control_mode,
+                                 region=region)
         unit.model = item.name
         prepared.append(PreparedUnit(index, unit, item.name, patch, detected_map,
                                      detected.message))

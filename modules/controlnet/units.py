@@ -28,7 +28,7 @@ INFOTEXT_FIELDS = ("module", "model", "weight", "resize_mode", "processor_res", 
 #: default input-image limit; a control map is brought to the generation size anyway)
 MAX_IMAGE_PIXELS = 64_000_000
 _ALIASES = {"guidance": "guidance_end", "lowvram": "low_vram", "input_image": "image",
-            "mask_image": "mask"}
+            "mask_image": "mask", "effective_region_mask": "mask"}
 
 
 class UnitError(ValueError):
@@ -42,7 +42,7 @@ class ControlNetUnit:
     model: str = "None"
     weight: float = 1.0
     image: Any = None           # base64 / data URL / PIL / ndarray / {"image", "mask"} / [i, m]
-    mask: Any = None
+    mask: Any = None            # where the unit steers (white); none = everywhere
     resize_mode: str = "Crop and Resize"
     low_vram: bool = False
     processor_res: float = -1

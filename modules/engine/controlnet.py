@@ -181,6 +181,9 @@ class ControlUnitPatch:
     guidance_start: float = 0.0     # fractions of the sampling steps
     guidance_end: float = 1.0
     control_mode: str = CONTROL_MODES[0]
+    #: [1, 1, H, W] in [0, 1]: where the unit steers (the residuals are scaled by it at each
+    #: resolution); None = everywhere
+    region: Tensor | None = None
 
     def active_at(self, fraction: float) -> bool:
         return self.weight != 0 and self.guidance_start <= fraction <= self.guidance_end
@@ -193,6 +196,11 @@ class ControlUnitPatch:
             hint = torch.nn.functional.interpolate(hint.float(), size=size, mode="bilinear",
                                                    align_corners=False)
         return hint.to(x.device).expand(x.shape[0], -1, -1, -1)
+
+
+def _region_at(region: Tensor, residual: Tensor) -> Tensor:
+    return torch.nn.functional.interpolate(region.float(), size=residual.shape[-2:],
+                                           mode="area").to(residual.device, residual.dtype)
 
 
 class ControlNetPatch:
@@ -223,6 +231,8 @@ class ControlNetPatch:
                              for residual in residuals]
             scaled = [(residual * scale).to(x.dtype)
                       for residual, scale in zip(residuals, self._scales(unit, len(residuals)))]
+            if unit.region is not None:
+                scaled = [residual * _region_at(unit.region, residual) for residual in scaled]
             cond_only = unit.control_mode == CONTROL_MODES[2] or pooled
             if cond_only and self.uncond_rows is not None:
                 keep = (~self.uncond_rows).to(x.device, scaled[0].dtype)[:, None, None, None]

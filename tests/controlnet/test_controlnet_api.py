@@ -235,3 +235,23 @@ def test_a_controlnet_larger_than_free_memory_is_refused_before_it_is_read(api):
     finally:
         huge.unlink()
         api.ctx.controlnet.models.refresh()
+
+
+def test_a_unit_mask_limits_where_it_steers(api):
+    """sd-webui-controlnet's unit mask (also `effective_region_mask`): black = not steered. An
+    all-black mask gives the plain image exactly, a white one the unmasked unit's."""
+    unit = {"module": "canny", "model": "control_v11p_sd15_canny", "processor_res": 64,
+            "image": png_b64(square_photo())}
+
+    def first_image(response):
+        assert response.status_code == 200, response.text
+        return np.asarray(decode(response.json()["images"][0]))
+
+    plain = first_image(txt2img(api))
+    steered = first_image(txt2img(api, unit))
+    black = png_b64(Image.new("L", (64, 64), 0))
+    white = png_b64(Image.new("L", (64, 64), 255))
+    assert np.array_equal(first_image(txt2img(api, dict(unit, mask=black))), plain)
+    assert np.array_equal(first_image(txt2img(api, dict(unit, effective_region_mask=white))),
+                          steered)
+    assert not np.array_equal(steered, plain)

@@ -147,3 +147,19 @@ def test_diffusers_named_controlnets_load_as_the_same_network(tmp_path, kind):
     assert set(loaded) == set(ldm)
     for key, value in ldm.items():
         assert torch.equal(loaded[key], value), key
+
+
+def test_a_region_mask_confines_the_residuals(sd1):
+    model, (control, _), _ = sd1
+    x, t, context = torch.randn(2, 4, 8, 8), torch.tensor([500.0, 500.0]), torch.randn(2, 77, 32)
+    region = torch.zeros(1, 1, 64, 64)
+    region[..., 32:] = 1.0                                 # the right half of the image
+    whole = ControlNetPatch([ControlUnitPatch(control, hint())])(model.config.unet, x, t,
+                                                                 context, None)
+    masked = ControlNetPatch([ControlUnitPatch(control, hint(), region=region)])(
+        model.config.unet, x, t, context, None)
+    for full, part in zip(whole, masked):
+        half = part.shape[-1] // 2
+        if half:
+            assert part[..., :half].abs().max() == 0
+            torch.testing.assert_close(part[..., half:], full[..., half:])
