@@ -38,8 +38,8 @@ def read_state_dict(path: StrPath, *, allow_unsafe_pickle: bool = False,
                     device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint file, keyed by their names in the file.
 
-    A top-level `state_dict` entry (LDM `.ckpt` training files) is unwrapped; non-tensor entries
-    (`global_step`, `epoch`, ...) are dropped.
+    A top-level `state_dict` entry (LDM `.ckpt` training files), or a `model` entry beside no
+    tensors, is unwrapped; non-tensor entries (`global_step`, `epoch`, ...) are dropped.
     """
     file_path = Path(path)
     if not file_path.is_file():
@@ -133,6 +133,9 @@ def _read_pickle(path: Path, device: str | torch.device, allow_unsafe_pickle: bo
 def _tensors_only(path: Path, loaded: object) -> dict[str, torch.Tensor]:
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
+    elif isinstance(loaded, dict) and isinstance(loaded.get("model"), dict) \
+            and not any(isinstance(value, torch.Tensor) for value in loaded.values()):
+        loaded = loaded["model"]         # training checkpoints such as ZoeDepth's releases
     if not isinstance(loaded, dict):
         raise CheckpointLoadError(path, f"expected a dict of tensors, found {type(loaded).__name__}")
     tensors = {key: value for key, value in loaded.items()

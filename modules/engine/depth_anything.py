@@ -148,13 +148,24 @@ def load_depth_anything(original: dict[str, torch.Tensor], *, version: int,
 
 def load_converted(model_class, config, converted: dict[str, torch.Tensor],
                    dtype: torch.dtype):
-    """`model_class(config)` built on the meta device and given `converted` strictly."""
+    """`model_class(config)` given `converted` strictly. It is built on the meta device (no
+    memory, no random init); a model with buffers computed at construction and not saved
+    (ZoeDepth's binomial indices) is built for real, without the random init."""
     with torch.device("meta"):
         model = model_class(config)
-    missing, unexpected = model.load_state_dict(converted, strict=False, assign=True)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(converted)), sorted(set(converted) - expected)
     if missing or unexpected:
         raise DepthModelError(f"the weights do not fit: missing {missing[:4]}, "
                               f"unexpected {unexpected[:4]}")
+    if any(buffer.is_meta for buffer in model.buffers()):
+        from transformers.initialization import no_init_weights
+
+        with no_init_weights():
+            model = model_class(config)
+        model.load_state_dict(converted, strict=True)
+    else:
+        model.load_state_dict(converted, strict=True, assign=True)
     return model.to(dtype).eval()
 
 

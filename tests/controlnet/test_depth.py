@@ -20,8 +20,10 @@ from modules.app.context import build_app_context
 from modules.engine.depth_anything import DepthModelError, convert_state_dict, \
     load_depth_anything
 from modules.engine.dpt_midas import load_dpt_midas
+from modules.engine.zoedepth import load_zoedepth
 from tests.controlnet.tiny_annotators import depth_anything_state_dict, \
-    dpt_hybrid_midas_state_dict, write_depth_anything, write_dpt_hybrid_midas
+    dpt_hybrid_midas_state_dict, write_depth_anything, write_dpt_hybrid_midas, write_zoedepth, \
+    zoedepth_state_dict
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_controlnet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +91,20 @@ def test_midas_dpt_hybrid_loads_strictly_into_transformers_dpt():
     assert model.config.image_size == 64                       # 4 x 4 patches of 16
 
 
+def test_zoedepth_loads_strictly_with_its_beit_and_metric_head():
+    original = zoedepth_state_dict(seed=5)
+    model = load_zoedepth({"model": original})            # the release wraps it in "model"
+    block = "core.core.pretrained.model.blocks.2.attn"
+    attention = model.backbone.beit.layers[2].attention
+    assert attention.k_proj.weight.equal(original[f"{block}.qkv.weight"][64:128])
+    assert attention.q_proj.bias.equal(original[f"{block}.q_bias"])
+    assert attention.k_proj.bias is None
+    assert model.metric_head.attractors[1].conv2.weight.equal(
+        original["attractors.1._net.2.weight"])
+    assert model.config.num_attractors == [8, 4, 2, 1]
+    assert model.config.backbone_config.out_features == ["stage1", "stage2", "stage3", "stage4"]
+
+
 def test_a_file_of_another_kind_is_a_clear_error():
     original = depth_anything_state_dict()
     original["model.diffusion_model.out.0.weight"] = original.pop("pretrained.norm.weight")
@@ -101,7 +117,7 @@ def test_a_file_of_another_kind_is_a_clear_error():
 
 def test_depth_modules_are_listed_under_the_depth_control_type(api):
     modules = api.client.get("/controlnet/module_list").json()["module_list"]
-    assert {"depth_midas", "depth_anything_v2", "depth_anything"} <= set(modules)
+    assert {"depth_midas", "depth_zoe", "depth_anything_v2", "depth_anything"} <= set(modules)
     types = api.client.get("/controlnet/control_types").json()["control_types"]
     assert "depth_anything_v2" in types["Depth"]["module_list"]
 
@@ -137,6 +153,16 @@ def test_midas_runs_from_sd_webui_controlnets_file_name(api, module):
     assert answer.status_code == 200, answer.text
     depth = decode(answer.json()["images"][0])
     assert depth.shape == (72, 72, 3) and depth.min() == 0 and depth.max() == 255
+
+
+def test_zoedepth_runs_from_sd_webui_controlnets_file_name(api):
+    write_zoedepth(api.annotators / "zoedepth" / "ZoeD_M12_N.pt", seed=6)
+    answer = detect(api, "depth_zoe", resolution=64)
+    assert answer.status_code == 200, answer.text
+    depth = decode(answer.json()["images"][0])
+    assert depth.shape == (64, 64, 3) and (depth[..., 0] == depth[..., 1]).all()
+    # sd-webui-controlnet's stretch: the nearest 2% are white, the farthest 15% black
+    assert (depth[..., 0] == 255).mean() >= 0.02 and (depth[..., 0] == 0).mean() >= 0.15
 
 
 def test_txt2img_unit_with_a_depth_module_returns_the_depth_map(api):

@@ -161,3 +161,91 @@ def write_dpt_hybrid_midas(path: Path, *, seed: int = 0, **shape) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(dpt_hybrid_midas_state_dict(seed=seed, **shape), path)
     return path
+
+
+def zoedepth_state_dict(*, width: int = 64, blocks: int = 4, window: int = 4,
+                        neck: tuple[int, ...] = (16, 32, 64, 64), features: int = 16,
+                        bins: int = 8, embedding: int = 16,
+                        attractors: tuple[int, ...] = (8, 4, 2, 1),
+                        seed: int = 0) -> dict[str, torch.Tensor]:
+    """ZoeD_N's names: timm's BEiT (relative position biases, q / v biases, layer scales) and
+    MiDaS' readouts and refinement head under `core.core.`, the metric-bins head on top."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * 0.2
+
+    def conv(name: str, out: int, inp: int, kernel: int = 1) -> None:
+        tensors[f"{name}.weight"] = rand(out, inp, kernel, kernel)
+        tensors[f"{name}.bias"] = rand(out)
+
+    core, model = "core.core", "core.core.pretrained.model"
+    tokens = window * window + 1
+    tensors = {
+        f"{model}.cls_token": rand(1, 1, width),
+        f"{model}.patch_embed.proj.weight": rand(width, 3, 16, 16),
+        f"{model}.patch_embed.proj.bias": rand(width),
+        f"{model}.fc_norm.weight": 1 + rand(width), f"{model}.fc_norm.bias": rand(width),
+        f"{model}.head.weight": rand(1000, width), f"{model}.head.bias": rand(1000),
+    }
+    for i in range(blocks):
+        block = f"{model}.blocks.{i}"
+        tensors.update({
+            f"{block}.gamma_1": rand(width), f"{block}.gamma_2": rand(width),
+            f"{block}.norm1.weight": 1 + rand(width), f"{block}.norm1.bias": rand(width),
+            f"{block}.attn.q_bias": rand(width), f"{block}.attn.v_bias": rand(width),
+            f"{block}.attn.relative_position_bias_table":
+                rand((2 * window - 1) ** 2 + 3, width // 64),
+            f"{block}.attn.relative_position_index":
+                torch.randint(0, 10, (tokens, tokens), generator=generator),
+            f"{block}.attn.qkv.weight": rand(3 * width, width),
+            f"{block}.attn.proj.weight": rand(width, width), f"{block}.attn.proj.bias": rand(width),
+            f"{block}.norm2.weight": 1 + rand(width), f"{block}.norm2.bias": rand(width),
+            f"{block}.mlp.fc1.weight": rand(4 * width, width),
+            f"{block}.mlp.fc1.bias": rand(4 * width),
+            f"{block}.mlp.fc2.weight": rand(width, 4 * width), f"{block}.mlp.fc2.bias": rand(width),
+        })
+    for k, channels in enumerate(neck, start=1):
+        post = f"{core}.pretrained.act_postprocess{k}"
+        tensors[f"{post}.0.project.0.weight"] = rand(width, 2 * width)
+        tensors[f"{post}.0.project.0.bias"] = rand(width)
+        conv(f"{post}.3", channels, width)
+        tensors[f"{core}.scratch.layer{k}_rn.weight"] = rand(features, channels, 3, 3)
+        refine = f"{core}.scratch.refinenet{k}"
+        conv(f"{refine}.out_conv", features, features)
+        for unit in ("resConfUnit1", "resConfUnit2"):
+            for name in ("conv1", "conv2"):
+                conv(f"{refine}.{unit}.{name}", features, features, 3)
+    post = f"{core}.pretrained.act_postprocess"
+    tensors[f"{post}1.4.weight"] = rand(neck[0], neck[0], 4, 4)     # transposed convolutions
+    tensors[f"{post}1.4.bias"] = rand(neck[0])
+    tensors[f"{post}2.4.weight"] = rand(neck[1], neck[1], 2, 2)
+    tensors[f"{post}2.4.bias"] = rand(neck[1])
+    conv(f"{post}4.4", neck[3], neck[3], 3)
+    conv(f"{core}.scratch.output_conv.0", features // 2, features, 3)
+    conv(f"{core}.scratch.output_conv.2", 32, features // 2, 3)
+    conv(f"{core}.scratch.output_conv.4", 1, 32)
+    conv("conv2", features, features)
+    conv("seed_bin_regressor._net.0", 256, features)
+    conv("seed_bin_regressor._net.2", bins, 256)
+    conv("seed_projector._net.0", 128, features)
+    conv("seed_projector._net.2", embedding, 128)
+    for i, count in enumerate(attractors):
+        conv(f"projectors.{i}._net.0", 128, features)
+        conv(f"projectors.{i}._net.2", embedding, 128)
+        conv(f"attractors.{i}._net.0", embedding, embedding)
+        conv(f"attractors.{i}._net.2", count, embedding)
+    mixed = 32 + 1 + embedding
+    conv("conditional_log_binomial.mlp.0", mixed // 2, mixed)
+    conv("conditional_log_binomial.mlp.2", 4, mixed // 2)
+    tensors["conditional_log_binomial.log_binomial_transform.k_idx"] = \
+        torch.arange(bins).view(1, -1, 1, 1).float()
+    tensors["conditional_log_binomial.log_binomial_transform.K_minus_1"] = torch.tensor([bins - 1.])
+    return tensors
+
+
+def write_zoedepth(path: Path, *, seed: int = 0, **shape) -> Path:
+    """A tiny ZoeD_M12_N-style `.pt`: the state dict under "model", as ZoeDepth saves it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": zoedepth_state_dict(seed=seed, **shape)}, path)
+    return path
