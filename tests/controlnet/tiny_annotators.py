@@ -9,6 +9,22 @@ import torch
 from safetensors.torch import save_file
 
 
+def refinement_head(rand, prefix: str, neck: tuple[int, ...],
+                    features: int) -> dict[str, torch.Tensor]:
+    """DPT's `scratch`: layer{k}_rn convolutions and the four refinenet fusion blocks."""
+    tensors = {}
+    for k, channels in enumerate(neck, start=1):
+        tensors[f"{prefix}.layer{k}_rn.weight"] = rand(features, channels, 3, 3)
+        refine = f"{prefix}.refinenet{k}"
+        tensors[f"{refine}.out_conv.weight"] = rand(features, features, 1, 1)
+        tensors[f"{refine}.out_conv.bias"] = rand(features)
+        for unit in ("resConfUnit1", "resConfUnit2"):
+            for conv in ("conv1", "conv2"):
+                tensors[f"{refine}.{unit}.{conv}.weight"] = rand(features, features, 3, 3)
+                tensors[f"{refine}.{unit}.{conv}.bias"] = rand(features)
+    return tensors
+
+
 def depth_anything_state_dict(*, width: int = 64, blocks: int = 12, grid: int = 4,
                               neck: tuple[int, ...] = (16, 32, 64, 64), features: int = 16,
                               seed: int = 0) -> dict[str, torch.Tensor]:
@@ -45,21 +61,13 @@ def depth_anything_state_dict(*, width: int = 64, blocks: int = 12, grid: int = 
     for i, channels in enumerate(neck):
         tensors[f"{head}.projects.{i}.weight"] = rand(channels, width, 1, 1)
         tensors[f"{head}.projects.{i}.bias"] = rand(channels)
-        tensors[f"{head}.scratch.layer{i + 1}_rn.weight"] = rand(features, channels, 3, 3)
+    tensors.update(refinement_head(rand, f"{head}.scratch", neck, features))
     tensors[f"{head}.resize_layers.0.weight"] = rand(neck[0], neck[0], 4, 4)
     tensors[f"{head}.resize_layers.0.bias"] = rand(neck[0])
     tensors[f"{head}.resize_layers.1.weight"] = rand(neck[1], neck[1], 2, 2)
     tensors[f"{head}.resize_layers.1.bias"] = rand(neck[1])
     tensors[f"{head}.resize_layers.3.weight"] = rand(neck[3], neck[3], 3, 3)
     tensors[f"{head}.resize_layers.3.bias"] = rand(neck[3])
-    for n in range(1, 5):
-        refine = f"{head}.scratch.refinenet{n}"
-        tensors[f"{refine}.out_conv.weight"] = rand(features, features, 1, 1)
-        tensors[f"{refine}.out_conv.bias"] = rand(features)
-        for unit in ("resConfUnit1", "resConfUnit2"):
-            for conv in ("conv1", "conv2"):
-                tensors[f"{refine}.{unit}.{conv}.weight"] = rand(features, features, 3, 3)
-                tensors[f"{refine}.{unit}.{conv}.bias"] = rand(features)
     tensors[f"{head}.scratch.output_conv1.weight"] = rand(features // 2, features, 3, 3)
     tensors[f"{head}.scratch.output_conv1.bias"] = rand(features // 2)
     tensors[f"{head}.scratch.output_conv2.0.weight"] = rand(32, features // 2, 3, 3)
@@ -139,15 +147,7 @@ def dpt_hybrid_midas_state_dict(*, width: int = 64, blocks: int = 12, grid: int 
         tensors[f"{post}.3.bias"] = rand(width)
     tensors["pretrained.act_postprocess4.4.weight"] = rand(width, width, 3, 3)
     tensors["pretrained.act_postprocess4.4.bias"] = rand(width)
-    for k, channels in enumerate(neck, start=1):
-        tensors[f"scratch.layer{k}_rn.weight"] = rand(features, channels, 3, 3)
-        refine = f"scratch.refinenet{k}"
-        tensors[f"{refine}.out_conv.weight"] = rand(features, features, 1, 1)
-        tensors[f"{refine}.out_conv.bias"] = rand(features)
-        for unit in ("resConfUnit1", "resConfUnit2"):
-            for conv in ("conv1", "conv2"):
-                tensors[f"{refine}.{unit}.{conv}.weight"] = rand(features, features, 3, 3)
-                tensors[f"{refine}.{unit}.{conv}.bias"] = rand(features)
+    tensors.update(refinement_head(rand, "scratch", neck, features))
     for index, (out, inp, kernel) in {0: (features // 2, features, 3), 2: (32, features // 2, 3),
                                       4: (1, 32, 1)}.items():
         tensors[f"scratch.output_conv.{index}.weight"] = rand(out, inp, kernel, kernel)
@@ -210,12 +210,7 @@ def zoedepth_state_dict(*, width: int = 64, blocks: int = 4, window: int = 4,
         tensors[f"{post}.0.project.0.weight"] = rand(width, 2 * width)
         tensors[f"{post}.0.project.0.bias"] = rand(width)
         conv(f"{post}.3", channels, width)
-        tensors[f"{core}.scratch.layer{k}_rn.weight"] = rand(features, channels, 3, 3)
-        refine = f"{core}.scratch.refinenet{k}"
-        conv(f"{refine}.out_conv", features, features)
-        for unit in ("resConfUnit1", "resConfUnit2"):
-            for name in ("conv1", "conv2"):
-                conv(f"{refine}.{unit}.{name}", features, features, 3)
+    tensors.update(refinement_head(rand, f"{core}.scratch", neck, features))
     post = f"{core}.pretrained.act_postprocess"
     tensors[f"{post}1.4.weight"] = rand(neck[0], neck[0], 4, 4)     # transposed convolutions
     tensors[f"{post}1.4.bias"] = rand(neck[0])
