@@ -1,0 +1,170 @@
+"""The character-pose service through the real server (launch.py, uvicorn, API only, two
+--api-auth users) on a tiny SD1 checkpoint and a tiny openpose ControlNet: characters keep their
+seed and prompt, presets and poses from photos re-pose them, everything survives a restart, and
+users only see their own characters."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import numpy as np
+import pytest
+import requests
+import skimage
+from PIL import Image
+
+from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_controlnet
+from tests.server_process import start_app_server, stop_app_server
+
+API = "/character-pose/v1"
+ALICE, BOB = ("alice", "wonderland"), ("bob", "builder")
+PHOTOS = os.path.join(os.path.dirname(skimage.__file__), "data")
+CHARACTER = {"name": "tiny knight", "prompt": "a knight with a red cape", "seed": -1,
+             "width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "cfg_scale": 7}
+
+
+def photo_b64(name: str) -> str:
+    with open(os.path.join(PHOTOS, name), "rb") as handle:
+        return base64.b64encode(handle.read()).decode()
+
+
+def pixels(data: bytes | str) -> np.ndarray:
+    raw = base64.b64decode(data) if isinstance(data, str) else data
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+
+
+class Service:
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.server = None
+
+    def start(self):
+        self.server = start_app_server(self.data_dir, args=(
+            "--nowebui", "--api-auth", f"{ALICE[0]}:{ALICE[1]},{BOB[0]}:{BOB[1]}"))
+
+    def stop(self):
+        stop_app_server(self.server)
+
+    def call(self, method: str, path: str, user=ALICE, **kwargs) -> requests.Response:
+        return requests.request(method, self.server.base_url + path, auth=user, timeout=300,
+                                **kwargs)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    data = tmp_path_factory.mktemp("character-pose")
+    for folder in ("Stable-diffusion", "ControlNet"):
+        (data / "models" / folder).mkdir(parents=True)
+    write_tiny_checkpoint(data / "models" / "Stable-diffusion" / "tiny.safetensors", "sd1",
+                          seed=1)
+    write_tiny_controlnet(data / "models" / "ControlNet" / "control_tiny_openpose.safetensors",
+                          "sd1", seed=4)
+    running = Service(data)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def knight(service):
+    answer = service.call("POST", f"{API}/characters", json=CHARACTER)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_character_keeps_its_resolved_seed_checkpoint_and_image(service, knight):
+    assert knight["seed"] >= 0 and knight["parameters"]["seed"] == knight["seed"]
+    assert knight["checkpoint"].startswith("tiny") and knight["checkpoint_hash"]
+    assert f"Seed: {knight['seed']}" in knight["infotext"]
+    image = service.call("GET", knight["image_url"])
+    assert image.status_code == 200 and pixels(image.content).shape == (64, 64, 3)
+
+
+def test_two_presets_give_two_images_with_the_characters_seed_and_prompt(service, knight):
+    renders = []
+    for pose in ("standing", "running"):
+        answer = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                              json={"pose_id": pose})
+        assert answer.status_code == 200, answer.text
+        renders.append(answer.json())
+    for render in renders:
+        assert f"Seed: {knight['seed']}" in render["infotext"]
+        assert render["infotext"].startswith(CHARACTER["prompt"])
+        assert "ControlNet 0:" in render["infotext"]
+    assert not np.array_equal(pixels(renders[0]["image"]), pixels(renders[1]["image"]))
+    again = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                         json={"pose_id": "running"}).json()
+    assert np.array_equal(pixels(again["image"]), pixels(renders[1]["image"]))
+    history = service.call("GET", f"{API}/characters/{knight['id']}/history").json()
+    assert [r["pose_id"] for r in history][-3:] == ["standing", "running", "running"]
+    stored = service.call("GET", history[-1]["image_url"])
+    assert np.array_equal(pixels(stored.content), pixels(again["image"]))
+
+
+def test_a_pose_from_a_photo_of_a_person_is_added_and_used(service, knight):
+    answer = service.call("POST", f"{API}/poses",
+                          json={"name": "astronaut", "photo": photo_b64("astronaut.png")})
+    assert answer.status_code == 200, answer.text
+    pose = answer.json()
+    body = pose["keypoints"]["people"][0]["pose_keypoints_2d"]
+    assert sum(1 for c in body[2::3] if c > 0) >= 5 and not pose["builtin"]
+    preview = service.call("GET", pose["preview_url"])
+    assert preview.status_code == 200 and pixels(preview.content).max() > 0
+    render = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                          json={"pose_id": pose["id"]})
+    assert render.status_code == 200, render.text
+
+
+def test_bad_requests_are_clear_errors(service, knight):
+    no_person = service.call("POST", f"{API}/poses", json={"photo": photo_b64("brick.png")})
+    assert no_person.status_code == 422 and "no person found" in no_person.json()["detail"]
+    unknown = service.call("POST", f"{API}/characters/nobody/pose", json={"pose_id": "running"})
+    assert unknown.status_code == 404
+    no_pose = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                           json={"pose_id": "moonwalk"})
+    assert no_pose.status_code == 404 and "moonwalk" in no_pose.json()["detail"]
+    malformed = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                             json={"keypoints": {"people": [{"pose_keypoints_2d": [1, 2]}]}})
+    assert malformed.status_code == 422 and "malformed keypoints" in malformed.json()["detail"]
+    builtin = service.call("DELETE", f"{API}/poses/standing")
+    assert builtin.status_code == 403
+
+
+def test_a_failed_generation_leaves_no_character(service):
+    before = service.call("GET", f"{API}/characters").json()
+    answer = service.call("POST", f"{API}/characters",
+                          json={**CHARACTER, "prompt": "knight " * 5000})   # over the limit
+    assert answer.status_code == 422 and "prompt" in answer.json()["detail"]
+    assert service.call("GET", f"{API}/characters").json() == before
+
+
+def test_users_see_only_their_own_characters(service, knight):
+    assert service.call("GET", f"{API}/characters/{knight['id']}", user=BOB).status_code == 404
+    assert all(c["id"] != knight["id"]
+               for c in service.call("GET", f"{API}/characters", user=BOB).json())
+    repose = service.call("POST", f"{API}/characters/{knight['id']}/pose", user=BOB,
+                          json={"pose_id": "standing"})
+    assert repose.status_code == 404
+    assert service.call("GET", f"{API}/characters", user=("bob", "wrong")).status_code == 401
+
+
+def test_docs_list_every_service_route_with_a_description(service):
+    schema = service.call("GET", "/openapi.json").json()
+    routes = {path: spec for path, spec in schema["paths"].items() if path.startswith(API)}
+    assert {f"{API}/characters", f"{API}/characters/{{character_id}}/pose", f"{API}/poses",
+            f"{API}/poses/{{pose_id}}/preview"} <= set(routes)
+    for spec in routes.values():
+        for operation in spec.values():
+            assert operation.get("summary") and "Character pose" in operation["tags"]
+
+
+def test_characters_and_history_survive_a_restart(service, knight):
+    before = service.call("GET", f"{API}/characters/{knight['id']}/history").json()
+    service.stop()
+    service.start()
+    assert service.call("GET", f"{API}/characters/{knight['id']}").json()["seed"] == \
+        knight["seed"]
+    after = service.call("GET", f"{API}/characters/{knight['id']}/history").json()
+    assert [r["id"] for r in after] == [r["id"] for r in before]
+    assert service.call("GET", after[0]["image_url"]).status_code == 200
