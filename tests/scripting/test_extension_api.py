@@ -56,7 +56,9 @@ def images_of(answer) -> list[Image.Image]:
 
 def test_the_extension_is_listed_with_its_scripts_and_arguments(api):
     client, ctx = api
-    assert [extension.name for extension in ctx.scripts.extensions] == ["sd-seed-tagger"]
+    names = [(extension.name, extension.is_builtin) for extension in ctx.scripts.extensions]
+    assert ("sd-seed-tagger", False) in names
+    assert all(builtin for name, builtin in names if name != "sd-seed-tagger")
     # the app's built-in scripts first, then the extension's
     scripts = client.get("/sdapi/v1/scripts").json()
     assert scripts["txt2img"][-1] == "mirror" and scripts["img2img"][-1] == "mirror"

@@ -8,7 +8,7 @@ import binascii
 from typing import Any, Callable
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lib_character_pose.client import ApiCallError, AppClient
@@ -258,7 +258,6 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
         pose = _pose(service, owner_of(request), pose_id)
         async with client(request) as api:
             image = await guarded(service.render_pose(api, pose.keypoints))
-        from fastapi.responses import Response
         return Response(base64.b64decode(image), media_type="image/png")
 
     @router.post("/poses", response_model=PoseOut, summary="Add a pose",
