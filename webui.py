@@ -3,7 +3,9 @@ alone on 127.0.0.1:7861 with --nowebui. Normally started through launch.py / web
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -57,6 +59,19 @@ def preload_checkpoint(ctx) -> None:
     threading.Thread(target=report, name="startup-model-report", daemon=True).start()
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another process listens on (host, port); checked before the slow start-up so a
+    second server says so at once (uvicorn would only fail after loading everything)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
+
+
 def build_app(ctx):
     if ctx.args.nowebui:
         from modules.api.app import create_api_app
@@ -73,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("Ignoring unknown command-line arguments (flags of extensions that are not "
                     "installed?): %s", " ".join(unknown))
 
+    host, port = server_address(args)
+    if port_in_use(host, port):
+        log.error("Port %d on %s is already in use (is the server already running?). Stop the "
+                  "other process or choose another port with --port.", port, host)
+        return 1
+
     import uvicorn
 
     from modules.app.context import build_app_context
@@ -82,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_load_model_at_start:
             preload_checkpoint(ctx)
         app = build_app(ctx)
-        host, port = server_address(args)
         log.info("%s on http://%s:%d%s", "API" if args.nowebui else "Web UI", host, port,
                  " (docs at /docs)" if args.nowebui or args.api else "")
         uvicorn.run(app, host=host, port=port, timeout_keep_alive=args.timeout_keep_alive,
