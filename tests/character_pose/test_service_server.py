@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -168,3 +169,50 @@ def test_characters_and_history_survive_a_restart(service, knight):
     after = service.call("GET", f"{API}/characters/{knight['id']}/history").json()
     assert [r["id"] for r in after] == [r["id"] for r in before]
     assert service.call("GET", after[0]["image_url"]).status_code == 200
+
+
+def test_a_batch_of_poses_is_one_job_followed_through_the_jobs_api(service, knight):
+    before = len(service.call("GET", f"{API}/characters/{knight['id']}/history").json())
+    queued = service.call("POST", f"{API}/characters/{knight['id']}/poses",
+                          json={"pose_ids": ["standing", "waving", "running"]})
+    assert queued.status_code == 202, queued.text
+    job_url = queued.json()["status_url"]
+    deadline = time.monotonic() + 300
+    while (status := service.call("GET", job_url).json())["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert status["state"] == "done", status
+    images = status["result"]["images"]
+    assert len(images) == 3
+    single = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                          json={"pose_id": "running"}).json()
+    # the batch draws each pose exactly as a single re-pose does
+    assert np.array_equal(pixels(images[2]), pixels(single["image"]))
+    history = service.call("GET", f"{API}/characters/{knight['id']}/history").json()
+    assert [r["pose_id"] for r in history[before:]] == ["standing", "waving", "running",
+                                                        "running"]
+    unknown = service.call("POST", f"{API}/characters/{knight['id']}/poses",
+                           json={"pose_ids": ["standing", "moonwalk"]})
+    assert unknown.status_code == 404
+
+
+def test_a_character_from_an_image_with_parameters_redraws_like_the_original(service, knight):
+    """The character's image carries its infotext (as the API's PNGs do): a character made
+    from it has the same prompt, seed and size, and re-poses exactly like the original."""
+    original = service.call("GET", knight["image_url"]).content
+    copy = service.call("POST", f"{API}/characters/from-image",
+                        json={"name": "copy", "image": base64.b64encode(original).decode()})
+    assert copy.status_code == 200, copy.text
+    character = copy.json()
+    assert character["seed"] == knight["seed"] and character["id"] != knight["id"]
+    assert character["parameters"]["prompt"] == CHARACTER["prompt"]
+    assert (character["parameters"]["width"], character["parameters"]["height"]) == (64, 64)
+    pose = {"pose_id": "pointing"}
+    mine = service.call("POST", f"{API}/characters/{knight['id']}/pose", json=pose).json()
+    theirs = service.call("POST", f"{API}/characters/{character['id']}/pose", json=pose).json()
+    assert np.array_equal(pixels(mine["image"]), pixels(theirs["image"]))
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(buffer, format="PNG")
+    plain = service.call("POST", f"{API}/characters/from-image",
+                         json={"image": base64.b64encode(buffer.getvalue()).decode()})
+    assert plain.status_code == 422 and "no A1111 generation parameters" in plain.text

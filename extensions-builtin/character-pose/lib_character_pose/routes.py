@@ -77,6 +77,24 @@ class ReposeRequest(BaseModel):
     guidance_end: float = Field(1.0, ge=0, le=1)
 
 
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"pose_ids": ["standing", "walking", "running", "jumping"], "weight": 1.0}]})
+    pose_ids: list[str] = Field(..., min_length=1, max_length=64)
+    control: str = Field("openpose", description=f"one of {', '.join(CONTROLS)}")
+    reference_image: str | None = Field(None, description="for depth / both: base64 image")
+    weight: float = Field(1.0, ge=0, le=2)
+    guidance_start: float = Field(0.0, ge=0, le=1)
+    guidance_end: float = Field(1.0, ge=0, le=1)
+
+
+class BatchOut(BaseModel):
+    job_id: str
+    status_url: str = Field(..., description="GET it for state, progress and, when done, the "
+                                             "images (a /sdapi/v2 job)")
+    poses: list[str]
+
+
 class RenderOut(BaseModel):
     id: str
     character_id: str
@@ -222,6 +240,19 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
             render, image = await guarded(service.repose(
                 api, owner_of(request), character_id, **body.model_dump()))
         return render_out(render, image)
+
+    @router.post("/characters/{character_id}/poses", response_model=BatchOut, status_code=202,
+                 summary="Re-pose a character in many poses as one job",
+                 responses={404: {"description": "unknown character or pose"}})
+    async def repose_batch(character_id: str, body: BatchRequest,
+                           request: Request) -> BatchOut:
+        """Queues one txt2img job that draws the character in each pose in turn; follow it
+        (progress, ETA, and the images at the end) at `/sdapi/v2/jobs/{job_id}`. Each image is
+        added to the character's history as it is made."""
+        async with client(request) as api:
+            queued = await guarded(service.queue_batch(
+                api, owner_of(request), character_id, **body.model_dump()))
+        return BatchOut(**queued)
 
     @router.get("/characters/{character_id}/history", response_model=list[RenderOut],
                 summary="A character's re-posed images")

@@ -9,6 +9,8 @@ import base64
 import binascii
 import io
 import json
+import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +24,7 @@ CHARACTER_FIELDS = ("prompt", "negative_prompt", "seed", "width", "height", "ste
                     "sampler_name", "scheduler", "cfg_scale")
 CONTROLS = ("openpose", "depth", "both")
 NO_PERSON = "no person found"
+BATCH_SCRIPT = "character pose batch"      # the selectable script that runs a batch job
 BLEND_NAME = "anime-blend-7-3"
 
 
@@ -56,6 +59,39 @@ class ServiceSettings:
 
 
 @dataclass
+class BatchItem:
+    pose_id: str
+    units: list[dict[str, Any]]
+    settings: dict[str, Any]
+
+
+@dataclass
+class Batch:
+    character: Character
+    control: str
+    items: list[BatchItem]
+
+
+class BatchRegistry:
+    """Batches queued as jobs, by an unguessable token the job carries (so the batch script
+    only runs what the service queued, for the owner who asked)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: dict[str, Batch] = {}
+
+    def add(self, batch: Batch) -> str:
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._batches[token] = batch
+        return token
+
+    def take(self, token: str) -> Batch | None:
+        with self._lock:
+            return self._batches.pop(token, None)
+
+
+@dataclass
 class ControlChoice:
     model: str
     module: str                         # what the unit runs on its image
@@ -68,6 +104,7 @@ class CharacterService:
         self.store = store
         self.presets = presets
         self.settings = settings
+        self.batches = BatchRegistry()
 
     # -- checkpoints and models ----------------------------------------------------------------
     async def checkpoint(self, client: AppClient, wanted: str | None) -> dict[str, Any]:
@@ -212,15 +249,13 @@ class CharacterService:
             raise not_found("character", character_id)
         return character
 
-    async def repose(self, client: AppClient, owner: str, character_id: str, *,
-                     control: str = "openpose", pose_id: str | None = None,
-                     keypoints: dict[str, Any] | None = None, photo: str | None = None,
-                     reference_image: str | None = None, weight: float = 1.0,
-                     guidance_start: float = 0.0, guidance_end: float = 1.0
-                     ) -> tuple[Render, str]:
-        """The character drawn again (its parameters and seed) with the control unit(s);
-        returns the stored render and the image (base64 PNG)."""
-        character = self.character(owner, character_id)
+    async def control_units(self, client: AppClient, owner: str, *, control: str,
+                            pose_id: str | None = None, keypoints: dict[str, Any] | None = None,
+                            photo: str | None = None, reference_image: str | None = None,
+                            weight: float = 1.0, guidance_start: float = 0.0,
+                            guidance_end: float = 1.0) -> tuple[list[dict], dict[str, Any]]:
+        """The ControlNet units (sd-webui-controlnet's payload) for a re-pose, and the settings
+        recorded with it."""
         if control not in CONTROLS:
             raise ServiceError(422, f"control must be one of {', '.join(CONTROLS)}")
         window = {"weight": weight, "guidance_start": guidance_start,
@@ -245,18 +280,49 @@ class CharacterService:
             choice = await self.control_model(client, "depth")
             units.append(_unit(choice, decode_image(reference_image, "reference_image"), window))
             used["depth"] = choice.__dict__
+        return units, {**window, "controlnets": used}
+
+    async def repose(self, client: AppClient, owner: str, character_id: str, *,
+                     control: str = "openpose", pose_id: str | None = None,
+                     **unit_fields: Any) -> tuple[Render, str]:
+        """The character drawn again (its parameters and seed) with the control unit(s);
+        returns the stored render and the image (base64 PNG)."""
+        character = self.character(owner, character_id)
+        units, settings = await self.control_units(client, owner, control=control,
+                                                   pose_id=pose_id, **unit_fields)
         answer = await client.post("/sdapi/v1/txt2img", {
-            **{key: character.parameters[key] for key in CHARACTER_FIELDS
-               if key in character.parameters},
-            "seed": character.seed, "batch_size": 1, "n_iter": 1, "save_images": False,
-            "override_settings": {"sd_model_checkpoint": character.checkpoint},
+            **redraw_request(character), "save_images": False,
             "alwayson_scripts": {"controlnet": {"args": units}}})
         info = json.loads(answer["info"])
-        render = Render(new_id(), character.id, now(), pose_id, control,
-                        {**window, "controlnets": used}, int(info["seed"]),
-                        info["infotexts"][0], "")
         image = answer["images"][0]
-        return self.store.add_render(render, base64.b64decode(image)), image
+        return self.record_render(character, pose_id, control, settings, int(info["seed"]),
+                                  info["infotexts"][0], image), image
+
+    def record_render(self, character: Character, pose_id: str | None, control: str,
+                      settings: dict[str, Any], seed: int, infotext: str, image: str) -> Render:
+        render = Render(new_id(), character.id, now(), pose_id, control, settings, seed,
+                        infotext, "")
+        return self.store.add_render(render, base64.b64decode(image))
+
+    async def queue_batch(self, client: AppClient, owner: str, character_id: str,
+                          pose_ids: list[str], control: str = "openpose",
+                          **unit_fields: Any) -> dict[str, Any]:
+        """One txt2img job (/sdapi/v2/jobs) that draws the character in every pose; the batch
+        script (`scripts/character_pose.py`) runs it and stores each image in the history."""
+        character = self.character(owner, character_id)
+        if not pose_ids:
+            raise ServiceError(422, "pose_ids is empty")
+        items = []
+        for pose_id in pose_ids:
+            units, settings = await self.control_units(client, owner, control=control,
+                                                       pose_id=pose_id, **unit_fields)
+            items.append(BatchItem(pose_id, units, settings))
+        token = self.batches.add(Batch(character, control, items))
+        status = await client.post("/sdapi/v2/jobs", {"type": "txt2img", "request": {
+            **redraw_request(character), "save_images": False,
+            "script_name": BATCH_SCRIPT, "script_args": [token]}})
+        return {"job_id": status["id"], "status_url": f"/sdapi/v2/jobs/{status['id']}",
+                "poses": pose_ids}
 
 
 def as_png(data: bytes) -> bytes:
@@ -270,6 +336,14 @@ def as_png(data: bytes) -> bytes:
     except (UnidentifiedImageError, OSError) as error:
         raise ServiceError(422, f"image is not a readable image ({error})") from error
     return buffer.getvalue()
+
+
+def redraw_request(character: Character) -> dict[str, Any]:
+    """The txt2img request that draws `character` again: its fields, seed and checkpoint."""
+    return {**{key: character.parameters[key] for key in CHARACTER_FIELDS
+               if key in character.parameters},
+            "seed": character.seed, "batch_size": 1, "n_iter": 1,
+            "override_settings": {"sd_model_checkpoint": character.checkpoint}}
 
 
 def checked(keypoints: Any) -> dict[str, Any]:

@@ -8,10 +8,14 @@ from pathlib import Path
 
 from lib_character_pose.poses import load_presets
 from lib_character_pose.routes import service_router
-from lib_character_pose.service import BLEND_NAME, CharacterService, ServiceSettings
+from lib_character_pose.service import BATCH_SCRIPT, BLEND_NAME, CharacterService, \
+    ServiceSettings
 from lib_character_pose.store import CharacterStore
 
+import gradio as gr
+
 from modules import paths, script_callbacks, scripts, shared
+from modules.processing import Processed, process_images
 
 EXTENSION_DIR = Path(scripts.basedir())
 SECTION = ("character_pose", "Character pose")
@@ -41,10 +45,63 @@ def on_ui_settings() -> None:
         shared.opts.add_option(key, shared.OptionInfo(default, label, section=SECTION))
 
 
+#: the service of this process, made when the app starts; the batch script (run by the job
+#: worker) finds the batches the routes queued through it
+_services: list[CharacterService] = []
+
+
 def on_app_started(demo, app) -> None:
     store = CharacterStore(Path(paths.data_path) / "character-pose")
     service = CharacterService(store, load_presets(EXTENSION_DIR / "poses"), current_settings)
+    _services[:] = [service]
     app.include_router(service_router(service, lambda: app))
+
+
+class Script(scripts.Script):
+    """Runs a batch the service queued (POST …/characters/{id}/poses): the character in each
+    pose, one after the other in one job, each image stored in its history."""
+
+    def title(self):
+        return BATCH_SCRIPT.capitalize()
+
+    def show(self, is_img2img):
+        return not is_img2img
+
+    def ui(self, is_img2img):
+        gr.Markdown("Runs the batches of the character-pose API (`/character-pose/v1`); to "
+                    "re-pose a character here, use the Character tab.")
+        token = gr.Textbox(visible=False)
+        return [token]
+
+    def run(self, p, token=""):
+        batch = _services[0].batches.take(token) if _services and token else None
+        if batch is None:
+            raise ValueError("no character-pose batch with this token: queue batches with "
+                             "POST /character-pose/v1/characters/{id}/poses")
+        service = _services[0]
+        controlnet = next(s for s in p.scripts.alwayson if s.title() == "ControlNet")
+        slots = controlnet.args_to - controlnet.args_from
+        images, infotexts, seeds = [], [], []
+        for item in batch.items:
+            units = (item.units + [{} for _ in range(slots)])[:slots]
+            p.script_args[controlnet.args_from:controlnet.args_to] = units
+            processed = process_images(p)
+            image = processed.images[0]
+            images.append(image)
+            infotexts.append(processed.infotexts[0])
+            seeds.append(processed.seed)
+            service.record_render(batch.character, item.pose_id, batch.control, item.settings,
+                                  processed.seed, processed.infotexts[0], png_base64(image))
+        return Processed(p, images, seeds[0], infotexts[0], all_seeds=seeds,
+                         infotexts=infotexts)
+
+
+def png_base64(image) -> str:
+    import base64
+    import io
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 script_callbacks.on_ui_settings(on_ui_settings)
