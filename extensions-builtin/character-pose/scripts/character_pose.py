@@ -4,6 +4,8 @@ work goes through the app's own HTTP API (txt2img with ControlNet units, /contro
 <data dir>/character-pose (SQLite + PNGs); preset poses: this extension's poses/ folder."""
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 from lib_character_pose.poses import load_presets
@@ -11,6 +13,8 @@ from lib_character_pose.routes import service_router
 from lib_character_pose.service import BATCH_SCRIPT, BLEND_NAME, CharacterService, \
     ServiceSettings
 from lib_character_pose.store import CharacterStore
+from lib_character_pose.client import AppClient
+from lib_character_pose.ui import build_tab
 
 import gradio as gr
 
@@ -48,13 +52,34 @@ def on_ui_settings() -> None:
 #: the service of this process, made when the app starts; the batch script (run by the job
 #: worker) finds the batches the routes queued through it
 _services: list[CharacterService] = []
+_apps: list = []
 
 
 def on_app_started(demo, app) -> None:
     store = CharacterStore(Path(paths.data_path) / "character-pose")
     service = CharacterService(store, load_presets(EXTENSION_DIR / "poses"), current_settings)
     _services[:] = [service]
+    _apps[:] = [app]
     app.include_router(service_router(service, lambda: app))
+
+
+def ui_client() -> AppClient | None:
+    """The Character tab's way into the API. The owner is passed to the service explicitly;
+    with --api-auth, the tab (already behind the UI's own login) passes the API's guard with
+    its first account."""
+    if not _apps:
+        return None
+    accounts = [entry.strip() for entry in (getattr(shared.cmd_opts, "api_auth", None) or "")
+                .split(",") if ":" in entry]
+    header = "Basic " + base64.b64encode(accounts[0].encode()).decode() if accounts else None
+    return AppClient(_apps[0], header)
+
+
+def on_ui_tabs():
+    presets = load_presets(EXTENSION_DIR / "poses")
+    tab = build_tab(lambda: _services[0] if _services else None, ui_client,
+                    [(preset.name, preset.id) for preset in presets.values()])
+    return [(tab, "Character", "character_pose")]
 
 
 class Script(scripts.Script):
@@ -97,8 +122,6 @@ class Script(scripts.Script):
 
 
 def png_base64(image) -> str:
-    import base64
-    import io
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
@@ -106,3 +129,4 @@ def png_base64(image) -> str:
 
 script_callbacks.on_ui_settings(on_ui_settings)
 script_callbacks.on_app_started(on_app_started)
+script_callbacks.on_ui_tabs(on_ui_tabs)
