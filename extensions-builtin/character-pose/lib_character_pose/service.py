@@ -354,8 +354,10 @@ def checked(keypoints: Any) -> dict[str, Any]:
 
 
 def _unit(choice: ControlChoice, image: str, window: dict[str, float]) -> dict[str, Any]:
+    # pixel perfect: the map is detected at the generation's size, so thin edge maps keep
+    # their strength (a 512 px canny map shrunk to a small image nearly vanishes)
     return {"enabled": True, "module": choice.module, "model": choice.model, "image": image,
-            "resize_mode": "Resize and Fill", "processor_res": 512, "pixel_perfect": False,
+            "resize_mode": "Resize and Fill", "processor_res": 512, "pixel_perfect": True,
             "control_mode": "Balanced", **window}
 
 
