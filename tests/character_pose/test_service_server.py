@@ -115,6 +115,13 @@ def test_a_pose_from_a_photo_of_a_person_is_added_and_used(service, knight):
     render = service.call("POST", f"{API}/characters/{knight['id']}/pose",
                           json={"pose_id": pose["id"]})
     assert render.status_code == 200, render.text
+    # the photo is kept only when asked
+    kept = service.call("POST", f"{API}/poses", json={
+        "name": "kept", "photo": photo_b64("astronaut.png"), "keep_photo": True}).json()
+    stored = service.data_dir / "character-pose" / "poses"
+    assert sorted(p.stem for p in stored.iterdir()) == [kept["id"]]
+    assert service.call("DELETE", f"{API}/poses/{kept['id']}").status_code == 200
+    assert list(stored.iterdir()) == []
 
 
 def test_bad_requests_are_clear_errors(service, knight):
