@@ -165,6 +165,9 @@ def test_docs_list_every_service_route_with_a_description(service):
     for spec in routes.values():
         for operation in spec.values():
             assert operation.get("summary") and "Character pose" in operation["tags"]
+            assert "Example: `curl " in operation.get("description", ""), operation["summary"]
+    body = schema["components"]["schemas"]["ReposeRequest"]
+    assert body["examples"][0]["pose_id"] == "running"
 
 
 def test_characters_and_history_survive_a_restart(service, knight):
@@ -223,3 +226,27 @@ def test_a_character_from_an_image_with_parameters_redraws_like_the_original(ser
     plain = service.call("POST", f"{API}/characters/from-image",
                          json={"image": base64.b64encode(buffer.getvalue()).decode()})
     assert plain.status_code == 422 and "no A1111 generation parameters" in plain.text
+
+
+def test_keypoints_and_both_controls_and_a_named_checkpoint(service, knight):
+    standing = service.call("GET", f"{API}/poses/standing").json()["keypoints"]
+    by_keypoints = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                                json={"keypoints": standing}).json()
+    by_id = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                         json={"pose_id": "standing"}).json()
+    assert np.array_equal(pixels(by_keypoints["image"]), pixels(by_id["image"]))
+    both = service.call("POST", f"{API}/characters/{knight['id']}/pose", json={
+        "control": "both", "pose_id": "waving", "reference_image": photo_b64("astronaut.png"),
+        "guidance_end": 0.5})
+    assert both.status_code == 200, both.text
+    info = both.json()["infotext"]
+    assert "ControlNet 0:" in info and "ControlNet 1:" in info and "Guidance End: 0.5" in info
+    assert set(both.json()["settings"]["controlnets"]) == {"openpose", "depth"}
+    no_reference = service.call("POST", f"{API}/characters/{knight['id']}/pose",
+                                json={"control": "depth"})
+    assert no_reference.status_code == 422 and "reference_image" in no_reference.text
+    named = service.call("POST", f"{API}/characters", json={**CHARACTER, "checkpoint": "tiny"})
+    assert named.status_code == 200 and named.json()["checkpoint"].startswith("tiny")
+    missing = service.call("POST", f"{API}/characters",
+                           json={**CHARACTER, "checkpoint": "anime-blend-7-3"})
+    assert missing.status_code == 404 and "tiny" in missing.json()["detail"]

@@ -156,6 +156,7 @@ def pose_out(pose_id: str, name: str, keypoints: dict[str, Any], builtin: bool) 
 
 
 def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) -> APIRouter:
+    # the examples in the descriptions use $S=http://127.0.0.1:7861/character-pose/v1
     router = APIRouter(prefix=PREFIX, tags=[TAG])
 
     def client(request: Request) -> AppClient:
@@ -172,7 +173,13 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
     @router.get("/status", summary="The service's checkpoint and ControlNets")
     async def status(request: Request) -> dict[str, Any]:
         """Whether the blend checkpoint is installed (and how to build it when not), and the
-        ControlNet models the openpose and depth controls use."""
+        ControlNet models the openpose and depth controls use.
+
+        In every example here, $S is http://127.0.0.1:7861/character-pose/v1 (add `-u user:pass`
+        with --api-auth).
+
+        Example: `curl $S/status`
+        """
         async with client(request) as api:
             async def gather() -> dict[str, Any]:
                 answer = {"blend": await service.blend_status(api)}
@@ -187,7 +194,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
     @router.post("/characters", response_model=CharacterOut, summary="Create a character")
     async def create(body: CharacterCreate, request: Request) -> CharacterOut:
         """txt2img with these parameters; the character keeps them, the resolved seed, the
-        checkpoint's title and hash and its first image, so it can be drawn again."""
+        checkpoint's title and hash and its first image, so it can be drawn again.
+
+        Example: `curl $S/characters --json '{"prompt": "1girl, red hair", "seed": -1}'`
+        """
         fields = body.model_dump(exclude={"name", "checkpoint"})
         async with client(request) as api:
             character = await guarded(service.create_character(
@@ -198,7 +208,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
                  summary="Create a character from an image with A1111 parameters")
     async def create_from_image(body: CharacterFromImage, request: Request) -> CharacterOut:
         """The image's infotext (prompt, seed, size, sampler …) becomes the character; the image
-        itself is its first image."""
+        itself is its first image.
+
+        Example: `curl $S/characters/from-image --json '{"image": "<base64 PNG>"}'`
+        """
         async with client(request) as api:
             character = await guarded(service.create_from_image(
                 api, owner_of(request), body.name, body.image))
@@ -206,17 +219,28 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
 
     @router.get("/characters", response_model=list[CharacterOut], summary="Your characters")
     def list_characters(request: Request) -> list[CharacterOut]:
-        """Oldest first."""
+        """Oldest first.
+
+        Example: `curl $S/characters`
+        """
         return [character_out(c) for c in service.store.characters(owner_of(request))]
 
     @router.get("/characters/{character_id}", response_model=CharacterOut,
                 summary="One character", responses={404: {"description": "not yours or gone"}})
     def get_character(character_id: str, request: Request) -> CharacterOut:
+        """Its parameters, seed, checkpoint and hash, infotext and image URL.
+
+        Example: `curl $S/characters/CHARACTER_ID`
+        """
         return character_out(_found(service, owner_of(request), character_id))
 
     @router.delete("/characters/{character_id}", summary="Delete a character and its history",
                    responses={404: {"description": "not yours or gone"}})
     def delete_character(character_id: str, request: Request) -> dict[str, str]:
+        """The character, its history and its images.
+
+        Example: `curl -X DELETE $S/characters/CHARACTER_ID`
+        """
         if not service.store.delete_character(owner_of(request), character_id):
             raise HTTPException(404, f"character {character_id!r} not found")
         return {"deleted": character_id}
@@ -224,6 +248,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
     @router.get("/characters/{character_id}/image", response_class=FileResponse,
                 summary="The character's first image (PNG)")
     def character_image(character_id: str, request: Request) -> FileResponse:
+        """The image the character was created with.
+
+        Example: `curl -o first.png $S/characters/CHARACTER_ID/image`
+        """
         character = _found(service, owner_of(request), character_id)
         return FileResponse(service.store.file(character.image), media_type="image/png")
 
@@ -235,7 +263,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
         """txt2img with the character's own parameters and seed plus a ControlNet unit: the
         pose (a preset or your pose by id, OpenPose keypoints, or a photo of a person) for
         `openpose`, the depth of `reference_image` for `depth`, both for `both`. The image
-        (with its infotext) is returned and kept in the character's history."""
+        (with its infotext) is returned and kept in the character's history.
+
+        Example: `curl $S/characters/CHARACTER_ID/pose --json '{"pose_id": "running"}'`
+        """
         async with client(request) as api:
             render, image = await guarded(service.repose(
                 api, owner_of(request), character_id, **body.model_dump()))
@@ -248,7 +279,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
                            request: Request) -> BatchOut:
         """Queues one txt2img job that draws the character in each pose in turn; follow it
         (progress, ETA, and the images at the end) at `/sdapi/v2/jobs/{job_id}`. Each image is
-        added to the character's history as it is made."""
+        added to the character's history as it is made.
+
+        Example: `curl $S/characters/ID/poses --json '{"pose_ids": ["standing", "jumping"]}'`
+        """
         async with client(request) as api:
             queued = await guarded(service.queue_batch(
                 api, owner_of(request), character_id, **body.model_dump()))
@@ -257,12 +291,20 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
     @router.get("/characters/{character_id}/history", response_model=list[RenderOut],
                 summary="A character's re-posed images")
     def history(character_id: str, request: Request) -> list[RenderOut]:
+        """The re-posed images, oldest first, with their pose, control and infotext.
+
+        Example: `curl $S/characters/CHARACTER_ID/history`
+        """
         character = _found(service, owner_of(request), character_id)
         return [render_out(r) for r in service.store.renders(character.id)]
 
     @router.get("/characters/{character_id}/history/{render_id}/image",
                 response_class=FileResponse, summary="One re-posed image (PNG)")
     def render_image(character_id: str, render_id: str, request: Request) -> FileResponse:
+        """One image of the history.
+
+        Example: `curl -o redraw.png $S/characters/CHARACTER_ID/history/RENDER_ID/image`
+        """
         character = _found(service, owner_of(request), character_id)
         render = service.store.render(character.id, render_id)
         if render is None:
@@ -271,6 +313,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
 
     @router.get("/poses", response_model=list[PoseOut], summary="Preset poses and yours")
     def list_poses(request: Request) -> list[PoseOut]:
+        """The twelve built-in presets, then the poses you added.
+
+        Example: `curl $S/poses`
+        """
         presets = [pose_out(p.id, p.name, p.keypoints, True) for p in service.presets.values()]
         mine = [pose_out(p.id, p.name, p.keypoints, False)
                 for p in service.store.poses(owner_of(request))]
@@ -279,11 +325,19 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
     @router.get("/poses/{pose_id}", response_model=PoseOut, summary="One pose",
                 responses={404: {"description": "unknown pose"}})
     def get_pose(pose_id: str, request: Request) -> PoseOut:
+        """Its OpenPose keypoints (pixels on its canvas) and preview URL.
+
+        Example: `curl $S/poses/waving`
+        """
         return _pose(service, owner_of(request), pose_id)
 
     @router.get("/poses/{pose_id}/preview", summary="The pose's skeleton (PNG)",
                 response_class=FileResponse)
     async def pose_preview(pose_id: str, request: Request) -> Any:
+        """The skeleton drawn the OpenPose way.
+
+        Example: `curl -o waving.png $S/poses/waving/preview`
+        """
         if pose_id in service.presets:
             return FileResponse(service.presets[pose_id].preview, media_type="image/png")
         pose = _pose(service, owner_of(request), pose_id)
@@ -295,7 +349,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
                  responses={422: {"description": "malformed keypoints, no person found"}})
     async def add_pose(body: PoseCreate, request: Request) -> PoseOut:
         """From OpenPose keypoints, or from a photo of a person (the pose is detected with the
-        openpose preprocessor; the photo is stored only with keep_photo)."""
+        openpose preprocessor; the photo is stored only with keep_photo).
+
+        Example: `curl $S/poses --json '{"name": "jump", "photo": "<base64 photo>"}'`
+        """
         async with client(request) as api:
             pose: UserPose = await guarded(service.add_pose(
                 api, owner_of(request), body.name, keypoints=body.keypoints, photo=body.photo,
@@ -306,6 +363,10 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
                    responses={403: {"description": "a built-in preset"},
                               404: {"description": "unknown pose"}})
     def delete_pose(pose_id: str, request: Request) -> dict[str, str]:
+        """One of your poses (presets cannot be deleted).
+
+        Example: `curl -X DELETE $S/poses/POSE_ID`
+        """
         if pose_id in service.presets:
             raise HTTPException(403, f"{pose_id!r} is a built-in preset and cannot be deleted")
         if not service.store.delete_pose(owner_of(request), pose_id):
