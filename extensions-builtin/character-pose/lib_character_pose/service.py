@@ -318,9 +318,13 @@ class CharacterService:
                                                        pose_id=pose_id, **unit_fields)
             items.append(BatchItem(pose_id, units, settings))
         token = self.batches.add(Batch(character, control, items))
-        status = await client.post("/sdapi/v2/jobs", {"type": "txt2img", "request": {
-            **redraw_request(character), "save_images": False,
-            "script_name": BATCH_SCRIPT, "script_args": [token]}})
+        try:
+            status = await client.post("/sdapi/v2/jobs", {"type": "txt2img", "request": {
+                **redraw_request(character), "save_images": False,
+                "script_name": BATCH_SCRIPT, "script_args": [token]}})
+        except BaseException:
+            self.batches.take(token)        # refused (queue full …): nothing will run it
+            raise
         return {"job_id": status["id"], "status_url": f"/sdapi/v2/jobs/{status['id']}",
                 "poses": pose_ids}
 
