@@ -26,8 +26,9 @@ def test_tabs_in_a1111_order_with_later_features_announced(tmp_path):
         ctx.close()
     main_tabs = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "tabs")
     labels = [tab.label for tab in main_tabs.children if isinstance(tab, gr.Tab)]
+    # extensions' tabs (the built-in character-pose service's "Character") before Settings
     assert labels == ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train",
-                      "Settings", "Extensions"]
+                      "Character", "Settings", "Extensions"]
     by_elem = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
     assert by_elem["modelmerger_merge"].value == "Merge"
     assert by_elem["train_notice"].value == TRAIN_NOTICE
