@@ -1,0 +1,206 @@
+"""LoRA (kohya naming) on the tiny SD1.x and SDXL fixtures and the full-size SD1.5 key list: the
+names land where A1111 puts them, multiplier 0 is the base model exactly, the patched model
+equals a checkpoint with the LoRA merged in by this test, and the weights are bit-identical
+after the job."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from modules.engine.checkpoint_io import read_state_dict
+from modules.engine.conditioning import PromptEncoder, build_batch_conditioning
+from modules.engine.lora import LoraError, LoraPatch, build_network, lookup_key, target_index
+from modules.engine.noise import ImageRNG
+from modules.engine.sampling import sample
+from modules.engine.sd_model import load_model
+from modules.engine.tokenizer import ClipTokenizer
+from tests.engine.tiny_checkpoints import write_tiny_checkpoint
+from tests.ref_models import REF_DIR, load_ref
+
+
+def shapes_of(state: dict) -> dict[str, torch.Size]:
+    return {key: torch.Size(value.shape) for key, value in state.items()}
+
+
+def test_the_full_size_kohya_examples_land_on_a1111s_sd15_weights():
+    reference = json.loads((REF_DIR / "lora_sd15_kohya.json").read_text())
+    shapes = {key: torch.Size(shape) for key, shape in load_ref("sd15")["tensors"].items()}
+    index = target_index(shapes)
+    for lora_name, ldm_key in reference["a1111_mapping"]["examples"].items():
+        assert index[lookup_key(lora_name)].parameter == ldm_key, lora_name
+    example = {key: torch.zeros(shape) for key, shape in reference["tensors"].items()}
+    network = build_network("sd15-example", example, index, shapes)
+    assert network.unmatched == []
+    assert len(network.modules) == len({key.split(".")[0] for key in example})
+
+
+def kohya_names_sd1(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """kohya module name → LDM weight key for the tiny SD1 checkpoint, from diffusers' own
+    LDM → diffusers converter (kohya names the diffusers module paths) and transformers' CLIP
+    paths, independently of the loader's mapping."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    from tests.engine.tiny_checkpoints import tiny_model_config
+
+    unet = tiny_model_config("sd1").unet
+    config = {"layers_per_block": unet.num_res_blocks,
+              "down_block_types": ["CrossAttnDownBlock2D" if depth else "DownBlock2D"
+                                   for depth in unet.transformer_depth],
+              "up_block_types": ["CrossAttnUpBlock2D" if depth else "UpBlock2D"
+                                 for depth in reversed(unet.transformer_depth)]}
+    by_pointer = {value.data_ptr(): key for key, value in state.items()
+                  if key.startswith("model.diffusion_model.")}
+    converted = convert_ldm_unet_checkpoint(dict(state), config)
+    names = {}
+    for key, value in converted.items():
+        if key.endswith(".weight") and value.ndim >= 2 and (
+                ".attentions." in key or ".resnets." in key) and value.data_ptr() in by_pointer:
+            names["lora_unet_" + key[:-len(".weight")].replace(".", "_")] = \
+                by_pointer[value.data_ptr()]
+    for key in state:
+        prefix = "cond_stage_model.transformer."
+        if key.startswith(prefix) and key.endswith("_proj.weight") or key.endswith("fc1.weight"):
+            names["lora_te_" + key[len(prefix):-len(".weight")].replace(".", "_")] = key
+    return names
+
+
+@pytest.fixture(scope="module")
+def sd1(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lora")
+    path = write_tiny_checkpoint(folder / "tiny.safetensors", "sd1", seed=1)
+    model = load_model(path)
+    conditioning = build_batch_conditioning(PromptEncoder(model, ClipTokenizer()),
+                                            ["a red circle"], [""], 3, width=64, height=64)
+    return path, model, conditioning
+
+
+def random_lora(names: dict[str, str], state: dict[str, torch.Tensor], *, rank: int = 4,
+                seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    lora = {}
+    for name, key in names.items():
+        weight = state[key]
+        inner = weight[0].numel()
+        lora[f"{name}.lora_down.weight"] = torch.randn(rank, *weight.shape[1:],
+                                                       generator=generator) * 0.1
+        lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], rank,
+                                                     *([1, 1] if weight.ndim == 4 else []),
+                                                     generator=generator) * 0.1
+        lora[f"{name}.alpha"] = torch.tensor(float(rank) / 2)
+        assert inner
+    return lora
+
+
+def latent(model, conditioning) -> torch.Tensor:
+    return sample(model, conditioning, ImageRNG((4, 8, 8), [7]), sampler_name="Euler",
+                  scheduler="Automatic", steps=3, cfg_scale=7.0).latent
+
+
+def test_a_kohya_lora_equals_the_merged_checkpoint_and_leaves_no_trace(sd1, tmp_path):
+    path, model, conditioning = sd1
+    state = read_state_dict(path)
+    names = kohya_names_sd1(state)
+    assert any(n.startswith("lora_unet_down_blocks_0_attentions_0") for n in names)
+    assert any("_resnets_" in n for n in names) and any(n.startswith("lora_te_") for n in names)
+    lora = random_lora(names, state)
+    shapes = shapes_of(dict(model.state_dict()))
+    network = build_network("tiny", lora, target_index(shapes), shapes,
+                            res_blocks=model.config.unet.num_res_blocks)
+    assert network.unmatched == [] and len(network.modules) == len(names)
+
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    plain = latent(model, conditioning)
+    with LoraPatch(model, [(network, 0.0, 0.0)]):
+        assert torch.equal(latent(model, conditioning), plain)
+    with LoraPatch(model, [(network, 0.8, 0.8)]):
+        patched = latent(model, conditioning)
+    assert not torch.equal(patched, plain)
+    after = model.state_dict()
+    assert all(torch.equal(after[key], value) for key, value in before.items())
+
+    # the reference: the LoRA merged into the checkpoint's weights here, then loaded as usual
+    merged = dict(state)
+    for name, key in names.items():
+        down, up = lora[f"{name}.lora_down.weight"], lora[f"{name}.lora_up.weight"]
+        scale = float(lora[f"{name}.alpha"]) / down.shape[0]
+        merged[key] = state[key] + 0.8 * scale * (up.flatten(1) @ down.flatten(1)).reshape(
+            state[key].shape)
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in merged.items()}, str(tmp_path / "merged.safetensors"))
+    reference = load_model(tmp_path / "merged.safetensors")
+    torch.testing.assert_close(patched, latent(reference, conditioning), rtol=1e-4, atol=1e-4)
+
+
+def test_a_lora_for_another_model_is_refused_with_its_name(sd1, tmp_path):
+    path, model, _ = sd1
+    shapes = shapes_of(dict(model.state_dict()))
+    wrong = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 999),
+             "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(8, 4)}
+    with pytest.raises(LoraError, match="proj_in.*another model"):
+        build_network("wrong", wrong, target_index(shapes), shapes)
+    nowhere = {"lora_unet_nowhere.lora_down.weight": torch.zeros(4, 8),
+               "lora_unet_nowhere.lora_up.weight": torch.zeros(8, 4)}
+    with pytest.raises(LoraError, match="none of its 1 modules"):
+        build_network("nowhere", nowhere, target_index(shapes), shapes)
+
+
+def kohya_names_sdxl(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, slice | None]]:
+    """kohya's SDXL names: the UNet by its LDM paths, te1 by transformers' CLIP paths, te2 by
+    transformers' CLIP paths too (its q / k / v are row thirds of OpenCLIP's in_proj_weight)."""
+    names: dict[str, tuple[str, slice | None]] = {}
+    for key, value in state.items():
+        if key.startswith("model.diffusion_model.") and key.endswith(".weight") and \
+                value.ndim >= 2 and ("transformer_blocks" in key or "in_layers.2" in key):
+            names["lora_unet_" + key[len("model.diffusion_model."):-7].replace(".", "_")] = \
+                (key, None)
+        prefix = "conditioner.embedders.0.transformer."
+        if key.startswith(prefix) and key.endswith(("_proj.weight", "fc1.weight", "fc2.weight")):
+            names["lora_te1_" + key[len(prefix):-7].replace(".", "_")] = (key, None)
+        open_clip = "conditioner.embedders.1.model.transformer.resblocks."
+        if key.startswith(open_clip) and key.endswith(".attn.in_proj_weight"):
+            layer = key[len(open_clip):].split(".")[0]
+            third = value.shape[0] // 3
+            for slot, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+                names[f"lora_te2_text_model_encoder_layers_{layer}_self_attn_{proj}"] = \
+                    (key, slice(slot * third, (slot + 1) * third))
+            base = f"{open_clip}{layer}."
+            names[f"lora_te2_text_model_encoder_layers_{layer}_mlp_fc1"] = \
+                (base + "mlp.c_fc.weight", None)
+            names[f"lora_te2_text_model_encoder_layers_{layer}_self_attn_out_proj"] = \
+                (base + "attn.out_proj.weight", None)
+    return names
+
+
+def test_an_sdxl_lora_with_both_text_encoders_equals_the_merged_checkpoint(tmp_path):
+    path = write_tiny_checkpoint(tmp_path / "tiny_xl.safetensors", "sdxl", seed=2)
+    model = load_model(path)
+    state = read_state_dict(path)
+    names = kohya_names_sdxl(state)
+    generator = torch.Generator().manual_seed(3)
+    lora = {}
+    for name, (key, rows) in names.items():
+        out = (rows.stop - rows.start) if rows else state[key].shape[0]
+        lora[f"{name}.lora_down.weight"] = torch.randn(4, *state[key].shape[1:],
+                                                       generator=generator) * 0.1
+        lora[f"{name}.lora_up.weight"] = torch.randn(out, 4, *([1, 1] if state[key].ndim == 4
+                                                                else []),
+                                                     generator=generator) * 0.1
+    shapes = shapes_of(dict(model.state_dict()))
+    network = build_network("xl", lora, target_index(shapes), shapes)
+    assert network.unmatched == [] and len(network.modules) == len(names)
+    merged = {key: value.clone() for key, value in state.items()}
+    for name, (key, rows) in names.items():
+        down, up = lora[f"{name}.lora_down.weight"], lora[f"{name}.lora_up.weight"]
+        target = merged[key][rows] if rows else merged[key]
+        target += (up.flatten(1) @ down.flatten(1)).reshape(target.shape)   # alpha absent: 1
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in merged.items()}, str(tmp_path / "merged.safetensors"))
+    reference = load_model(tmp_path / "merged.safetensors")
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with LoraPatch(model, [(network, 1.0, 1.0)]):
+        patched = dict(model.state_dict())
+        for key, value in reference.state_dict().items():
+            torch.testing.assert_close(patched[key], value, rtol=0, atol=1e-6)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in before.items())
