@@ -84,14 +84,19 @@ def fusion_key(number: int, rest: str) -> str:
     return f"neck.fusion_stage.layers.{4 - number}.{FUSION_PARTS[part]}.{kind}"
 
 
+def split_qkv(tensor: torch.Tensor, prefix: str, names: tuple[str, str, str],
+              kind: str) -> dict[str, torch.Tensor]:
+    """A fused qkv projection's rows as three tensors named `{prefix}.{name}.{kind}`."""
+    return {f"{prefix}.{name}.{kind}": part for name, part in zip(names, tensor.chunk(3, dim=0))}
+
+
 def convert_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Original names → transformers' names; the fused qkv projection split into q, k, v."""
     converted: dict[str, torch.Tensor] = {}
     for key, tensor in original.items():
         if match := re.match(r"^pretrained\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$", key):
-            prefix = f"backbone.encoder.layer.{match[1]}.attention"
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
-                converted[f"{prefix}.{name}.{match[2]}"] = part
+            converted.update(split_qkv(tensor, f"backbone.encoder.layer.{match[1]}.attention",
+                                       ("q_proj", "k_proj", "v_proj"), match[2]))
         else:
             converted[_rename(key)] = tensor
     return converted

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-from modules.engine.depth_anything import DepthModelError, fusion_key, load_converted
+from modules.engine.depth_anything import DepthModelError, fusion_key, load_converted, \
+    split_qkv
 
 PATCH_SIZE = 16
 HEAD_WIDTH = 64
@@ -71,9 +72,9 @@ def convert_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             continue
         if match := re.match(r"^pretrained\.model\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$",
                              key):
-            prefix = f"dpt.encoder.layer.{match[1]}.attention.attention"
-            for name, part in zip(("query", "key", "value"), tensor.chunk(3, dim=0)):
-                converted[f"{prefix}.{name}.{match[2]}"] = part
+            converted.update(split_qkv(
+                tensor, f"dpt.encoder.layer.{match[1]}.attention.attention",
+                ("query", "key", "value"), match[2]))
         else:
             converted[_rename(key)] = tensor
     return converted
