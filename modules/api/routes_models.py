@@ -163,7 +163,10 @@ def models_router(ctx: "AppContext") -> APIRouter:
 
     @router.post("/refresh-loras", tags=["models"])
     def refresh_loras() -> None:
-        """The listing reads the folder on every call, so there is nothing cached to drop."""
+        """The listing reads the folder on every call; jobs find files added since the last
+        refresh too (their list is read again)."""
+        if getattr(ctx, "loras", None) is not None:
+            ctx.loras.refresh()
 
     @router.get("/face-restorers", response_model=list[FaceRestorerItem], tags=["models"])
     def get_face_restorers() -> list[FaceRestorerItem]:

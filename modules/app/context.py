@@ -26,6 +26,7 @@ from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
 from modules.controlnet import ControlNetService
+from modules.processing.extra_networks import LoraLibrary
 from modules.merger.service import CheckpointMerger, MergedCheckpoint, MergeInterrupted
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class AppContext:
     scripts: ScriptHost = field(default_factory=lambda: ScriptHost(CallbackRegistry()))
     merger: CheckpointMerger | None = None
     controlnet: ControlNetService | None = None
+    loras: LoraLibrary | None = None
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
@@ -55,7 +57,7 @@ class AppContext:
                                  scripts_txt2img=self.scripts.txt2img,
                                  scripts_img2img=self.scripts.img2img,
                                  callbacks=self.scripts.callbacks,
-                                 admit=self.admit_generation)
+                                 admit=self.admit_generation, loras=self.loras)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
         """The checkpoint jobs use now: the setting's, or the loaded one when the setting names
@@ -178,6 +180,8 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                          limits=limits,
                          memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))
     context.merger = build_merger(args, paths, checkpoints, vaes)
+    context.loras = LoraLibrary(
+        [paths.lora_dir], allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)))
     context.controlnet = ControlNetService.for_folders(
         [paths.controlnet_dir, *([paths.extra_controlnet_dir] if paths.extra_controlnet_dir
                                  else [])],

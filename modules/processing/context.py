@@ -38,6 +38,8 @@ class ProcessingContext:
     callbacks: Any = None
     #: admit(p) raises when p is above the server limits (for the jobs scripts run), or None
     admit: Callable[[Any], None] | None = None
+    #: the LoRA files (modules.processing.extra_networks.LoraLibrary), or None: tags ignored
+    loras: Any = None
 
     def scripts_for(self, is_img2img: bool) -> Any:
         return self.scripts_img2img if is_img2img else self.scripts_txt2img

@@ -22,6 +22,7 @@ from modules.engine.conditioning import PromptEncoder, build_batch_conditioning
 from modules.engine.cond_types import BatchConditioning
 from modules.engine.noise import ImageRNG
 from modules.engine.prompt_parser import extract_extra_networks
+from modules.processing.extra_networks import JobNetworks
 from modules.engine.sampling import SamplingInterrupted, SamplingResult, sample
 from modules.engine.tiling import circular_padding
 from modules.engine.tokenizer import get_clip_tokenizer
@@ -123,6 +124,8 @@ class PipelineRun:
     is_using_inpainting_conditioning: bool = False
     #: the job's SDXL refiner (refiner.RefinerRequest) or None; `sample` hands over to it
     refiner: Any = None
+    #: the job's LoRAs (extra_networks.JobNetworks): a patch per batch, hashes, warnings
+    networks: Any = None
     #: the batch being sampled (the refiner encodes its prompts again with its own encoder)
     batch: BatchWork | None = None
 
@@ -297,7 +300,8 @@ def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
             break
         prompts, negatives, seeds, subseeds = script_hooks.batch(params, plan, batch_no, lo, hi)
         with torch.inference_mode(), circular_padding(model.model, model.first_stage_model,
-                                                      enabled=run.tiling):
+                                                      enabled=run.tiling), \
+                run.networks.patch_for(prompts):
             batch = BatchWork(
                 index=batch_no, start=lo, prompts=prompts, negative_prompts=negatives,
                 seeds=seeds, subseeds=subseeds,
@@ -340,6 +344,9 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
                       tiling=bool(params.tiling if params.tiling is not None else opts.get("tiling")),
                       clip_skip=clip_skip)
     run.encoder = run.make_encoder(loaded.model)
+    run.networks = JobNetworks(
+        ctx.loras, loaded.model, float(opts.get("extra_networks_default_multiplier") or 1.0),
+        enabled=not params.disable_extra_networks)
     run.refiner = resolve_refiner(params, ctx.model_manager,
                                   bool(opts.get("refiner_switch_by_sample_steps")))
     model, info = loaded.model, loaded.info
@@ -358,6 +365,8 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
         images, kept, incomplete = _sample_batches(run, mode, face_restorer)
         progress.set_step_listener(None)
+    if opts.get("lora_add_hashes_to_infotext") and run.networks.infotext_value():
+        run.extra_params["Lora hashes"] = run.networks.infotext_value()
     # what scripts added to p.extra_generation_params goes into the infotext, after ours
     for key, value in (getattr(params, "extra_generation_params", None) or {}).items():
         run.extra_params.setdefault(key, value)
@@ -423,6 +432,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         job_timestamp=job_timestamp, clip_skip=clip_skip,
         is_using_inpainting_conditioning=run.is_using_inpainting_conditioning,
         version=INFOTEXT_VERSION, saved_files=saved,
-        comments=script_hooks.comments(params, progress))
+        comments="\n".join(filter(None, [script_hooks.comments(params, progress),
+                                         *run.networks.warnings])))
     script_hooks.call(params, "postprocess", processed)
     return processed

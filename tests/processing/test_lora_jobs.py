@@ -1,0 +1,82 @@
+"""LoRAs in jobs through the API: `<lora:name:m>` tags in the prompt apply a tiny kohya LoRA from
+models/Lora for the job only, `Lora hashes` lands in the infotext, and names or files that cannot
+be used are warnings in the answer while the job still runs."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from safetensors.torch import save_file
+
+from modules.api.app import create_api_app
+from modules.app.cmd_args import parse_args
+from modules.app.context import build_app_context
+from modules.engine.checkpoint_io import addnet_hash_safetensors, read_state_dict
+from tests.engine.test_lora import kohya_names_sd1, random_lora
+from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_checkpoint as _tiny
+
+ROOT = Path(__file__).resolve().parents[2]
+BODY = {"width": 64, "height": 64, "steps": 3, "seed": 11, "sampler_name": "Euler"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    data = tmp_path_factory.mktemp("lora-jobs")
+    for folder in ("Stable-diffusion", "Lora"):
+        (data / "models" / folder).mkdir(parents=True)
+    checkpoint = write_tiny_checkpoint(data / "models" / "Stable-diffusion" / "tiny.safetensors",
+                                       "sd1", seed=1)
+    state = read_state_dict(checkpoint)
+    lora_path = data / "models" / "Lora" / "red_cape.safetensors"
+    save_file(random_lora(kohya_names_sd1(state), state, seed=5), str(lora_path),
+              metadata={"ss_output_name": "redcape_v1"})
+    (data / "models" / "Lora" / "broken.safetensors").write_bytes(b"\x00" * 40)
+    _tiny(data / "models" / "Lora" / "not_a_lora.safetensors", "sd1", seed=2)
+    args, _ = parse_args(["--data-dir", str(data), "--nowebui"])
+    ctx = build_app_context(args, ROOT)
+    yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, lora=lora_path)
+    ctx.close()
+
+
+def generate(api, prompt: str) -> tuple[np.ndarray, dict]:
+    answer = api.client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": prompt})
+    assert answer.status_code == 200, answer.text
+    image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+    return np.asarray(image.convert("RGB")), json.loads(answer.json()["info"])
+
+
+def test_a_lora_tag_changes_the_image_for_that_job_only(api):
+    plain, info = generate(api, "a knight")
+    zero, _ = generate(api, "a knight <lora:red_cape:0>")
+    assert np.array_equal(zero, plain)                      # multiplier 0: the base model
+    steered, info = generate(api, "a knight <lora:red_cape:0.9>")
+    assert not np.array_equal(steered, plain)
+    digest = addnet_hash_safetensors(api.lora)[:12]
+    assert f'Lora hashes: "redcape_v1: {digest}"' in info["infotexts"][0]
+    by_alias, _ = generate(api, "a knight <lora:redcape_v1:0.9>")   # the metadata's name
+    assert np.array_equal(by_alias, steered)
+    unet_only, _ = generate(api, "a knight <lora:red_cape:0:0.9>")
+    assert not np.array_equal(unet_only, plain) and not np.array_equal(unet_only, steered)
+    named, _ = generate(api, "a knight <lora:red_cape:te=0:unet=0.9>")
+    assert np.array_equal(named, unet_only)
+    again, _ = generate(api, "a knight")
+    assert np.array_equal(again, plain)                     # nothing left in the weights
+
+
+@pytest.mark.parametrize("tag, warning", [
+    ("<lora:nobody:1>", "Lora 'nobody' not found"),
+    ("<lora:broken:1>", "Lora 'broken' cannot be loaded"),
+    ("<lora:not_a_lora:1>", "Lora 'not_a_lora'"),
+])
+def test_a_lora_that_cannot_be_used_is_a_warning_and_the_job_runs(api, tag, warning):
+    plain, _ = generate(api, "a knight")
+    image, info = generate(api, f"a knight {tag}")
+    assert np.array_equal(image, plain)
+    assert warning in info.get("comments", ""), info.get("comments")
