@@ -8,7 +8,8 @@ Names: `lora_unet_*` (SD1.x / SD2.x: diffusers' UNet paths; SDXL: the LDM paths)
 diffusers paths are turned into the LDM ones as A1111 does (down_blocks_i_attentions_j →
 input_blocks_{1+3i+j}_1 …); OpenCLIP's fused attention takes q / k / v as row slices of
 `in_proj_weight`. Kinds: LoRA (`lora_down` / `lora_up` [/ `alpha`]), LoCon (the same on
-convolutions, any kernel).
+convolutions, any kernel), LyCORIS LoHa (`hada_w*`), LoKr (`lokr_w*`, whole or factored) and full
+diffs (`diff`); the rest (Tucker, DoRA, IA3, OFT, norms) is refused by name.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 _RESNET_PARTS = {"conv1": "in_layers_2", "conv2": "out_layers_3", "norm1": "in_layers_0",
                  "norm2": "out_layers_0", "time_emb_proj": "emb_layers_1",
                  "conv_shortcut": "skip_connection"}
@@ -119,23 +119,91 @@ def lookup_key(lora_name: str, res_blocks: int = 2) -> str | None:
     return None
 
 
+#: the tensors of one module, by kind (kohya LoRA / LoCon, LyCORIS LoHa, LoKr, full "diff")
+KIND_PARTS = {
+    "lora": ("lora_down.weight", "lora_up.weight"),
+    "loha": ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"),
+    "lokr": ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b"),
+    "full": ("diff",),
+}
+UNSUPPORTED_PARTS = {"lora_mid.weight": "Tucker-decomposed LoCon", "hada_t1": "Tucker LoHa",
+                     "hada_t2": "Tucker LoHa", "lokr_t2": "Tucker LoKr",
+                     "dora_scale": "DoRA", "diff_b": "bias diffs", "w_norm": "norm modules",
+                     "b_norm": "norm modules", "on_input": "IA3",
+                     "oft_blocks": "OFT", "oft_diag": "OFT"}
+KNOWN_PARTS = {part for parts in KIND_PARTS.values() for part in parts} | {"alpha"}
+
+
+def _kind(parts: Mapping[str, Tensor]) -> str:
+    for kind, names in KIND_PARTS.items():
+        if any(name in parts for name in names):
+            return kind
+    raise LoraError(f"no known LoRA tensors among {sorted(parts)}")
+
+
+def _matrix(parts: Mapping[str, Tensor], name: str) -> Tensor:
+    """LoKr's factor `name`: stored whole, or as `name_a @ name_b`."""
+    if name in parts:
+        return parts[name].float()
+    return parts[f"{name}_a"].float() @ parts[f"{name}_b"].float()
+
+
 @dataclass
 class LoraModule:
     target: Target
-    down: Tensor
-    up: Tensor
+    kind: str                       # a key of KIND_PARTS
+    parts: dict[str, Tensor]
     alpha: float | None
 
-    @property
-    def rank(self) -> int:
-        return self.down.shape[0]
+    def scale(self) -> float:
+        """alpha / dim as A1111 computes it per kind (1 without alpha, or for full diffs)."""
+        if self.alpha is None or self.kind == "full":
+            return 1.0
+        parts = self.parts
+        if self.kind == "lora":
+            dim = parts["lora_down.weight"].shape[0]
+        elif self.kind == "loha":
+            dim = parts["hada_w1_b"].shape[0]
+        else:
+            dim = parts["lokr_w1_b"].shape[0] if "lokr_w1_b" in parts else \
+                parts["lokr_w2_b"].shape[0] if "lokr_w2_b" in parts else None
+        return self.alpha / dim if dim else 1.0
+
+    def out_in(self) -> tuple[int, int]:
+        """(rows, inputs × kernel) the module's delta has, without building it."""
+        parts = self.parts
+        if self.kind == "lora":
+            return parts["lora_up.weight"].shape[0], parts["lora_down.weight"][0].numel()
+        if self.kind == "loha":
+            return parts["hada_w1_a"].shape[0], parts["hada_w1_b"].shape[1]
+        if self.kind == "full":
+            return parts["diff"].shape[0], parts["diff"][0].numel()
+
+        def size(name: str) -> tuple[int, int]:
+            if name in parts:
+                return parts[name].shape[0], parts[name][0].numel()
+            return parts[f"{name}_a"].shape[0], parts[f"{name}_b"].shape[1]
+        (o1, i1), (o2, i2) = size("lokr_w1"), size("lokr_w2")
+        return o1 * o2, i1 * i2
 
     def delta(self, shape: torch.Size, dtype: torch.dtype) -> Tensor:
-        """(alpha / rank) · up @ down in the target's shape (Linear, 1x1 and kxk convolutions
-        alike: the kernel is flattened into the inner dimension)."""
-        scale = (self.alpha / self.rank) if self.alpha is not None else 1.0
-        product = self.up.flatten(1).float() @ self.down.flatten(1).float()
-        return (product * scale).reshape(shape).to(dtype)
+        """The weight change in the target's shape (convolutions: the kernel is flattened into
+        the inner dimension, as A1111 rebuilds them)."""
+        parts = self.parts
+        if self.kind == "lora":
+            product = parts["lora_up.weight"].flatten(1).float() @ \
+                parts["lora_down.weight"].flatten(1).float()
+        elif self.kind == "loha":
+            product = (parts["hada_w1_a"].float() @ parts["hada_w1_b"].float()) * \
+                (parts["hada_w2_a"].float() @ parts["hada_w2_b"].float())
+        elif self.kind == "lokr":
+            w1, w2 = _matrix(parts, "lokr_w1"), _matrix(parts, "lokr_w2")
+            if w2.ndim == 4:
+                w1 = w1[:, :, None, None]
+            product = torch.kron(w1, w2)
+        else:
+            product = parts["diff"].float()
+        return (product * self.scale()).reshape(shape).to(dtype)
 
 
 @dataclass
@@ -144,49 +212,51 @@ class LoraNetwork:
     modules: list[LoraModule]
     unmatched: list[str] = field(default_factory=list)   # module names this model lacks
 
-    @property
-    def is_text_encoder_only(self) -> bool:
-        return all(not m.target.parameter.startswith("model.") for m in self.modules)
-
 
 def group_modules(state_dict: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
-    """kohya's flat keys → {module name: {"lora_down.weight": …, "lora_up.weight": …}}."""
+    """Flat keys ("<module>.<part>") → {module name: {part: tensor}}."""
     groups: dict[str, dict[str, Tensor]] = {}
     for key, tensor in state_dict.items():
-        for suffix in LORA_SUFFIXES:
-            if key.endswith(suffix):
-                groups.setdefault(key[:-len(suffix)], {})[suffix[1:]] = tensor
+        for part in sorted(KNOWN_PARTS | set(UNSUPPORTED_PARTS), key=len, reverse=True):
+            if key.endswith("." + part):
+                if part in UNSUPPORTED_PARTS:
+                    raise LoraError(f"{key}: {UNSUPPORTED_PARTS[part]} are not supported yet")
+                groups.setdefault(key[:-len(part) - 1], {})[part] = tensor
                 break
         else:
-            raise LoraError(f"unsupported LoRA tensor {key!r} (LoRA / LoCon only so far)")
+            raise LoraError(f"unsupported LoRA tensor {key!r}")
     return groups
 
 
 def build_network(name: str, state_dict: Mapping[str, Tensor],
                   index: Mapping[str, Target], shapes: Mapping[str, torch.Size], *,
                   res_blocks: int = 2) -> LoraNetwork:
-    """The LoRA's modules matched onto a model (`index` from target_index, `shapes` its
-    parameter shapes); a shape that does not fit is a LoraError naming it (a LoRA for another
-    architecture)."""
+    """The network's modules matched onto a model (`index` from target_index, `shapes` its
+    parameter shapes); a module whose size does not fit is a LoraError naming it (a LoRA for
+    another architecture)."""
     network = LoraNetwork(name, [])
     for module_name, parts in group_modules(state_dict).items():
-        if "lora_down.weight" not in parts or "lora_up.weight" not in parts:
-            raise LoraError(f"{module_name}: lora_down and lora_up are both needed")
         key = lookup_key(module_name, res_blocks)
         target = index.get(key) if key else None
         if target is None:
             network.unmatched.append(module_name)
             continue
-        down, up = parts["lora_down.weight"], parts["lora_up.weight"]
+        alpha = parts.pop("alpha", None)
+        try:
+            module = LoraModule(target, _kind(parts), dict(parts),
+                                float(alpha) if alpha is not None else None)
+            rows, inner = module.out_in()
+        except (KeyError, IndexError) as error:
+            raise LoraError(f"{module_name}: incomplete tensors ({error})") from error
+        except LoraError as error:
+            raise LoraError(f"{module_name}: {error}") from error
         shape = shapes[target.parameter]
-        rows = (target.rows[1] - target.rows[0]) if target.rows else shape[0]
-        if up.shape[0] != rows or down.shape[1] != (shape[1] if len(shape) > 1 else 1) \
-                or up.shape[1] != down.shape[0]:
-            raise LoraError(f"{module_name}: up {list(up.shape)} @ down {list(down.shape)} does "
-                            f"not fit {target.parameter} {list(shape)} (another model's LoRA?)")
-        alpha = parts.get("alpha")
-        network.modules.append(LoraModule(target, down, up,
-                                          float(alpha) if alpha is not None else None))
+        wanted = ((target.rows[1] - target.rows[0]) if target.rows else shape[0],
+                  int(torch.Size(shape[1:]).numel()) if len(shape) > 1 else 1)
+        if (rows, inner) != wanted:
+            raise LoraError(f"{module_name}: a {module.kind} of {rows}x{inner} does not fit "
+                            f"{target.parameter} {list(shape)} (another model's LoRA?)")
+        network.modules.append(module)
     if not network.modules:
         raise LoraError(f"{name}: none of its {len(network.unmatched)} modules fits this model "
                         "(a LoRA for another architecture?)")

@@ -204,3 +204,52 @@ def test_an_sdxl_lora_with_both_text_encoders_equals_the_merged_checkpoint(tmp_p
         for key, value in reference.state_dict().items():
             torch.testing.assert_close(patched[key], value, rtol=0, atol=1e-6)
     assert all(torch.equal(model.state_dict()[key], value) for key, value in before.items())
+
+
+def test_lycoris_loha_lokr_and_full_diffs_add_their_deltas(sd1):
+    """Each kind's delta as LyCORIS defines it, computed here: LoHa (w1a·w1b) ⊙ (w2a·w2b),
+    LoKr w1 ⊗ (w2a·w2b), a full diff as it is; alpha / dim scales LoHa and LoKr."""
+    path, model, _ = sd1
+    state = read_state_dict(path)
+    names = kohya_names_sd1(state)
+    linear = next(n for n in names if n.endswith("attn1_to_q"))
+    conv = next(n for n in names if n.endswith("resnets_0_conv1"))
+    full = next(n for n in names if n.endswith("attn2_to_k"))
+    generator = torch.Generator().manual_seed(9)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.1
+
+    w = {name: state[names[name]] for name in (linear, conv, full)}
+    out, inner = w[linear].shape[0], w[linear][0].numel()
+    lora = {f"{linear}.hada_w1_a": rand(out, 2), f"{linear}.hada_w1_b": rand(2, inner),
+            f"{linear}.hada_w2_a": rand(out, 2), f"{linear}.hada_w2_b": rand(2, inner),
+            f"{linear}.alpha": torch.tensor(1.0)}
+    c_out, c_in, k = w[conv].shape[0], w[conv].shape[1], w[conv].shape[2]
+    lora.update({f"{conv}.lokr_w1": rand(2, 2), f"{conv}.lokr_w2_a": rand(c_out // 2, 3),
+                 f"{conv}.lokr_w2_b": rand(3, (c_in // 2) * k * k),
+                 f"{conv}.alpha": torch.tensor(6.0)})
+    lora[f"{full}.diff"] = rand(*w[full].shape)
+    shapes = shapes_of(dict(model.state_dict()))
+    network = build_network("lycoris", lora, target_index(shapes), shapes,
+                            res_blocks=model.config.unet.num_res_blocks)
+    assert sorted(m.kind for m in network.modules) == ["full", "loha", "lokr"]
+    expected = {
+        names[linear]: w[linear] + 0.5 * (1.0 / 2) * (
+            (lora[f"{linear}.hada_w1_a"] @ lora[f"{linear}.hada_w1_b"])
+            * (lora[f"{linear}.hada_w2_a"] @ lora[f"{linear}.hada_w2_b"])).reshape(w[linear].shape),
+        names[conv]: w[conv] + 0.5 * (6.0 / 3) * torch.kron(
+            lora[f"{conv}.lokr_w1"], lora[f"{conv}.lokr_w2_a"] @ lora[f"{conv}.lokr_w2_b"]
+        ).reshape(w[conv].shape),
+        names[full]: w[full] + 0.5 * lora[f"{full}.diff"],
+    }
+    with LoraPatch(model, [(network, 0.5, 0.5)]):
+        patched = model.state_dict()
+        for key, value in expected.items():
+            torch.testing.assert_close(patched[key], value, rtol=0, atol=1e-6)
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in expected)
+    with pytest.raises(LoraError, match="DoRA are not supported yet"):
+        build_network("dora", {f"{linear}.lora_down.weight": rand(2, inner),
+                               f"{linear}.lora_up.weight": rand(out, 2),
+                               f"{linear}.dora_scale": rand(out, 1)},
+                      target_index(shapes), shapes)
