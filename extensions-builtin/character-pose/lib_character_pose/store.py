@@ -8,6 +8,7 @@ is not found.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -117,21 +118,26 @@ class CharacterStore:
 
     @property
     def schema_version(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return int(row["value"])
+        return int(self._row("SELECT value FROM meta WHERE key='schema_version'")["value"])
 
     # -- helpers -------------------------------------------------------------------------------
-    def _transaction(self):
-        db = self._db
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
-        class Transaction:
-            def __enter__(self):
-                db.execute("BEGIN IMMEDIATE")
+    def _rows(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
-            def __exit__(self, kind, error, trace):
-                db.execute("ROLLBACK" if kind else "COMMIT")
-                return False
-        return Transaction()
+    def _row(self, sql: str, *params: Any) -> sqlite3.Row | None:
+        with self._lock:
+            return self._db.execute(sql, params).fetchone()
 
     def _write_with_row(self, relative: str, data: bytes, insert: Any) -> None:
         """`data` at `relative` and the row `insert()` writes, both or neither."""
@@ -168,15 +174,11 @@ class CharacterStore:
         return character
 
     def characters(self, owner: str) -> list[Character]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM characters WHERE owner=? ORDER BY created",
-                                    (owner,)).fetchall()
-        return [_character(row) for row in rows]
+        return [_character(row) for row in self._rows(
+            "SELECT * FROM characters WHERE owner=? ORDER BY created", owner)]
 
     def character(self, owner: str, character_id: str) -> Character | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM characters WHERE id=? AND owner=?",
-                                   (character_id, owner)).fetchone()
+        row = self._row("SELECT * FROM characters WHERE id=? AND owner=?", character_id, owner)
         return _character(row) if row else None
 
     def delete_character(self, owner: str, character_id: str) -> bool:
@@ -201,15 +203,12 @@ class CharacterStore:
         return render
 
     def renders(self, character_id: str) -> list[Render]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM renders WHERE character_id=? ORDER BY created",
-                                    (character_id,)).fetchall()
-        return [_render(row) for row in rows]
+        return [_render(row) for row in self._rows(
+            "SELECT * FROM renders WHERE character_id=? ORDER BY created", character_id)]
 
     def render(self, character_id: str, render_id: str) -> Render | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM renders WHERE id=? AND character_id=?",
-                                   (render_id, character_id)).fetchone()
+        row = self._row("SELECT * FROM renders WHERE id=? AND character_id=?", render_id,
+                        character_id)
         return _render(row) if row else None
 
     # -- user poses ----------------------------------------------------------------------------
@@ -229,15 +228,11 @@ class CharacterStore:
         return pose
 
     def poses(self, owner: str) -> list[UserPose]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM poses WHERE owner=? ORDER BY created",
-                                    (owner,)).fetchall()
-        return [_pose(row) for row in rows]
+        return [_pose(row) for row in self._rows(
+            "SELECT * FROM poses WHERE owner=? ORDER BY created", owner)]
 
     def pose(self, owner: str, pose_id: str) -> UserPose | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM poses WHERE id=? AND owner=?",
-                                   (pose_id, owner)).fetchone()
+        row = self._row("SELECT * FROM poses WHERE id=? AND owner=?", pose_id, owner)
         return _pose(row) if row else None
 
     def delete_pose(self, owner: str, pose_id: str) -> bool:
