@@ -4,12 +4,14 @@
 bit for bit (a copy of every touched weight is kept meanwhile).
 
 Names: `lora_unet_*` (SD1.x / SD2.x: diffusers' UNet paths; SDXL: the LDM paths), `lora_te_*`
-(SD1.x transformers CLIP, SD2.x OpenCLIP), `lora_te1_*` / `lora_te2_*` (SDXL's two encoders).
+(SD1.x transformers CLIP, SD2.x OpenCLIP), `lora_te1_*` / `lora_te2_*` (SDXL's two encoders);
+diffusers / PEFT files (`unet.<dotted path>.lora_A.weight` …) are read as the same names.
 diffusers paths are turned into the LDM ones as A1111 does (down_blocks_i_attentions_j →
 input_blocks_{1+3i+j}_1 …); OpenCLIP's fused attention takes q / k / v as row slices of
 `in_proj_weight`. Kinds: LoRA (`lora_down` / `lora_up` [/ `alpha`]), LoCon (the same on
-convolutions, any kernel), LyCORIS LoHa (`hada_w*`), LoKr (`lokr_w*`, whole or factored) and full
-diffs (`diff`); the rest (Tucker, DoRA, IA3, OFT, norms) is refused by name.
+convolutions, any kernel, Tucker `lora_mid`), LyCORIS LoHa (`hada_w*`, `hada_t*`), LoKr
+(`lokr_w*`, whole, factored or Tucker), IA3 and full diffs (`diff`), each maybe DoRA
+(`dora_scale`); OFT, bias diffs and norm modules are refused by name.
 """
 from __future__ import annotations
 
@@ -109,29 +111,60 @@ def target_index(shapes: Mapping[str, torch.Size]) -> dict[str, Target]:
     return index
 
 
-def lookup_key(lora_name: str, res_blocks: int = 2) -> str | None:
-    """A kohya module name → its `target_index` key (None: not a UNet / text encoder name)."""
+def kohya_name(module_name: str) -> str:
+    """Any trainer's module name → kohya's: diffusers / PEFT files name modules by their dotted
+    diffusers paths under `unet.`, `text_encoder.`, `text_encoder_2.` (maybe under PEFT's
+    `base_model.model.`)."""
+    name = module_name.removeprefix("base_model.model.")
+    for prefix, kohya in (("unet.", "lora_unet_"), ("text_encoder_2.", "lora_te2_"),
+                          ("text_encoder.", "lora_te_")):
+        if name.startswith(prefix):
+            return kohya + name[len(prefix):].replace(".", "_")
+    return name
+
+
+def lookup_keys(lora_name: str, res_blocks: int = 2) -> list[str]:
+    """A module name → the `target_index` keys it may mean, most likely first (none: not a UNet
+    or text-encoder name). `lora_te_` is SDXL's first encoder in diffusers-named files; an up
+    block's upsampler sits after its attention only where the level has attention."""
+    lora_name = kohya_name(lora_name)
     for prefix, key in (("lora_unet_", "unet:"), ("lora_te1_", "te1:"), ("lora_te2_", "te2:"),
                         ("lora_te_", "te:")):
-        if lora_name.startswith(prefix):
-            rest = lora_name[len(prefix):]
-            return key + (diffusers_unet_to_ldm(rest, res_blocks) if key == "unet:" else rest)
-    return None
+        if not lora_name.startswith(prefix):
+            continue
+        rest = lora_name[len(prefix):]
+        if key == "te:":
+            return ["te:" + rest, "te1:" + rest]
+        if key != "unet:":
+            return [key + rest]
+        converted = diffusers_unet_to_ldm(rest, res_blocks)
+        keys = ["unet:" + converted]
+        if re.search(r"upsamplers_0_conv$", rest):
+            level = converted.rsplit("_", 2)
+            keys.append("unet:" + level[0] + ("_1_conv" if level[1] == "2" else "_2_conv"))
+        return keys
+    return []
 
 
-#: the tensors of one module, by kind (kohya LoRA / LoCon, LyCORIS LoHa, LoKr, full "diff")
+#: the tensors of one module, by kind (kohya LoRA / LoCon [Tucker: `lora_mid`], LyCORIS LoHa,
+#: LoKr [both with Tucker cores `hada_t*` / `lokr_t2`], IA3, full "diff"); `dora_scale` makes
+#: any of them DoRA
 KIND_PARTS = {
-    "lora": ("lora_down.weight", "lora_up.weight"),
-    "loha": ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"),
-    "lokr": ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b"),
+    "lora": ("lora_down.weight", "lora_up.weight", "lora_mid.weight"),
+    "loha": ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"),
+    "lokr": ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"),
+    "ia3": ("weight", "on_input"),
     "full": ("diff",),
 }
-UNSUPPORTED_PARTS = {"lora_mid.weight": "Tucker-decomposed LoCon", "hada_t1": "Tucker LoHa",
-                     "hada_t2": "Tucker LoHa", "lokr_t2": "Tucker LoKr",
-                     "dora_scale": "DoRA", "diff_b": "bias diffs", "w_norm": "norm modules",
-                     "b_norm": "norm modules", "on_input": "IA3",
-                     "oft_blocks": "OFT", "oft_diag": "OFT"}
-KNOWN_PARTS = {part for parts in KIND_PARTS.values() for part in parts} | {"alpha"}
+UNSUPPORTED_PARTS = {"diff_b": "bias diffs", "w_norm": "norm modules",
+                     "b_norm": "norm modules", "oft_blocks": "OFT", "oft_diag": "OFT",
+                     "oft_R": "BOFT"}
+#: other trainers' names for a LoRA's two matrices (PEFT, diffusers' attention processors)
+PART_ALIASES = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+                "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
+                "lora_linear_layer.down.weight": "lora_down.weight",
+                "lora_linear_layer.up.weight": "lora_up.weight"}
+KNOWN_PARTS = {part for parts in KIND_PARTS.values() for part in parts} | {"alpha", "dora_scale"}
 
 
 def _kind(parts: Mapping[str, Tensor]) -> str:
@@ -141,10 +174,18 @@ def _kind(parts: Mapping[str, Tensor]) -> str:
     raise LoraError(f"no known LoRA tensors among {sorted(parts)}")
 
 
-def _matrix(parts: Mapping[str, Tensor], name: str) -> Tensor:
-    """LoKr's factor `name`: stored whole, or as `name_a @ name_b`."""
+def _tucker(core: Tensor, wa: Tensor, wb: Tensor) -> Tensor:
+    """A Tucker core (rank, rank, kh, kw) with its factors wa (rank, out), wb (rank, in) →
+    (out, in, kh, kw)."""
+    return torch.einsum("i j k l, i p, j r -> p r k l", core.float(), wa.float(), wb.float())
+
+
+def _matrix(parts: Mapping[str, Tensor], name: str, core: str | None = None) -> Tensor:
+    """LoKr's factor `name`: stored whole, as `name_a @ name_b`, or around a Tucker core."""
     if name in parts:
         return parts[name].float()
+    if core is not None and core in parts:
+        return _tucker(parts[core], parts[f"{name}_a"], parts[f"{name}_b"])
     return parts[f"{name}_a"].float() @ parts[f"{name}_b"].float()
 
 
@@ -155,9 +196,13 @@ class LoraModule:
     parts: dict[str, Tensor]
     alpha: float | None
 
+    @property
+    def dora_scale(self) -> Tensor | None:
+        return self.parts.get("dora_scale")
+
     def scale(self) -> float:
         """alpha / dim as A1111 computes it per kind (1 without alpha, or for full diffs)."""
-        if self.alpha is None or self.kind == "full":
+        if self.alpha is None or self.kind in ("full", "ia3"):
             return 1.0
         parts = self.parts
         if self.kind == "lora":
@@ -169,41 +214,91 @@ class LoraModule:
                 parts["lokr_w2_b"].shape[0] if "lokr_w2_b" in parts else None
         return self.alpha / dim if dim else 1.0
 
-    def out_in(self) -> tuple[int, int]:
-        """(rows, inputs × kernel) the module's delta has, without building it."""
+    def out_in(self, shape: torch.Size) -> tuple[int, int]:
+        """(rows, inputs × kernel) the module's delta has, without building it (`shape`: the
+        target's, which IA3 takes as it is)."""
         parts = self.parts
+        kernel = int(torch.Size(shape[2:]).numel())
         if self.kind == "lora":
+            if "lora_mid.weight" in parts:
+                return parts["lora_up.weight"].shape[0], \
+                    parts["lora_down.weight"].shape[1] * parts["lora_mid.weight"][0, 0].numel()
             return parts["lora_up.weight"].shape[0], parts["lora_down.weight"][0].numel()
         if self.kind == "loha":
+            if "hada_t1" in parts:
+                return parts["hada_w1_a"].shape[1], \
+                    parts["hada_w1_b"].shape[1] * parts["hada_t1"][0, 0].numel()
             return parts["hada_w1_a"].shape[0], parts["hada_w1_b"].shape[1]
+        if self.kind == "ia3":
+            length = parts["weight"].numel()
+            on_input = bool(parts.get("on_input", torch.tensor(False)).item())
+            return (shape[0], length * kernel) if on_input else \
+                (length, shape[1] * kernel if len(shape) > 1 else 1)
         if self.kind == "full":
             return parts["diff"].shape[0], parts["diff"][0].numel()
 
-        def size(name: str) -> tuple[int, int]:
+        def size(name: str, core: str | None = None) -> tuple[int, int]:
             if name in parts:
                 return parts[name].shape[0], parts[name][0].numel()
+            if core is not None and core in parts:
+                return parts[f"{name}_a"].shape[1], \
+                    parts[f"{name}_b"].shape[1] * parts[core][0, 0].numel()
             return parts[f"{name}_a"].shape[0], parts[f"{name}_b"].shape[1]
-        (o1, i1), (o2, i2) = size("lokr_w1"), size("lokr_w2")
+        (o1, i1), (o2, i2) = size("lokr_w1"), size("lokr_w2", "lokr_t2")
         return o1 * o2, i1 * i2
 
-    def delta(self, shape: torch.Size, dtype: torch.dtype) -> Tensor:
-        """The weight change in the target's shape (convolutions: the kernel is flattened into
-        the inner dimension, as A1111 rebuilds them)."""
-        parts = self.parts
+    def delta(self, base: Tensor) -> Tensor:
+        """The weight change (float32) for the target's own weight `base` (its rows, for a
+        slice): convolutions get the kernel folded in as A1111 rebuilds them; IA3 and DoRA
+        scale from `base`. The multiplier is the caller's."""
+        parts, shape = self.parts, base.shape
         if self.kind == "lora":
-            product = parts["lora_up.weight"].flatten(1).float() @ \
-                parts["lora_down.weight"].flatten(1).float()
+            up, down = parts["lora_up.weight"].float(), parts["lora_down.weight"].float()
+            if "lora_mid.weight" in parts:
+                product = torch.einsum("n m k l, i n, m j -> i j k l",
+                                       parts["lora_mid.weight"].float(), up.flatten(1),
+                                       down.flatten(1))
+            else:
+                product = up.flatten(1) @ down.flatten(1)
         elif self.kind == "loha":
-            product = (parts["hada_w1_a"].float() @ parts["hada_w1_b"].float()) * \
-                (parts["hada_w2_a"].float() @ parts["hada_w2_b"].float())
+            if "hada_t1" in parts:
+                product = _tucker(parts["hada_t1"], parts["hada_w1_a"], parts["hada_w1_b"]) * \
+                    _tucker(parts["hada_t2"], parts["hada_w2_a"], parts["hada_w2_b"])
+            else:
+                product = (parts["hada_w1_a"].float() @ parts["hada_w1_b"].float()) * \
+                    (parts["hada_w2_a"].float() @ parts["hada_w2_b"].float())
         elif self.kind == "lokr":
-            w1, w2 = _matrix(parts, "lokr_w1"), _matrix(parts, "lokr_w2")
+            w1, w2 = _matrix(parts, "lokr_w1"), _matrix(parts, "lokr_w2", "lokr_t2")
             if w2.ndim == 4:
                 w1 = w1[:, :, None, None]
             product = torch.kron(w1, w2)
+        elif self.kind == "ia3":
+            scale = parts["weight"].float().flatten()
+            on_input = bool(parts.get("on_input", torch.tensor(False)).item())
+            flat = base.float().flatten(1) if base.ndim > 1 else base.float()[:, None]
+            if on_input:     # one factor per input channel, repeated over the kernel
+                scale = scale.repeat_interleave(flat.shape[1] // scale.numel())[None, :]
+            else:
+                scale = scale[:, None]
+            product = flat * scale
         else:
             product = parts["diff"].float()
-        return (product * self.scale()).reshape(shape).to(dtype)
+        product = product.reshape(shape)
+        if self.dora_scale is not None:
+            product = self._decompose(product, base.float())
+        return product * self.scale()
+
+    def _decompose(self, delta: Tensor, base: Tensor) -> Tensor:
+        """DoRA as A1111 applies it: the merged weight's direction with the trained magnitude
+        `dora_scale`, per input column ((1, in, …): LyCORIS' default) or per output row."""
+        merged = base + delta
+        magnitude = self.dora_scale.float()
+        if magnitude.shape[0] == 1 and merged.shape[0] != 1:
+            norm = merged.transpose(0, 1).flatten(1).norm(dim=1)
+            norm = norm.reshape(1, -1, *[1] * (merged.ndim - 2))
+        else:
+            norm = merged.flatten(1).norm(dim=1).reshape(-1, *[1] * (merged.ndim - 1))
+        return merged * (magnitude.reshape(norm.shape) / norm) - base
 
 
 @dataclass
@@ -213,15 +308,19 @@ class LoraNetwork:
     unmatched: list[str] = field(default_factory=list)   # module names this model lacks
 
 
+_PARTS_LONGEST_FIRST = sorted(KNOWN_PARTS | set(UNSUPPORTED_PARTS) | set(PART_ALIASES),
+                              key=len, reverse=True)
+
+
 def group_modules(state_dict: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
     """Flat keys ("<module>.<part>") → {module name: {part: tensor}}."""
     groups: dict[str, dict[str, Tensor]] = {}
     for key, tensor in state_dict.items():
-        for part in sorted(KNOWN_PARTS | set(UNSUPPORTED_PARTS), key=len, reverse=True):
+        for part in _PARTS_LONGEST_FIRST:
             if key.endswith("." + part):
                 if part in UNSUPPORTED_PARTS:
                     raise LoraError(f"{key}: {UNSUPPORTED_PARTS[part]} are not supported yet")
-                groups.setdefault(key[:-len(part) - 1], {})[part] = tensor
+                groups.setdefault(key[:-len(part) - 1], {})[PART_ALIASES.get(part, part)] = tensor
                 break
         else:
             raise LoraError(f"unsupported LoRA tensor {key!r}")
@@ -236,8 +335,8 @@ def build_network(name: str, state_dict: Mapping[str, Tensor],
     another architecture)."""
     network = LoraNetwork(name, [])
     for module_name, parts in group_modules(state_dict).items():
-        key = lookup_key(module_name, res_blocks)
-        target = index.get(key) if key else None
+        target = next((index[key] for key in lookup_keys(module_name, res_blocks)
+                       if key in index), None)
         if target is None:
             network.unmatched.append(module_name)
             continue
@@ -245,7 +344,7 @@ def build_network(name: str, state_dict: Mapping[str, Tensor],
         try:
             module = LoraModule(target, _kind(parts), dict(parts),
                                 float(alpha) if alpha is not None else None)
-            rows, inner = module.out_in()
+            rows, inner = module.out_in(shapes[target.parameter])
         except (KeyError, IndexError) as error:
             raise LoraError(f"{module_name}: incomplete tensors ({error})") from error
         except LoraError as error:
@@ -286,7 +385,9 @@ class LoraPatch:
                     if name not in self._saved:
                         self._saved[name] = weight.detach().clone()
                     view = weight[slice(*module.target.rows)] if module.target.rows else weight
-                    delta = module.delta(view.shape, torch.float32) * multiplier
+                    saved = self._saved[name]
+                    base = saved[slice(*module.target.rows)] if module.target.rows else saved
+                    delta = module.delta(base) * multiplier
                     view.copy_((view.float() + delta).to(view.dtype))
         return self
 

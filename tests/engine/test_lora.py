@@ -11,7 +11,8 @@ import torch
 
 from modules.engine.checkpoint_io import read_state_dict
 from modules.engine.conditioning import PromptEncoder, build_batch_conditioning
-from modules.engine.lora import LoraError, LoraPatch, build_network, lookup_key, target_index
+from modules.engine.lora import LoraError, LoraPatch, build_network, lookup_keys, \
+    target_index
 from modules.engine.noise import ImageRNG
 from modules.engine.sampling import sample
 from modules.engine.sd_model import load_model
@@ -29,7 +30,7 @@ def test_the_full_size_kohya_examples_land_on_a1111s_sd15_weights():
     shapes = {key: torch.Size(shape) for key, shape in load_ref("sd15")["tensors"].items()}
     index = target_index(shapes)
     for lora_name, ldm_key in reference["a1111_mapping"]["examples"].items():
-        assert index[lookup_key(lora_name)].parameter == ldm_key, lora_name
+        assert index[lookup_keys(lora_name)[0]].parameter == ldm_key, lora_name
     example = {key: torch.zeros(shape) for key, shape in reference["tensors"].items()}
     network = build_network("sd15-example", example, index, shapes)
     assert network.unmatched == []
@@ -248,8 +249,104 @@ def test_lycoris_loha_lokr_and_full_diffs_add_their_deltas(sd1):
         for key, value in expected.items():
             torch.testing.assert_close(patched[key], value, rtol=0, atol=1e-6)
     assert all(torch.equal(model.state_dict()[k], state[k]) for k in expected)
-    with pytest.raises(LoraError, match="DoRA are not supported yet"):
-        build_network("dora", {f"{linear}.lora_down.weight": rand(2, inner),
-                               f"{linear}.lora_up.weight": rand(out, 2),
-                               f"{linear}.dora_scale": rand(out, 1)},
-                      target_index(shapes), shapes)
+    with pytest.raises(LoraError, match="OFT are not supported yet"):
+        build_network("oft", {f"{linear}.oft_blocks": rand(4, 8, 8)}, target_index(shapes),
+                          shapes)
+
+
+def test_dora_tucker_locon_and_ia3_follow_their_definitions(sd1):
+    """DoRA: the merged weight W + dW renormalised per input column to `dora_scale`, the change
+    from W scaled by alpha/r and the multiplier (A1111's order); Tucker LoCon: the core
+    contracted with up and down; IA3: W scaled per output row (or per input column)."""
+    path, model, _ = sd1
+    state = read_state_dict(path)
+    names = kohya_names_sd1(state)
+    dora = next(n for n in names if n.endswith("attn2_to_v"))
+    tucker = next(n for n in names if n.endswith("resnets_0_conv2"))
+    ia3_out = next(n for n in names if n.endswith("ff_net_2"))
+    ia3_in = next(n for n in names if n.endswith("attn1_to_k"))
+    generator = torch.Generator().manual_seed(3)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.1
+
+    w = {name: state[names[name]] for name in (dora, tucker, ia3_out, ia3_in)}
+    out, inner = w[dora].shape
+    magnitude = w[dora].norm(dim=0, keepdim=True) * (1 + rand(1, inner))
+    lora = {f"{dora}.lora_down.weight": rand(2, inner), f"{dora}.lora_up.weight": rand(out, 2),
+            f"{dora}.alpha": torch.tensor(1.0), f"{dora}.dora_scale": magnitude}
+    c_out, c_in, k, _ = w[tucker].shape
+    lora.update({f"{tucker}.lora_down.weight": rand(2, c_in, 1, 1),
+                 f"{tucker}.lora_mid.weight": rand(2, 2, k, k),
+                 f"{tucker}.lora_up.weight": rand(c_out, 2, 1, 1),
+                 f"{tucker}.alpha": torch.tensor(2.0)})
+    lora.update({f"{ia3_out}.weight": rand(w[ia3_out].shape[0]),
+                 f"{ia3_out}.on_input": torch.tensor(False),
+                 f"{ia3_in}.weight": rand(w[ia3_in].shape[1]),
+                 f"{ia3_in}.on_input": torch.tensor(True)})
+    shapes = shapes_of(dict(model.state_dict()))
+    network = build_network("mixed", lora, target_index(shapes), shapes,
+                            res_blocks=model.config.unet.num_res_blocks)
+    assert sorted(m.kind for m in network.modules) == ["ia3", "ia3", "lora", "lora"]
+
+    merged = w[dora] + lora[f"{dora}.lora_up.weight"] @ lora[f"{dora}.lora_down.weight"]
+    redirected = merged / merged.norm(dim=0, keepdim=True) * magnitude
+    core = lora[f"{tucker}.lora_mid.weight"]
+    up, down = lora[f"{tucker}.lora_up.weight"][:, :, 0, 0], \
+        lora[f"{tucker}.lora_down.weight"][:, :, 0, 0]
+    tucker_delta = torch.zeros_like(w[tucker])
+    for y in range(k):
+        for x in range(k):
+            tucker_delta[:, :, y, x] = up @ core[:, :, y, x] @ down
+    expected = {
+        names[dora]: w[dora] + 0.7 * 0.5 * (redirected - w[dora]),
+        names[tucker]: w[tucker] + 0.7 * (2.0 / 2) * tucker_delta,
+        names[ia3_out]: w[ia3_out] + 0.7 * w[ia3_out] * lora[f"{ia3_out}.weight"][:, None],
+        names[ia3_in]: w[ia3_in] + 0.7 * w[ia3_in] * lora[f"{ia3_in}.weight"][None, :],
+    }
+    with LoraPatch(model, [(network, 0.7, 0.7)]):
+        patched = model.state_dict()
+        for key, value in expected.items():
+            torch.testing.assert_close(patched[key], value, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in expected)
+
+
+def test_peft_and_diffusers_names_land_where_the_kohya_names_do(sd1):
+    """The same LoRA saved with PEFT's names (`unet.<dotted path>.lora_A/B`, no alpha: scale 1)
+    and diffusers' (`.lora.down/up`) patches the same weights as kohya's."""
+    path, model, _ = sd1
+    state = read_state_dict(path)
+    names = kohya_names_sd1(state)
+    kohya = random_lora(names, state, rank=2, seed=5)
+    peft, diffusers = {}, {}
+    dotted = {name: name for name in names}
+    for name in names:
+        if name.startswith("lora_unet_"):
+            rest = name[len("lora_unet_"):]
+            for part in ("down_blocks", "up_blocks", "mid_block", "transformer_blocks",
+                         "attentions", "resnets", "ff_net", "to_out", "proj_in", "proj_out"):
+                rest = rest.replace(part, part.replace("_", "\0"))
+            dotted[name] = "unet." + rest.replace("_", ".").replace("\0", "_")
+        else:
+            rest = name[len("lora_te_"):]
+            for part in ("text_model", "self_attn", "q_proj", "k_proj", "v_proj", "out_proj"):
+                rest = rest.replace(part, part.replace("_", "\0"))
+            dotted[name] = "text_encoder." + rest.replace("_", ".").replace("\0", "_")
+        down, up = kohya[f"{name}.lora_down.weight"], kohya[f"{name}.lora_up.weight"]
+        peft[f"base_model.model.{dotted[name]}.lora_A.weight"] = down
+        peft[f"base_model.model.{dotted[name]}.lora_B.weight"] = up
+        diffusers[f"{dotted[name]}.lora.down.weight"] = down
+        diffusers[f"{dotted[name]}.lora.up.weight"] = up
+        kohya[f"{name}.alpha"] = torch.tensor(2.0)          # alpha = rank: scale 1, as PEFT's
+    shapes = shapes_of(dict(model.state_dict()))
+    index = target_index(shapes)
+    results = []
+    for lora in (kohya, peft, diffusers):
+        network = build_network("n", lora, index, shapes,
+                                res_blocks=model.config.unet.num_res_blocks)
+        assert network.unmatched == [] and len(network.modules) == len(names)
+        with LoraPatch(model, [(network, 1.0, 1.0)]):
+            results.append({key: model.state_dict()[key].clone() for key in names.values()})
+    for other in results[1:]:
+        assert all(torch.equal(other[key], results[0][key]) for key in names.values())
+    assert not torch.equal(results[0][names[next(iter(names))]], state[names[next(iter(names))]])
