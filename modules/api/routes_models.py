@@ -18,10 +18,11 @@ import psutil
 import torch
 from fastapi import APIRouter
 
-from modules.api.models import (EmbeddingsResponse, ExtensionItem, FaceRestorerItem,
+from modules.api.models import (EmbeddingItem, EmbeddingsResponse, ExtensionItem, FaceRestorerItem,
                                 HypernetworkItem, LoraItem, MemoryResponse, PromptStyleItem,
                                 RealesrganItem, ScriptArg, ScriptInfo, ScriptsList, SDVaeItem)
 from modules.engine.checkpoint_io import CheckpointLoadError, read_safetensors_metadata
+from modules.processing.textual_inversion import model_encoders
 from modules.processing.face_restoration import FACE_RESTORER_KINDS, installed_face_restorers
 from modules.processing.upscalers import UpscalerInfo
 from modules.scripting.extension_git import git_info
@@ -190,13 +191,26 @@ def models_router(ctx: "AppContext") -> APIRouter:
 
     @router.get("/embeddings", response_model=EmbeddingsResponse, tags=["models"])
     def get_embeddings() -> EmbeddingsResponse:
-        # Whether an embedding is loaded or skipped depends on the loaded model's text-encoder
-        # width, which only the textual-inversion loader decides; until it exists none is loaded.
-        return EmbeddingsResponse(loaded={}, skipped={})
+        """The embeddings/ folder sorted for the loaded model (before any load, as in
+        A1111's: every readable file counts as loaded until a model is)."""
+        if ctx.embeddings is None:
+            return EmbeddingsResponse(loaded={}, skipped={})
+        current = ctx.model_manager.current()
+        sets = ctx.embeddings.sets_for(model_encoders(current.model) if current else [])
+
+        def item(embedding) -> EmbeddingItem:
+            return EmbeddingItem(step=embedding.step, sd_checkpoint=embedding.sd_checkpoint,
+                                 sd_checkpoint_name=embedding.sd_checkpoint_name,
+                                 shape=embedding.shape, vectors=embedding.count)
+        return EmbeddingsResponse(
+            loaded={name: item(e) for name, e in sets.loaded.items()},
+            skipped={name: item(e) for name, e in sets.skipped.items()})
 
     @router.post("/refresh-embeddings", tags=["models"])
     def refresh_embeddings() -> None:
-        """Nothing is cached until the textual-inversion loader exists."""
+        """Read every embedding file again (jobs notice new and changed files on their own)."""
+        if ctx.embeddings is not None:
+            ctx.embeddings.refresh()
 
     @router.get("/memory", response_model=MemoryResponse, tags=["system"])
     def get_memory() -> MemoryResponse:

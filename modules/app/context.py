@@ -27,6 +27,7 @@ from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
 from modules.controlnet import ControlNetService
 from modules.processing.extra_networks import LoraLibrary
+from modules.processing.textual_inversion import EmbeddingLibrary
 from modules.merger.service import CheckpointMerger, MergedCheckpoint, MergeInterrupted
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class AppContext:
     merger: CheckpointMerger | None = None
     controlnet: ControlNetService | None = None
     loras: LoraLibrary | None = None
+    embeddings: EmbeddingLibrary | None = None
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
@@ -57,7 +59,8 @@ class AppContext:
                                  scripts_txt2img=self.scripts.txt2img,
                                  scripts_img2img=self.scripts.img2img,
                                  callbacks=self.scripts.callbacks,
-                                 admit=self.admit_generation, loras=self.loras)
+                                 admit=self.admit_generation, loras=self.loras,
+                                 embeddings=self.embeddings)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
         """The checkpoint jobs use now: the setting's, or the loaded one when the setting names
@@ -180,8 +183,10 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                          limits=limits,
                          memory=MemoryGuard(reserve_bytes=limits.memory_reserve_bytes))
     context.merger = build_merger(args, paths, checkpoints, vaes)
-    context.loras = LoraLibrary(
-        [paths.lora_dir], allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)))
+    unsafe_pickles = bool(getattr(args, "disable_safe_unpickle", False))
+    context.loras = LoraLibrary([paths.lora_dir], allow_unsafe_pickle=unsafe_pickles)
+    context.embeddings = EmbeddingLibrary([paths.embeddings_dir],
+                                          allow_unsafe_pickle=unsafe_pickles)
     context.controlnet = ControlNetService.for_folders(
         [paths.controlnet_dir, *([paths.extra_controlnet_dir] if paths.extra_controlnet_dir
                                  else [])],

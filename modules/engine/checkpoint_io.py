@@ -104,6 +104,14 @@ def _read_safetensors(path: Path, device: str | torch.device) -> dict:
         raise CheckpointLoadError(path, f"corrupt or truncated safetensors file ({error})") from error
 
 
+def read_pickle(path: StrPath, *, allow_unsafe_pickle: bool = False) -> object:
+    """A pickle file's object as it is (dicts with metadata kept), on the CPU; the same safe
+    loading and messages as `read_state_dict`."""
+    if not Path(path).is_file():
+        raise CheckpointLoadError(path, "file not found")
+    return _read_pickle(Path(path), "cpu", allow_unsafe_pickle)
+
+
 def _read_pickle(path: Path, device: str | torch.device, allow_unsafe_pickle: bool) -> object:
     weights_only = not allow_unsafe_pickle
     try:

@@ -8,7 +8,7 @@ SDXL also gets a `vector`: the pooled bigG output plus sinusoidal size / crop (/
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from modules.engine.prompt_parser import (
     parse_prompt_attention,
     split_composable,
 )
+from modules.engine.textual_inversion import Embedding, EmbeddingVocabulary
 from modules.engine.tokenizer import ClipTokenizer
 from modules.engine.unet import timestep_embedding
 
@@ -36,9 +37,11 @@ DEFAULT_SDXL_SIZE = 1024           # A1111's size when a caller gives none
 
 @dataclass(frozen=True)
 class PromptChunk:
-    """77 token ids (`[BOS] + 75 content-or-EOS + [EOS]`) and the weight of each position."""
+    """77 token ids (`[BOS] + 75 content-or-EOS + [EOS]`) and the weight of each position;
+    `fixes`: (content offset, embedding) where textual-inversion vectors replace the inputs."""
     tokens: tuple[int, ...]
     multipliers: tuple[float, ...]
+    fixes: tuple[tuple[int, Embedding], ...] = field(default=())
 
 
 class _ChunkBuilder:
@@ -51,6 +54,7 @@ class _ChunkBuilder:
         self.token_count = 0       # what the UI counter shows
         self.tokens: list[int] = []
         self.weights: list[float] = []
+        self.fixes: list[tuple[int, Embedding]] = []
         self.last_comma = -1       # index of the last comma in the open chunk
 
     def close_chunk(self, *, is_last: bool = False) -> None:
@@ -61,10 +65,13 @@ class _ChunkBuilder:
         self.chunks.append(PromptChunk(
             tokens=(bos, *self.tokens, *[eos] * padding, eos),
             multipliers=(1.0, *self.weights, *[1.0] * padding, 1.0),
+            fixes=tuple(self.fixes),
         ))
-        self.tokens, self.weights, self.last_comma = [], [], -1
+        self.tokens, self.weights, self.fixes, self.last_comma = [], [], [], -1
 
-    def add(self, token: int, weight: float) -> None:
+    def add(self, token: int, weight: float, embedding: Embedding | None = None) -> None:
+        """One token, or (`embedding`: the first token of its name) the embedding's vectors,
+        which never straddle two chunks."""
         if token == self.tokenizer.comma_id:
             self.last_comma = len(self.tokens)
         elif (self.backtrack and len(self.tokens) == CHUNK_LENGTH and self.last_comma != -1
@@ -72,27 +79,43 @@ class _ChunkBuilder:
             # the chunk is full: move the words after its last comma into the next chunk
             cut = self.last_comma + 1
             moved_tokens, moved_weights = self.tokens[cut:], self.weights[cut:]
+            moved_fixes = [(offset - cut, e) for offset, e in self.fixes if offset >= cut]
+            self.fixes = [(offset, e) for offset, e in self.fixes if offset < cut]
             del self.tokens[cut:], self.weights[cut:]
             self.close_chunk()
-            self.tokens, self.weights = moved_tokens, moved_weights
+            self.tokens, self.weights, self.fixes = moved_tokens, moved_weights, moved_fixes
         if len(self.tokens) == CHUNK_LENGTH:
             self.close_chunk()
-        self.tokens.append(token)
-        self.weights.append(weight)
+        if embedding is None:
+            self.tokens.append(token)
+            self.weights.append(weight)
+            return
+        if len(self.tokens) + embedding.count > CHUNK_LENGTH:
+            self.close_chunk()
+        self.fixes.append((len(self.tokens), embedding))
+        self.tokens += [0] * embedding.count          # placeholders, replaced at encoding
+        self.weights += [weight] * embedding.count
 
 
 def tokenize_prompt(text: str, tokenizer: ClipTokenizer, *, emphasis: str = "Original",
-                    comma_padding_backtrack: int = 20) -> tuple[list[PromptChunk], int]:
+                    comma_padding_backtrack: int = 20,
+                    embeddings: EmbeddingVocabulary | None = None
+                    ) -> tuple[list[PromptChunk], int]:
     """Chunks of one prompt text and its token count (A1111: full chunks count 75, the last its
-    real length). emphasis "None" keeps brackets (and BREAK) as literal text."""
+    real length). emphasis "None" keeps brackets (and BREAK) as literal text. An embedding's
+    name in the text takes the embedding's vectors' places."""
     runs = parse_prompt_attention(text) if emphasis != "None" else [(text, 1.0)]
     builder = _ChunkBuilder(tokenizer, comma_padding_backtrack)
     for run_text, weight in runs:
         if (run_text, weight) == BREAK_MARKER:
             builder.close_chunk()
             continue
-        for token in tokenizer.encode(run_text):
-            builder.add(token, weight)
+        tokens = tokenizer.encode(run_text)
+        position = 0
+        while position < len(tokens):
+            embedding, length = embeddings.find_at(tokens, position) if embeddings else (None, 0)
+            builder.add(tokens[position], weight, embedding)
+            position += length or 1
     if builder.tokens or not builder.chunks:
         builder.close_chunk(is_last=True)
     return builder.chunks, builder.token_count
@@ -142,6 +165,22 @@ def _module_device(module: nn.Module, *, fallback: torch.device) -> torch.device
     return parameter.device if parameter is not None else fallback
 
 
+def _with_embeddings(call: "_EncoderCall", ids: torch.Tensor,
+                     batch: list[PromptChunk]) -> torch.Tensor | None:
+    """The chunks' input vectors with their embeddings' vectors in place (None: no embedding,
+    the encoder looks the ids up itself)."""
+    if not any(chunk.fixes for chunk in batch):
+        return None
+    vectors = call.encoder.token_embeddings(ids).clone()
+    for row, chunk in enumerate(batch):
+        for offset, embedding in chunk.fixes:
+            own = embedding.for_encoder(call.config.kind, vectors.shape[-1])
+            if own is not None:       # the vocabulary holds only embeddings that fit
+                start = offset + 1    # after BOS
+                vectors[row, start:start + own.shape[0]] = own.to(vectors)
+    return vectors
+
+
 @dataclass(frozen=True)
 class _EncoderCall:
     """One text tower and which of its layers conditions the model."""
@@ -159,7 +198,8 @@ class PromptEncoder:
                  clip_skip: int = 1, comma_padding_backtrack: int = 20,
                  sdxl_clip_l_skip: bool = False, sdxl_crop_top: int = 0, sdxl_crop_left: int = 0,
                  refiner_positive_aesthetic: float = REFINER_POSITIVE_AESTHETIC,
-                 refiner_negative_aesthetic: float = REFINER_NEGATIVE_AESTHETIC) -> None:
+                 refiner_negative_aesthetic: float = REFINER_NEGATIVE_AESTHETIC,
+                 embeddings: EmbeddingVocabulary | None = None) -> None:
         if emphasis not in EMPHASIS_MODES:
             raise ValueError(f"emphasis must be one of {EMPHASIS_MODES}, got {emphasis!r}")
         if clip_skip < 1:
@@ -174,6 +214,9 @@ class PromptEncoder:
         self.sdxl_crop = (sdxl_crop_top, sdxl_crop_left)
         self.refiner_aesthetic = (refiner_positive_aesthetic, refiner_negative_aesthetic)
         self._calls = self._encoder_calls(list(model.text_encoders))
+        self.embeddings = embeddings
+        #: the textual-inversion embeddings the encoded prompts used (for `TI hashes`)
+        self.used_embeddings: dict[str, Embedding] = {}
         # (texts, zeroed) -> per text (crossattn [T, C], pooled [P] | None)
         self._cache: dict[tuple[tuple[str, ...], bool],
                           list[tuple[torch.Tensor, torch.Tensor | None]]] = {}
@@ -201,7 +244,8 @@ class PromptEncoder:
     def tokenize(self, text: str) -> tuple[list[PromptChunk], int]:
         """Chunks of `text` and its token count under this encoder's settings."""
         return tokenize_prompt(text, self.tokenizer, emphasis=self.emphasis,
-                               comma_padding_backtrack=self.comma_padding_backtrack)
+                               comma_padding_backtrack=self.comma_padding_backtrack,
+                               embeddings=self.embeddings)
 
     def count_tokens(self, text: str) -> tuple[int, int]:
         """(tokens used, current limit 75/150/...) for the UI token counter."""
@@ -214,6 +258,9 @@ class PromptEncoder:
         """Encode texts as one batch (as A1111 does for the texts of one prompt schedule: emphasis
         renormalises over the batch, shorter texts get empty chunks up to the longest)."""
         chunks_per_text = [self.tokenize(text)[0] for text in texts]
+        for chunks in chunks_per_text:
+            for chunk in chunks:
+                self.used_embeddings.update((e.name, e) for _, e in chunk.fixes)
         chunk_count = max(len(chunks) for chunks in chunks_per_text)
         blank = empty_chunk(self.tokenizer)
         features: list[torch.Tensor] = []   # per tower [B, 77 * chunk_count, C]
@@ -227,7 +274,10 @@ class PromptEncoder:
                     [encoder_token_ids(chunk, eos_id=self.tokenizer.eos_id,
                                        pad_token=call.config.pad_token) for chunk in batch],
                     dtype=torch.long, device=device)
-                output = call.encoder.encode(ids, layer=call.layer, final_norm=call.final_norm)
+                replaced = _with_embeddings(call, ids, batch)
+                extra = {"token_embeddings": replaced} if replaced is not None else {}
+                output = call.encoder.encode(ids, layer=call.layer, final_norm=call.final_norm,
+                                             **extra)
                 multipliers = torch.tensor([chunk.multipliers for chunk in batch], device=device)
                 per_chunk.append(apply_emphasis(output.hidden, multipliers, self.emphasis))
                 if index == 0 and call.config.kind == "open_clip":

@@ -75,11 +75,26 @@ class CLIPTextEncoder(nn.Module):
         device = embeddings.token_embedding.weight.device
         embeddings.position_ids = torch.arange(self.config.max_positions, device=device)[None]
 
-    def encode(self, tokens: torch.Tensor, *, layer: int = -1,
-               final_norm: bool = True) -> TextEncoderOutput:
-        """Hidden states of transformer layer `layer` (-1 last, -2 penultimate, ...)."""
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The input vectors of `tokens` [B, T] → [B, T, width] (before position embeddings)."""
+        return self.text_model.embeddings.token_embedding(tokens)
+
+    def encode(self, tokens: torch.Tensor, *, layer: int = -1, final_norm: bool = True,
+               token_embeddings: torch.Tensor | None = None) -> TextEncoderOutput:
+        """Hidden states of transformer layer `layer` (-1 last, -2 penultimate, ...).
+        `token_embeddings` replaces the looked-up input vectors (textual inversion); `tokens`
+        still places the EOS that is pooled."""
         _check_layer(layer, self.config.layers)
-        output = self.text_model(input_ids=tokens, output_hidden_states=True)
+        handle = None
+        if token_embeddings is not None:
+            # the text model takes ids only: its embedding layer's output is swapped for the call
+            handle = self.text_model.embeddings.token_embedding.register_forward_hook(
+                lambda module, inputs, output: token_embeddings.to(output.dtype))
+        try:
+            output = self.text_model(input_ids=tokens, output_hidden_states=True)
+        finally:
+            if handle is not None:
+                handle.remove()
         # hidden_states = (embeddings, layer 1, ..., layer N), all before the final LayerNorm
         hidden = output.hidden_states[layer]
         if final_norm:
@@ -135,12 +150,19 @@ class OpenCLIPTextEncoder(nn.Module):
         self.model.logit_scale = nn.Parameter(
             torch.full((), OPEN_CLIP_LOGIT_SCALE_INIT, device=device), requires_grad=False)
 
-    def encode(self, tokens: torch.Tensor, *, layer: int = -1,
-               final_norm: bool = True) -> TextEncoderOutput:
-        """Hidden states of transformer layer `layer` (-1 last, -2 penultimate, ...)."""
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The input vectors of `tokens` [B, T] → [B, T, width] (before position embeddings)."""
+        return self.model.token_embedding(tokens)
+
+    def encode(self, tokens: torch.Tensor, *, layer: int = -1, final_norm: bool = True,
+               token_embeddings: torch.Tensor | None = None) -> TextEncoderOutput:
+        """Hidden states of transformer layer `layer` (-1 last, -2 penultimate, ...);
+        `token_embeddings` replaces the looked-up input vectors (textual inversion)."""
         _check_layer(layer, self.config.layers)
         model = self.model
-        x = model.token_embedding(tokens) + model.positional_embedding[: tokens.shape[1]]
+        if token_embeddings is None:
+            token_embeddings = model.token_embedding(tokens)
+        x = token_embeddings + model.positional_embedding[: tokens.shape[1]]
         causal_mask = model.attn_mask[: tokens.shape[1], : tokens.shape[1]].to(x.dtype)
         layer_outputs = []
         for block in model.transformer.resblocks:

@@ -40,6 +40,8 @@ class ProcessingContext:
     admit: Callable[[Any], None] | None = None
     #: the LoRA files (modules.processing.extra_networks.LoraLibrary), or None: tags ignored
     loras: Any = None
+    #: the embeddings/ folder (modules.processing.textual_inversion.EmbeddingLibrary) or None
+    embeddings: Any = None
 
     def scripts_for(self, is_img2img: bool) -> Any:
         return self.scripts_img2img if is_img2img else self.scripts_txt2img

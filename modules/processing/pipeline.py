@@ -152,7 +152,9 @@ class PipelineRun:
                              refiner_positive_aesthetic=float(
                                  opts.get("sdxl_refiner_high_aesthetic_score")),
                              refiner_negative_aesthetic=float(
-                                 opts.get("sdxl_refiner_low_aesthetic_score")))
+                                 opts.get("sdxl_refiner_low_aesthetic_score")),
+                             embeddings=self.ctx.embeddings.vocabulary_for(model)
+                             if self.ctx.embeddings is not None else None)
 
     def conditioning(self, prompts: list[str], negative_prompts: list[str], steps: int, *,
                      width: int, height: int, encoder: PromptEncoder | None = None,
@@ -365,6 +367,9 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
         images, kept, incomplete = _sample_batches(run, mode, face_restorer)
         progress.set_step_listener(None)
+    if opts.get("textual_inversion_add_hashes_to_infotext") and ctx.embeddings is not None:
+        if value := ctx.embeddings.infotext_value(run.encoder.used_embeddings.values()):
+            run.extra_params["TI hashes"] = value
     if opts.get("lora_add_hashes_to_infotext") and run.networks.infotext_value():
         run.extra_params["Lora hashes"] = run.networks.infotext_value()
     # what scripts added to p.extra_generation_params goes into the infotext, after ours
