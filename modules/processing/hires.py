@@ -18,7 +18,7 @@ from modules.processing.image_conditioning import (img2img_image_conditioning,
 from modules.processing import script_hooks
 from modules.processing.memory_guard import JobShape
 from modules.processing.params import GenerationParams
-from modules.processing.pipeline import (BatchWork, PipelineRun, decode_latents, encode_images,
+from modules.processing.pipeline import (BatchWork, PipelineRun, encode_images,
                                          images_to_tensor, tensors_to_images)
 from modules.processing.setup import round_to_multiple_of_8
 from modules.processing.upscalers import (DEFAULT_LATENT_MODE, LatentUpscaleMode,
@@ -241,19 +241,18 @@ class HiresFixMode:
         height, width = latents.shape[-2] * LATENT_FACTOR, latents.shape[-1] * LATENT_FACTOR
         mask_weight = float(run.options.get("inpainting_mask_weight") or 1.0)
         if model.config.variant == "inpaint" and mask_weight < 1.0:
-            pixels = decode_latents(model, latents, run.ctx.memory)
+            pixels = run.decode(latents, model)
             return img2img_image_conditioning(model, pixels, tuple(latents.shape[-2:]), None,
                                               mask_weight)
         if model.config.variant == "edit":
-            return img2img_image_conditioning(model, decode_latents(model, latents,
-                                                                    run.ctx.memory),
+            return img2img_image_conditioning(model, run.decode(latents, model),
                                               tuple(latents.shape[-2:]), None, mask_weight)
         return txt2img_image_conditioning(model, latents.shape[0], width, height)
 
     def upscale_images(self, run: PipelineRun, first: torch.Tensor, width: int,
                        height: int) -> torch.Tensor:
         """Decode the first pass, upscale each image with the chosen upscaler → [B, 3, H, W]."""
-        images = tensors_to_images(decode_latents(run.model, first, run.ctx.memory))
+        images = tensors_to_images(run.decode(first))
         name = run.params.hr_upscaler
         upscaled: list[Image.Image] = [self.upscalers.resize(image, width, height, name)
                                        for image in images]

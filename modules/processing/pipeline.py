@@ -22,6 +22,7 @@ from modules.engine.conditioning import PromptEncoder, build_batch_conditioning
 from modules.engine.cond_types import BatchConditioning
 from modules.engine.noise import ImageRNG
 from modules.engine.prompt_parser import extract_extra_networks
+from modules.processing.vae_choice import resolve_vae
 from modules.processing.extra_networks import JobNetworks
 from modules.engine.sampling import SamplingInterrupted, SamplingResult, sample
 from modules.engine.tiling import circular_padding
@@ -46,10 +47,23 @@ def latents_to_images(model, latents: torch.Tensor,
     return tensors_to_images(decode_latents(model, latents, memory))
 
 
-def decode_latents(model, latents: torch.Tensor, memory: MemoryGuard | None = None) -> torch.Tensor:
+def decode_latents(model, latents: torch.Tensor, memory: MemoryGuard | None = None, *,
+                   upcast_on_nan: bool = False) -> torch.Tensor:
     """Latents → images in [0, 1], float32 [B, 3, H, W] (VAE in its own dtype); the whole batch,
-    image by image or in tiles, whichever fits in the free memory (`memory`)."""
-    return (memory or MemoryGuard()).decode(model, latents)
+    image by image or in tiles, whichever fits in the free memory (`memory`). `upcast_on_nan`
+    (A1111's auto_vae_precision): a half-precision VAE that decodes NaNs is turned to float32
+    for good and the batch decoded again."""
+    memory = memory or MemoryGuard()
+    decoded = memory.decode(model, latents)
+    vae = model.first_stage_model
+    if upcast_on_nan and next(vae.parameters()).dtype != torch.float32 \
+            and torch.isnan(decoded).any():
+        log.warning("The %s VAE decoded NaNs; it runs in float32 from now on (setting "
+                    "'Automatically revert VAE to 32-bit floats'; --no-half-vae starts so)",
+                    next(vae.parameters()).dtype)
+        vae.to(torch.float32)
+        decoded = memory.decode(model, latents)
+    return decoded
 
 
 def tensors_to_images(pixels: torch.Tensor) -> list[Image.Image]:
@@ -168,6 +182,11 @@ class PipelineRun:
             height=height, hires_steps=hires_steps,
             use_old_scheduling=bool(self.options.get("use_old_scheduling")))
 
+    def decode(self, latents: torch.Tensor, model=None) -> torch.Tensor:
+        """The job's decode (its model's VAE unless told; the NaN fallback as set)."""
+        return decode_latents(model or self.model, latents, self.ctx.memory,
+                              upcast_on_nan=bool(self.options.get("auto_vae_precision")))
+
     def make_rng(self, shape: tuple[int, int, int], seeds: list[int],
                  subseeds: list[int]) -> ImageRNG:
         params = self.params
@@ -240,17 +259,6 @@ def _pick(value, default):
     return default if value is None else value
 
 
-def _selected_vae(ctx: ProcessingContext) -> tuple[str | None, str | None, str | None]:
-    """(path, name, hash10) of the external VAE chosen in settings, or Nones for the model's own."""
-    choice = ctx.options.get("sd_vae")
-    if not choice or choice in ("Automatic", "None") or ctx.vaes is None:
-        return None, None, None
-    found = ctx.vaes.find(choice)
-    if found is None:
-        raise FileNotFoundError(f"VAE '{choice}' not found in {ctx.paths.vae_dir}")
-    return str(found.filename), Path(found.filename).name, found.shorthash()
-
-
 def output_folder(opts: Any, paths: Any, kind: str, *, grids: bool = False) -> Path:
     """Where a tab's images (or grids) go: A1111's `outdir_samples` / `outdir_grids` when set,
     else the per-tab folder (`outdir_txt2img_samples` …)."""
@@ -318,7 +326,7 @@ def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
             if progress.skipped:          # cleared by next_job() when the next batch starts
                 continue
             pixels = script_hooks.postprocess_batch(
-                params, decode_latents(run.model, latents, ctx.memory), batch_no)
+                params, run.decode(latents), batch_no)
             decoded = tensors_to_images(pixels)
         if face_restorer is not None:
             decoded = restore_faces(decoded, ctx, face_restorer)
@@ -339,8 +347,9 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
     script_hooks.before_process(params)
     plan = plan_generation(params, ctx)
     face_restorer = face_restorer_for_job(params, ctx)   # refused here, before any sampling
-    vae_path, vae_name, vae_hash = _selected_vae(ctx)
-    loaded = ctx.model_manager.get(opts.get("sd_model_checkpoint"), vae_path=vae_path)
+    checkpoint = ctx.model_manager.resolve(opts.get("sd_model_checkpoint"), warn=False)
+    vae = resolve_vae(opts, ctx.vaes, ctx.paths, checkpoint.filename)
+    loaded = ctx.model_manager.get(checkpoint.title, vae_path=vae.path)
     clip_skip = int(opts.get("CLIP_stop_at_last_layers") or 1)
     run = PipelineRun(params=params, ctx=ctx, plan=plan, loaded=loaded, encoder=None,  # type: ignore[arg-type]
                       tiling=bool(params.tiling if params.tiling is not None else opts.get("tiling")),
@@ -361,7 +370,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         script_hooks.process(params, plan)
         progress.set_step_listener(live_previews_for_job(
             opts, progress, model=model,
-            full_decode=lambda latent: decode_latents(run.model, latent, ctx.memory),
+            full_decode=run.decode,
             vae_approx_folder=vae_approx_dir(ctx.paths)))
         progress.begin(params.n_iter * mode.passes_per_batch)
         job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
@@ -379,7 +388,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         steps=params.steps, sampler_name=plan.sampler_name, scheduler_label=plan.scheduler_label,
         cfg_scale=params.cfg_scale, width=plan.width, height=plan.height,
         model_hash=info.shorthash, model_name=Path(info.filename).stem,
-        vae_hash=vae_hash, vae_name=vae_name, subseed_strength=params.subseed_strength,
+        vae_hash=vae.hash, vae_name=vae.name, subseed_strength=params.subseed_strength,
         seed_resize_from_w=params.seed_resize_from_w, seed_resize_from_h=params.seed_resize_from_h,
         denoising_strength=run.denoising_strength, clip_skip=clip_skip,
         rng=opts.get("randn_source"), tiling=run.tiling,
@@ -430,7 +439,7 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         batch_size=params.batch_size, restore_faces=face_restorer is not None,
         face_restoration_model=face_restorer.name if face_restorer is not None else None,
         sd_model_name=Path(info.filename).stem, sd_model_hash=info.shorthash,
-        sd_vae_name=vae_name, sd_vae_hash=vae_hash,
+        sd_vae_name=vae.name, sd_vae_hash=vae.hash,
         seed_resize_from_w=params.seed_resize_from_w, seed_resize_from_h=params.seed_resize_from_h,
         denoising_strength=params.denoising_strength, extra_generation_params=extra_params,
         index_of_first_image=index_of_first_image, infotexts=infotexts, styles=plan.styles,

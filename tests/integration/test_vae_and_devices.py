@@ -88,3 +88,56 @@ def test_half_precision_unet_with_full_precision_vae_generates(app_ctx):
     assert next(model.first_stage_model.parameters()).dtype == torch.float32
     assert processed.images[0].size == (64, 64)
     assert pixels(processed.images[0]).std() > 1.0
+
+
+def test_automatic_takes_the_vae_beside_the_checkpoint_and_the_card_preference(
+        app_ctx, tiny_data_dir):
+    """A1111's order: `<checkpoint>.vae.safetensors` for "Automatic"; a named file beside it
+    only when it overrides per-model preferences; "None" the checkpoint's own; the
+    checkpoint card's `vae` before the file beside it."""
+    checkpoints = tiny_data_dir / "models" / "Stable-diffusion"
+    vae_dir = tiny_data_dir / "models" / "VAE"
+    vae_dir.mkdir(parents=True, exist_ok=True)
+    beside = write_tiny_vae(checkpoints / "tiny-sd1.vae.safetensors", seed=21)
+    write_tiny_vae(vae_dir / "chosen.safetensors", seed=22)
+    app_ctx.vaes.refresh()
+    try:
+        own = generate(app_ctx, "tiny-sd1", prompt="vae", seed=3)        # sd_vae: Automatic
+        assert parse_generation_parameters(own.infotexts[0])["VAE"] == beside.name
+        with app_ctx.options.override({"sd_vae": "None"}):
+            plain = generate(app_ctx, "tiny-sd1", prompt="vae", seed=3)
+        assert "VAE" not in parse_generation_parameters(plain.infotexts[0])
+        assert not np.array_equal(pixels(own.images[0]), pixels(plain.images[0]))
+        with app_ctx.options.override({"sd_vae": "chosen.safetensors",
+                                       "sd_vae_overrides_per_model_preferences": False}):
+            kept = generate(app_ctx, "tiny-sd1", prompt="vae", seed=3)
+        assert parse_generation_parameters(kept.infotexts[0])["VAE"] == beside.name
+        with app_ctx.options.override({"sd_vae": "chosen.safetensors"}):
+            chosen = generate(app_ctx, "tiny-sd1", prompt="vae", seed=3)
+        assert parse_generation_parameters(chosen.infotexts[0])["VAE"] == "chosen.safetensors"
+        (checkpoints / "tiny-sd1.json").write_text('{"vae": "chosen.safetensors"}')
+        carded = generate(app_ctx, "tiny-sd1", prompt="vae", seed=3)
+        assert parse_generation_parameters(carded.infotexts[0])["VAE"] == "chosen.safetensors"
+        assert np.array_equal(pixels(carded.images[0]), pixels(chosen.images[0]))
+    finally:
+        beside.unlink()
+        (checkpoints / "tiny-sd1.json").unlink(missing_ok=True)
+        app_ctx.vaes.refresh()
+
+
+def test_a_half_vae_that_decodes_nans_is_turned_to_float32(tmp_path):
+    """A1111's auto_vae_precision: latents large enough to overflow float16 inside the VAE
+    decode NaNs; with the fallback the VAE runs in float32 from then on and the image is
+    finite."""
+    from modules.engine.sd_model import load_model
+    from modules.processing.pipeline import decode_latents
+
+    model = load_model(write_tiny_checkpoint(tmp_path / "nan.safetensors", "sd1", seed=4))
+    model.first_stage_model.to(torch.float16)
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * 3e4
+    assert torch.isnan(decode_latents(model, latents)).any()
+    assert next(model.first_stage_model.parameters()).dtype == torch.float16
+    decoded = decode_latents(model, latents, upcast_on_nan=True)
+    assert not torch.isnan(decoded).any()
+    assert next(model.first_stage_model.parameters()).dtype == torch.float32
+    assert torch.equal(decoded, decode_latents(model, latents))
