@@ -26,7 +26,7 @@ from modules.processing.styles import StyleDatabase
 from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
 from modules.controlnet import ControlNetService
-from modules.processing.extra_networks import LoraLibrary
+from modules.processing.extra_networks import HypernetworkLibrary, LoraLibrary
 from modules.processing.textual_inversion import EmbeddingLibrary
 from modules.merger.service import CheckpointMerger, MergedCheckpoint, MergeInterrupted
 
@@ -51,6 +51,7 @@ class AppContext:
     controlnet: ControlNetService | None = None
     loras: LoraLibrary | None = None
     embeddings: EmbeddingLibrary | None = None
+    hypernetworks: HypernetworkLibrary | None = None
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
@@ -60,7 +61,7 @@ class AppContext:
                                  scripts_img2img=self.scripts.img2img,
                                  callbacks=self.scripts.callbacks,
                                  admit=self.admit_generation, loras=self.loras,
-                                 embeddings=self.embeddings)
+                                 embeddings=self.embeddings, hypernetworks=self.hypernetworks)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
         """The checkpoint jobs use now: the setting's, or the loaded one when the setting names
@@ -185,6 +186,8 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     context.merger = build_merger(args, paths, checkpoints, vaes)
     unsafe_pickles = bool(getattr(args, "disable_safe_unpickle", False))
     context.loras = LoraLibrary([paths.lora_dir], allow_unsafe_pickle=unsafe_pickles)
+    context.hypernetworks = HypernetworkLibrary([paths.hypernetwork_dir],
+                                                allow_unsafe_pickle=unsafe_pickles)
     context.embeddings = EmbeddingLibrary([paths.embeddings_dir],
                                           allow_unsafe_pickle=unsafe_pickles)
     context.controlnet = ControlNetService.for_folders(

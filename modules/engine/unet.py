@@ -107,10 +107,16 @@ class CrossAttention(nn.Module):
         self.to_k = nn.Linear(context_dim, inner, bias=False)
         self.to_v = nn.Linear(context_dim, inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
+        #: per-job transforms of what keys and values are read from (hypernetworks):
+        #: (k_source, v_source) → (k_source, v_source); a plain list, not state-dict content
+        self.context_hooks: list = []
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         source = x if context is None else context
-        out = attention(self.to_q(x), self.to_k(source), self.to_v(source), self.heads)
+        source_k = source_v = source
+        for hook in self.context_hooks:
+            source_k, source_v = hook(source_k, source_v)
+        out = attention(self.to_q(x), self.to_k(source_k), self.to_v(source_v), self.heads)
         return self.to_out[0](out)
 
 

@@ -40,6 +40,8 @@ class ProcessingContext:
     admit: Callable[[Any], None] | None = None
     #: the LoRA files (modules.processing.extra_networks.LoraLibrary), or None: tags ignored
     loras: Any = None
+    #: models/hypernetworks (modules.processing.extra_networks.HypernetworkLibrary) or None
+    hypernetworks: Any = None
     #: the embeddings/ folder (modules.processing.textual_inversion.EmbeddingLibrary) or None
     embeddings: Any = None
 

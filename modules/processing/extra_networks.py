@@ -1,9 +1,10 @@
-"""A job's LoRAs: `<lora:…>` tags of the batch's prompts (A1111's forms: `<lora:name>`,
-`<lora:name:0.8>`, `<lora:name:te:unet>`, `te=` / `unet=`; `dyn=` is accepted and has no
-effect) resolved against models/Lora (and --lora-dir, subfolders; by file name or by the
-training metadata's `ss_output_name`), applied to the model for the batch as a `LoraPatch` and
-taken off after it. `Lora hashes` go into the infotext; a LoRA that cannot be used is a warning
-naming it and the job runs without it.
+"""A job's LoRAs and hypernetworks: `<lora:…>` tags of the batch's prompts (A1111's forms:
+`<lora:name>`, `<lora:name:0.8>`, `<lora:name:te:unet>`, `te=` / `unet=`; `dyn=` is accepted
+and has no effect) resolved against models/Lora (and --lora-dir, subfolders; by file name or by
+the training metadata's `ss_output_name`), applied to the model for the batch as a `LoraPatch`
+and taken off after it. `<hypernet:name:m>` tags do the same with models/hypernetworks files
+(`HypernetworkPatch`). `Lora hashes` go into the infotext; a network that cannot be used is a
+warning naming it and the job runs without it.
 """
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from typing import Any, ContextManager, Iterable
 
 from modules.engine.checkpoint_io import CheckpointLoadError, addnet_hash_safetensors, \
     read_safetensors_metadata, read_state_dict, sha256_file
+from modules.engine.hypernetwork import Hypernetwork, HypernetworkError, HypernetworkPatch, \
+    read_hypernetwork
 from modules.engine.lora import LoraError, LoraNetwork, LoraPatch, build_network, target_index
 from modules.engine.prompt_parser import extract_extra_networks
 
 log = logging.getLogger(__name__)
 LORA_EXTENSIONS = (".safetensors", ".pt", ".ckpt")
+HYPERNETWORK_EXTENSIONS = (".pt",)
 CACHE_SIZE = 4          # networks kept built for the loaded model (repeated jobs reuse them)
 
 
@@ -102,6 +106,51 @@ class LoraLibrary:
         return network
 
 
+class HypernetworkLibrary:
+    """models/hypernetworks (subfolders too), found by file name; networks read once per file
+    change (a few kept)."""
+
+    def __init__(self, folders: Iterable[Path], *, allow_unsafe_pickle: bool = False) -> None:
+        self.folders = [Path(folder) for folder in folders]
+        self.allow_unsafe_pickle = allow_unsafe_pickle
+        self._lock = threading.Lock()
+        self._networks: dict[tuple, Hypernetwork] = {}
+
+    def files(self) -> list[Path]:
+        return [path for folder in self.folders if folder.is_dir()
+                for path in sorted(folder.rglob("*"))
+                if path.is_file() and path.suffix.lower() in HYPERNETWORK_EXTENSIONS]
+
+    def find(self, name: str) -> Path | None:
+        return next((path for path in self.files() if path.stem == name), None)
+
+    def network(self, path: Path) -> Hypernetwork:
+        key = (path, path.stat().st_mtime_ns)
+        with self._lock:
+            if key in self._networks:
+                return self._networks[key]
+        network = read_hypernetwork(path, allow_unsafe_pickle=self.allow_unsafe_pickle)
+        with self._lock:
+            self._networks[key] = network
+            while len(self._networks) > CACHE_SIZE:
+                self._networks.pop(next(iter(self._networks)))
+        return network
+
+
+def hypernet_tags(prompts: Iterable[str], default_multiplier: float) -> list[tuple[str, float]]:
+    """(name, multiplier) of every `<hypernet:name[:m]>` tag, first of each name."""
+    found: dict[str, float] = {}
+    for prompt in prompts:
+        for args in extract_extra_networks(prompt)[1].get("hypernet", []):
+            if not args or not args[0] or args[0] in found:
+                continue
+            try:
+                found[args[0]] = float(args[1]) if len(args) > 1 else default_multiplier
+            except ValueError:
+                found[args[0]] = float("nan")
+    return list(found.items())
+
+
 def lora_tags(prompts: Iterable[str], default_multiplier: float
               ) -> list[tuple[str, float, float]]:
     """(name, text-encoder multiplier, UNet multiplier) of every `<lora:…>` tag, first one of
@@ -127,11 +176,12 @@ class JobNetworks:
     `warnings` for the result."""
 
     def __init__(self, library: LoraLibrary | None, model: Any, default_multiplier: float,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, hypernetworks: HypernetworkLibrary | None = None) -> None:
         self.library = library
+        self.hypernetworks = hypernetworks
         self.model = model
         self.default_multiplier = default_multiplier
-        self.enabled = enabled and library is not None
+        self.enabled = enabled
         self.hashes: dict[str, str] = {}
         self.warnings: list[str] = []
 
@@ -141,8 +191,35 @@ class JobNetworks:
             self.warnings.append(text)
 
     def patch_for(self, prompts: Iterable[str]) -> ContextManager:
-        if not self.enabled:
+        """The batch's LoRAs and hypernetworks on the model while the block runs."""
+        prompts = list(prompts)
+        stack = contextlib.ExitStack()
+        if self.enabled and self.library is not None:
+            stack.enter_context(self._lora_patch(prompts))
+        if self.enabled and self.hypernetworks is not None:
+            stack.enter_context(self._hypernetwork_patch(prompts))
+        return stack
+
+    def _hypernetwork_patch(self, prompts: list[str]) -> ContextManager:
+        chosen = []
+        for name, multiplier in hypernet_tags(prompts, self.default_multiplier):
+            if multiplier != multiplier:
+                self._warn(f"Hypernetwork {name!r}: its multiplier is not a number; left out")
+                continue
+            path = self.hypernetworks.find(name)
+            if path is None:
+                self._warn(f"Hypernetwork {name!r} not found in "
+                           f"{', '.join(str(f) for f in self.hypernetworks.folders)}; left out")
+                continue
+            try:
+                chosen.append((self.hypernetworks.network(path), multiplier))
+            except HypernetworkError as error:
+                self._warn(f"Hypernetwork {name!r} cannot be loaded ({error}); left out")
+        if not chosen:
             return contextlib.nullcontext()
+        return HypernetworkPatch(self.model.unet, chosen)
+
+    def _lora_patch(self, prompts: list[str]) -> ContextManager:
         chosen = []
         for name, te, unet in lora_tags(prompts, self.default_multiplier):
             if te != te or unet != unet:         # NaN: a multiplier that is no number

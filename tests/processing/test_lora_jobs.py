@@ -19,6 +19,7 @@ from modules.api.app import create_api_app
 from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from modules.engine.checkpoint_io import addnet_hash_safetensors, read_state_dict
+from tests.engine.test_hypernetwork import write_hypernetwork
 from tests.engine.test_lora import kohya_names_sd1, random_lora
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_checkpoint as _tiny
 
@@ -29,7 +30,7 @@ BODY = {"width": 64, "height": 64, "steps": 3, "seed": 11, "sampler_name": "Eule
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     data = tmp_path_factory.mktemp("lora-jobs")
-    for folder in ("Stable-diffusion", "Lora"):
+    for folder in ("Stable-diffusion", "Lora", "hypernetworks"):
         (data / "models" / folder).mkdir(parents=True)
     checkpoint = write_tiny_checkpoint(data / "models" / "Stable-diffusion" / "tiny.safetensors",
                                        "sd1", seed=1)
@@ -39,6 +40,8 @@ def api(tmp_path_factory):
               metadata={"ss_output_name": "redcape_v1"})
     (data / "models" / "Lora" / "broken.safetensors").write_bytes(b"\x00" * 40)
     _tiny(data / "models" / "Lora" / "not_a_lora.safetensors", "sd1", seed=2)
+    write_hypernetwork(data / "models" / "hypernetworks" / "anime_eyes.pt")
+    (data / "models" / "hypernetworks" / "torn.pt").write_bytes(b"PK\x03\x04 torn")
     args, _ = parse_args(["--data-dir", str(data), "--nowebui"])
     ctx = build_app_context(args, ROOT)
     yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, lora=lora_path)
@@ -74,9 +77,27 @@ def test_a_lora_tag_changes_the_image_for_that_job_only(api):
     ("<lora:nobody:1>", "Lora 'nobody' not found"),
     ("<lora:broken:1>", "Lora 'broken' cannot be loaded"),
     ("<lora:not_a_lora:1>", "Lora 'not_a_lora'"),
+    ("<hypernet:nobody:1>", "Hypernetwork 'nobody' not found"),
+    ("<hypernet:torn:1>", "Hypernetwork 'torn' cannot be loaded"),
 ])
 def test_a_lora_that_cannot_be_used_is_a_warning_and_the_job_runs(api, tag, warning):
     plain, _ = generate(api, "a knight")
     image, info = generate(api, f"a knight {tag}")
     assert np.array_equal(image, plain)
     assert warning in info.get("comments", ""), info.get("comments")
+
+
+def test_a_hypernet_tag_steers_that_job_only_and_mixes_with_a_lora(api):
+    plain, _ = generate(api, "a knight")
+    zero, _ = generate(api, "a knight <hypernet:anime_eyes:0>")
+    assert np.array_equal(zero, plain)
+    steered, _ = generate(api, "a knight <hypernet:anime_eyes:1>")
+    assert not np.array_equal(steered, plain)
+    default, _ = generate(api, "a knight <hypernet:anime_eyes>")     # the default multiplier
+    assert np.array_equal(default, steered)
+    both, info = generate(api, "a knight <hypernet:anime_eyes:1> <lora:red_cape:0.9>")
+    assert not np.array_equal(both, steered) and "Lora hashes" in info["infotexts"][0]
+    again, _ = generate(api, "a knight")
+    assert np.array_equal(again, plain)
+    listed = api.client.get("/sdapi/v1/hypernetworks").json()
+    assert {"anime_eyes", "torn"} <= {item["name"] for item in listed}
