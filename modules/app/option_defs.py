@@ -316,6 +316,9 @@ def _infotext_options() -> dict[str, OptionInfo]:
         "extra_networks_default_multiplier": _slider(1.0, "Default multiplier for extra networks",
                                                      0.0, 2.0, 0.01, EXTRA_NETWORKS),
         "extra_networks_add_text_separator": _text(" ", "Extra networks separator", EXTRA_NETWORKS),
+        "lora_preferred_name": _choice("Alias from file", "When adding to prompt, refer to Lora by",
+                                       ["Alias from file", "Filename"], EXTRA_NETWORKS,
+                                       component="radio"),
     }
 
 

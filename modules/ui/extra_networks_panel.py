@@ -123,9 +123,11 @@ def extra_networks_panel(ctx: "AppContext", tab_id: str, prompt: gr.Textbox,
                       event: gr.SelectData, page: str = page) -> list[Any]:
             card = cards.find(page, paths_shown[event.index]) \
                 if 0 <= event.index < len(paths_shown) else None
+            # the gallery stays a grid of cards (no large preview of the clicked one)
+            grid = gr.update(selected_index=None)
             if card is None:
                 return [text, negative, *_editor_values(None),
-                        "<p class='error'>That card is gone; press Refresh.</p>"]
+                        "<p class='error'>That card is gone; press Refresh.</p>", grid]
             note = ""
             separator = str(ctx.options.get("extra_networks_add_text_separator") or " ")
             if page == "Checkpoints":
@@ -137,10 +139,11 @@ def extra_networks_panel(ctx: "AppContext", tab_id: str, prompt: gr.Textbox,
                 negative_extra = str(card.metadata.get("negative text") or "").strip()
                 if negative_extra:
                     negative = toggle_in_prompt(negative, negative_extra, separator)
-            return [text, negative, *_editor_values(card), note]
+            return [text, negative, *_editor_values(card), note, grid]
 
         gallery.select(on_select, [paths, prompt, negative_prompt],
-                       [prompt, negative_prompt, *editor, message], show_progress="hidden")
+                       [prompt, negative_prompt, *editor, message, gallery],
+                       show_progress="hidden")
 
     def on_save(path: str, description_text: str, activation_text: str, preferred: float,
                 negative: str, note_text: str, text: str, order: str,

@@ -20,6 +20,7 @@ from modules.ui.common import UI_DEFAULT_SAMPLER, SizeBatchControls, batch_contr
     cfg_control, dimension_controls, error_outputs, generate_in_job, prompt_row, \
     refiner_controls, refiner_fields, result_panel, sampling_controls, seed_controls, \
     wire_generation
+from modules.ui.extra_networks_panel import extra_networks_panel
 from modules.ui.gallery_tools import gallery_tools
 from modules.ui.prompt_tools import wire_prompt_tools
 from modules.ui.script_controls import ScriptControls, build_script_controls
@@ -380,6 +381,7 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
     """Components of the tab (inside an open gr.Tab). `runner` defaults to run_img2img;
     `send_to` gets the gallery's "Send to" buttons."""
     prompts = prompt_row("img2img", ctx.styles.names())
+    extra_networks_panel(ctx, "img2img", prompts.prompt, prompts.negative_prompt)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             mode = gr.State(IMG2IMG)

@@ -16,6 +16,7 @@ from modules.ui.common import UI_DEFAULT_SAMPLER, SizeBatchControls, batch_contr
     cfg_control, dimension_controls, error_to_html, generate_in_job, infotext_to_html, \
     prompt_row, refiner_controls, refiner_fields, result_panel, sampling_controls, \
     seed_controls, wait_with_progress, wire_generation
+from modules.ui.extra_networks_panel import extra_networks_panel
 from modules.ui.gallery_tools import gallery_tools
 from modules.ui.script_controls import ScriptControls, build_script_controls
 from modules.ui.section_order import build_sections_in_order
@@ -179,6 +180,7 @@ def build_txt2img_tab(ctx: "AppContext", runner: Txt2ImgRunner | None = None,
         runner = run_txt2img
 
     prompts = prompt_row("txt2img", ctx.styles.names())
+    extra_networks_panel(ctx, "txt2img", prompts.prompt, prompts.negative_prompt)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             sections = build_sections_in_order(ctx.options.get("ui_reorder_list"), {

@@ -101,3 +101,12 @@ def test_a_hypernet_tag_steers_that_job_only_and_mixes_with_a_lora(api):
     assert np.array_equal(again, plain)
     listed = api.client.get("/sdapi/v1/hypernetworks").json()
     assert {"anime_eyes", "torn"} <= {item["name"] for item in listed}
+
+
+def test_a_lora_inside_prompt_editing_is_on_for_the_whole_job_as_in_a1111(api):
+    """A1111 takes extra-network tags out of the whole prompt before it schedules prompt
+    editing, so `[<lora:x>::2]` does not switch the LoRA at step 2: it is on throughout."""
+    whole, _ = generate(api, "a knight <lora:red_cape:0.9>")
+    edited, info = generate(api, "a knight [<lora:red_cape:0.9>::2]")
+    assert np.array_equal(edited, whole)
+    assert "Lora hashes" in info["infotexts"][0]
