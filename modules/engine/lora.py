@@ -247,11 +247,24 @@ class LoraModule:
         (o1, i1), (o2, i2) = size("lokr_w1"), size("lokr_w2", "lokr_t2")
         return o1 * o2, i1 * i2
 
+    def add_to(self, weight: Tensor, base: Tensor, multiplier: float) -> None:
+        """`weight += multiplier * delta` in place (`base`: the model's own weight). A plain
+        LoRA on a float32 weight is one fused `addmm_` without a full-size temporary."""
+        parts = self.parts
+        if self.kind == "lora" and "lora_mid.weight" not in parts and self.dora_scale is None \
+                and weight.dtype == torch.float32 and weight.is_contiguous():
+            up, down = (parts[f"lora_{side}.weight"].flatten(1).to(weight.device, torch.float32)
+                        for side in ("up", "down"))
+            weight.view(weight.shape[0], -1).addmm_(up, down, alpha=multiplier * self.scale())
+            return
+        weight.copy_((weight.float() + self.delta(base) * multiplier).to(weight.dtype))
+
     def delta(self, base: Tensor) -> Tensor:
         """The weight change (float32) for the target's own weight `base` (its rows, for a
         slice): convolutions get the kernel folded in as A1111 rebuilds them; IA3 and DoRA
         scale from `base`. The multiplier is the caller's."""
-        parts, shape = self.parts, base.shape
+        parts = {name: tensor.to(base.device) for name, tensor in self.parts.items()}
+        shape = base.shape
         if self.kind == "lora":
             up, down = parts["lora_up.weight"].float(), parts["lora_down.weight"].float()
             if "lora_mid.weight" in parts:
@@ -292,7 +305,7 @@ class LoraModule:
         """DoRA as A1111 applies it: the merged weight's direction with the trained magnitude
         `dora_scale`, per input column ((1, in, …): LyCORIS' default) or per output row."""
         merged = base + delta
-        magnitude = self.dora_scale.float()
+        magnitude = self.dora_scale.to(base.device, torch.float32)
         if magnitude.shape[0] == 1 and merged.shape[0] != 1:
             norm = merged.transpose(0, 1).flatten(1).norm(dim=1)
             norm = norm.reshape(1, -1, *[1] * (merged.ndim - 2))
@@ -362,38 +375,66 @@ def build_network(name: str, state_dict: Mapping[str, Tensor],
     return network
 
 
-class LoraPatch:
-    """`with LoraPatch(model, [(network, te_multiplier, unet_multiplier), …]):` the networks are
-    in the weights inside the block and the weights are bit-identical to before after it."""
+def _multiplier(name: str, te_multiplier: float, unet_multiplier: float) -> float:
+    return unet_multiplier if name.startswith("model.") else te_multiplier
 
-    def __init__(self, model: nn.Module,
-                 networks: list[tuple[LoraNetwork, float, float]]) -> None:
+
+def patch_bytes(model: nn.Module, networks: list[tuple[LoraNetwork, float, float]]) -> int:
+    """The memory `patched_weights` takes: one copy of every parameter the networks change."""
+    parameters = dict(model.named_parameters())
+    touched = {module.target.parameter for network, te, unet in networks
+               for module in network.modules
+               if _multiplier(module.target.parameter, te, unet) != 0}
+    return sum(parameters[name].numel() * parameters[name].element_size() for name in touched)
+
+
+def patched_weights(model: nn.Module, networks: list[tuple[LoraNetwork, float, float]]
+                    ) -> dict[str, Tensor]:
+    """New tensors for the parameters the networks change, with the networks in them (each
+    network's change computed from the model's own weight, as A1111 does); the model's
+    parameters are not touched."""
+    parameters = dict(model.named_parameters())
+    patched: dict[str, Tensor] = {}
+    # plain tensors (not inference tensors), so the patched model can serve any caller
+    with torch.inference_mode(False), torch.no_grad():
+        for network, te_multiplier, unet_multiplier in networks:
+            for module in network.modules:
+                name = module.target.parameter
+                multiplier = _multiplier(name, te_multiplier, unet_multiplier)
+                if multiplier == 0:
+                    continue
+                original = parameters[name].detach()
+                if name not in patched:
+                    patched[name] = original.clone()
+                rows = slice(*module.target.rows) if module.target.rows else slice(None)
+                module.add_to(patched[name][rows], original[rows], multiplier)
+    return patched
+
+
+class LoraPatch:
+    """`with LoraPatch(model, [(network, te_multiplier, unet_multiplier), …]):` inside the block
+    the model's changed parameters hold patched copies (`weights`: computed here, or given from
+    an earlier job with the same networks); after it they hold their own tensors again, which
+    were never written to."""
+
+    def __init__(self, model: nn.Module, networks: list[tuple[LoraNetwork, float, float]], *,
+                 weights: dict[str, Tensor] | None = None) -> None:
         self.model = model
         self.networks = networks
-        self._saved: dict[str, Tensor] = {}
+        self.weights = weights
+        self._originals: dict[str, Tensor] = {}
 
     def __enter__(self) -> "LoraPatch":
+        if self.weights is None:
+            self.weights = patched_weights(self.model, self.networks)
         parameters = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for network, te_multiplier, unet_multiplier in self.networks:
-                for module in network.modules:
-                    name = module.target.parameter
-                    multiplier = unet_multiplier if name.startswith("model.") else te_multiplier
-                    if multiplier == 0:
-                        continue
-                    weight = parameters[name]
-                    if name not in self._saved:
-                        self._saved[name] = weight.detach().clone()
-                    view = weight[slice(*module.target.rows)] if module.target.rows else weight
-                    saved = self._saved[name]
-                    base = saved[slice(*module.target.rows)] if module.target.rows else saved
-                    delta = module.delta(base) * multiplier
-                    view.copy_((view.float() + delta).to(view.dtype))
+        for name, tensor in self.weights.items():
+            self._originals[name] = parameters[name].data
+            parameters[name].data = tensor
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         parameters = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, saved in self._saved.items():
-                parameters[name].copy_(saved)
-        self._saved.clear()
+        for name, original in self._originals.items():
+            parameters[name].data = original
+        self._originals.clear()

@@ -11,15 +11,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager, Iterable
+
+from torch import Tensor
 
 from modules.engine.checkpoint_io import CheckpointLoadError, addnet_hash_safetensors, \
     read_safetensors_metadata, read_state_dict, sha256_file
 from modules.engine.hypernetwork import Hypernetwork, HypernetworkError, HypernetworkPatch, \
     read_hypernetwork
-from modules.engine.lora import LoraError, LoraNetwork, LoraPatch, build_network, target_index
+from modules.engine.lora import LoraError, LoraNetwork, LoraPatch, build_network, patch_bytes, \
+    patched_weights, target_index
+from modules.processing.memory_guard import MemoryGuard
 from modules.engine.prompt_parser import extract_extra_networks
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,8 @@ class LoraLibrary:
         self._files: list[LoraFile] | None = None
         self._networks: dict[tuple, LoraNetwork] = {}
         self._hashes: dict[tuple, str] = {}
+        # per model (dropped with it): (files and multipliers, the patched parameters)
+        self._patched: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def refresh(self) -> None:
         with self._lock:
@@ -88,6 +95,28 @@ class LoraLibrary:
                     if item.path.suffix.lower() == ".safetensors" else sha256_file(item.path)
                 self._hashes[key] = digest[:12]
             return self._hashes[key]
+
+    def patched_weights(self, model: Any, networks: list[tuple[LoraNetwork, float, float]],
+                        key: tuple, memory: MemoryGuard | None) -> dict[str, Tensor]:
+        """The model's parameters with these networks in them: kept from the last job that
+        used the same files and multipliers (one set per model, while it takes at most half
+        the free memory), else computed — after the memory guard has seen room for them."""
+        with self._lock:
+            kept = self._patched.pop(model, None)
+        if kept is not None and kept[0] == key:
+            with self._lock:
+                self._patched[model] = kept
+            return kept[1]
+        del kept                                 # another set: its memory comes back first
+        needed = patch_bytes(model, networks)
+        if memory is not None:
+            memory.require(needed, "applying the LoRA(s) (a patched copy of the weights they "
+                           "change)", model.device)
+        weights = patched_weights(model, networks)
+        if memory is None or needed <= memory.budget(model.device) // 2:
+            with self._lock:
+                self._patched[model] = (key, weights)
+        return weights
 
     def network(self, item: LoraFile, model: Any) -> LoraNetwork:
         """The file's modules matched onto `model` (built once per file and model)."""
@@ -176,8 +205,10 @@ class JobNetworks:
     `warnings` for the result."""
 
     def __init__(self, library: LoraLibrary | None, model: Any, default_multiplier: float,
-                 enabled: bool = True, hypernetworks: HypernetworkLibrary | None = None) -> None:
+                 enabled: bool = True, hypernetworks: HypernetworkLibrary | None = None,
+                 memory: MemoryGuard | None = None) -> None:
         self.library = library
+        self.memory = memory
         self.hypernetworks = hypernetworks
         self.model = model
         self.default_multiplier = default_multiplier
@@ -220,7 +251,7 @@ class JobNetworks:
         return HypernetworkPatch(self.model.unet, chosen)
 
     def _lora_patch(self, prompts: list[str]) -> ContextManager:
-        chosen = []
+        chosen, used = [], []
         for name, te, unet in lora_tags(prompts, self.default_multiplier):
             if te != te or unet != unet:         # NaN: a multiplier that is no number
                 self._warn(f"Lora {name!r}: its multiplier is not a number; left out")
@@ -240,7 +271,13 @@ class JobNetworks:
                 self._warn(f"Lora {name!r} does not fit this model ({error}); left out")
                 continue
             chosen.append((network, te, unet))
-        return LoraPatch(self.model, chosen) if chosen else contextlib.nullcontext()
+            used.append((item.path, item.path.stat().st_mtime_ns, te, unet,
+                         str(self.model.device)))
+        if not chosen:
+            return contextlib.nullcontext()
+        return LoraPatch(self.model, chosen,
+                         weights=self.library.patched_weights(self.model, chosen, tuple(used),
+                                                              self.memory))
 
     def infotext_value(self) -> str | None:
         """`Lora hashes`: "name: hash, name2: hash2"."""

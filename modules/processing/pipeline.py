@@ -357,7 +357,8 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
     run.encoder = run.make_encoder(loaded.model)
     run.networks = JobNetworks(
         ctx.loras, loaded.model, float(opts.get("extra_networks_default_multiplier") or 1.0),
-        enabled=not params.disable_extra_networks, hypernetworks=ctx.hypernetworks)
+        enabled=not params.disable_extra_networks, hypernetworks=ctx.hypernetworks,
+        memory=ctx.memory)
     run.refiner = resolve_refiner(params, ctx.model_manager,
                                   bool(opts.get("refiner_switch_by_sample_steps")))
     model, info = loaded.model, loaded.info

@@ -44,7 +44,8 @@ def api(tmp_path_factory):
     (data / "models" / "hypernetworks" / "torn.pt").write_bytes(b"PK\x03\x04 torn")
     args, _ = parse_args(["--data-dir", str(data), "--nowebui"])
     ctx = build_app_context(args, ROOT)
-    yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, lora=lora_path)
+    yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, lora=lora_path,
+                          data=data)
     ctx.close()
 
 
@@ -110,3 +111,30 @@ def test_a_lora_inside_prompt_editing_is_on_for_the_whole_job_as_in_a1111(api):
     edited, info = generate(api, "a knight [<lora:red_cape:0.9>::2]")
     assert np.array_equal(edited, whole)
     assert "Lora hashes" in info["infotexts"][0]
+
+
+def test_the_patched_copy_needs_room_and_is_kept_only_while_it_is_small(api):
+    """The LoRA's patched copy of the weights it changes is checked against the free memory
+    before it is made (a clear refusal, not an out-of-memory crash), and kept for the next job
+    with the same LoRA only while it takes at most half the free memory."""
+    from modules.engine.lora import patch_bytes
+    from modules.processing.extra_networks import LoraLibrary
+    from modules.processing.memory_guard import InsufficientMemoryError, MemoryGuard
+    from modules.engine.sd_model import load_model
+
+    model = load_model(api.data / "models" / "Stable-diffusion" / "tiny.safetensors")
+    library = LoraLibrary([api.lora.parent])
+    chosen = [(library.network(library.find("red_cape"), model), 0.9, 0.9)]
+    needed = patch_bytes(model, chosen)
+    assert needed > 0
+
+    def guard(free: int) -> MemoryGuard:
+        return MemoryGuard(reserve_bytes=lambda: 0, free_bytes=lambda device: free)
+
+    with pytest.raises(InsufficientMemoryError, match="applying the LoRA"):
+        library.patched_weights(model, chosen, ("key",), guard(needed - 1))
+    first = library.patched_weights(model, chosen, ("key",), guard(4 * needed))
+    assert library.patched_weights(model, chosen, ("key",), guard(4 * needed)) is first
+    other = library.patched_weights(model, chosen, ("other",), guard(needed + needed // 2))
+    assert other is not first
+    assert library.patched_weights(model, chosen, ("other",), guard(4 * needed)) is not other
