@@ -1,17 +1,14 @@
-"""LoRA networks in kohya's naming (what A1111, Forge and ComfyUI load) applied to a loaded
-`StableDiffusionModel` for the length of one job: each target weight gets
-`W + multiplier * (alpha / rank) * up @ down` while the job runs and its own values back after,
-bit for bit (a copy of every touched weight is kept meanwhile).
+"""LoRA / LyCORIS networks in kohya's naming (what A1111, Forge and ComfyUI load) applied to a
+loaded `StableDiffusionModel` for the length of one job: the parameters they change are swapped
+for patched copies (`W + m·(alpha/rank)·up@down` and the other kinds of `lora_modules.py`)
+while the job runs, and the model's own tensors, never written to, are put back after.
 
 Names: `lora_unet_*` (SD1.x / SD2.x: diffusers' UNet paths; SDXL: the LDM paths), `lora_te_*`
 (SD1.x transformers CLIP, SD2.x OpenCLIP), `lora_te1_*` / `lora_te2_*` (SDXL's two encoders);
 diffusers / PEFT files (`unet.<dotted path>.lora_A.weight` …) are read as the same names.
 diffusers paths are turned into the LDM ones as A1111 does (down_blocks_i_attentions_j →
 input_blocks_{1+3i+j}_1 …); OpenCLIP's fused attention takes q / k / v as row slices of
-`in_proj_weight`. Kinds: LoRA (`lora_down` / `lora_up` [/ `alpha`]), LoCon (the same on
-convolutions, any kernel, Tucker `lora_mid`), LyCORIS LoHa (`hada_w*`, `hada_t*`), LoKr
-(`lokr_w*`, whole, factored or Tucker), IA3 and full diffs (`diff`), each maybe DoRA
-(`dora_scale`); OFT, bias diffs and norm modules are refused by name.
+`in_proj_weight`.
 """
 from __future__ import annotations
 
@@ -22,16 +19,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from modules.engine.lora_modules import KNOWN_PARTS, PART_ALIASES, LoraError, LoraModule, \
+    Target, module_kind
+
 _RESNET_PARTS = {"conv1": "in_layers_2", "conv2": "out_layers_3", "norm1": "in_layers_0",
                  "norm2": "out_layers_0", "time_emb_proj": "emb_layers_1",
                  "conv_shortcut": "skip_connection"}
 _CLIP_TO_OPENCLIP = (("self_attn_out_proj", "attn_out_proj"), ("mlp_fc1", "mlp_c_fc"),
                      ("mlp_fc2", "mlp_c_proj"))
 _QKV = {"q_proj": 0, "k_proj": 1, "v_proj": 2}
-
-
-class LoraError(ValueError):
-    """A file that is no LoRA this build reads, or one for another model (the message says)."""
 
 
 def diffusers_unet_to_ldm(name: str, res_blocks: int = 2) -> str:
@@ -69,13 +65,6 @@ def diffusers_unet_to_ldm(name: str, res_blocks: int = 2) -> str:
         if match := re.fullmatch(pattern, name):
             return "diffusion_model_" + make(match)
     return "diffusion_model_" + name        # SDXL kohya files already use the LDM paths
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a LoRA module lands: a parameter of the model, maybe a row slice of it."""
-    parameter: str                  # e.g. "model.diffusion_model.input_blocks.1.1.proj_in.weight"
-    rows: tuple[int, int] | None = None     # OpenCLIP q / k / v inside in_proj_weight
 
 
 def target_index(shapes: Mapping[str, torch.Size]) -> dict[str, Target]:
@@ -146,174 +135,6 @@ def lookup_keys(lora_name: str, res_blocks: int = 2) -> list[str]:
     return []
 
 
-#: the tensors of one module, by kind (kohya LoRA / LoCon [Tucker: `lora_mid`], LyCORIS LoHa,
-#: LoKr [both with Tucker cores `hada_t*` / `lokr_t2`], IA3, full "diff"); `dora_scale` makes
-#: any of them DoRA
-KIND_PARTS = {
-    "lora": ("lora_down.weight", "lora_up.weight", "lora_mid.weight"),
-    "loha": ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"),
-    "lokr": ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"),
-    "ia3": ("weight", "on_input"),
-    "full": ("diff",),
-}
-UNSUPPORTED_PARTS = {"diff_b": "bias diffs", "w_norm": "norm modules",
-                     "b_norm": "norm modules", "oft_blocks": "OFT", "oft_diag": "OFT",
-                     "oft_R": "BOFT"}
-#: other trainers' names for a LoRA's two matrices (PEFT, diffusers' attention processors)
-PART_ALIASES = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
-                "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
-                "lora_linear_layer.down.weight": "lora_down.weight",
-                "lora_linear_layer.up.weight": "lora_up.weight"}
-KNOWN_PARTS = {part for parts in KIND_PARTS.values() for part in parts} | {"alpha", "dora_scale"}
-
-
-def _kind(parts: Mapping[str, Tensor]) -> str:
-    for kind, names in KIND_PARTS.items():
-        if any(name in parts for name in names):
-            return kind
-    raise LoraError(f"no known LoRA tensors among {sorted(parts)}")
-
-
-def _tucker(core: Tensor, wa: Tensor, wb: Tensor) -> Tensor:
-    """A Tucker core (rank, rank, kh, kw) with its factors wa (rank, out), wb (rank, in) →
-    (out, in, kh, kw)."""
-    return torch.einsum("i j k l, i p, j r -> p r k l", core.float(), wa.float(), wb.float())
-
-
-def _matrix(parts: Mapping[str, Tensor], name: str, core: str | None = None) -> Tensor:
-    """LoKr's factor `name`: stored whole, as `name_a @ name_b`, or around a Tucker core."""
-    if name in parts:
-        return parts[name].float()
-    if core is not None and core in parts:
-        return _tucker(parts[core], parts[f"{name}_a"], parts[f"{name}_b"])
-    return parts[f"{name}_a"].float() @ parts[f"{name}_b"].float()
-
-
-@dataclass
-class LoraModule:
-    target: Target
-    kind: str                       # a key of KIND_PARTS
-    parts: dict[str, Tensor]
-    alpha: float | None
-
-    @property
-    def dora_scale(self) -> Tensor | None:
-        return self.parts.get("dora_scale")
-
-    def scale(self) -> float:
-        """alpha / dim as A1111 computes it per kind (1 without alpha, or for full diffs)."""
-        if self.alpha is None or self.kind in ("full", "ia3"):
-            return 1.0
-        parts = self.parts
-        if self.kind == "lora":
-            dim = parts["lora_down.weight"].shape[0]
-        elif self.kind == "loha":
-            dim = parts["hada_w1_b"].shape[0]
-        else:
-            dim = parts["lokr_w1_b"].shape[0] if "lokr_w1_b" in parts else \
-                parts["lokr_w2_b"].shape[0] if "lokr_w2_b" in parts else None
-        return self.alpha / dim if dim else 1.0
-
-    def out_in(self, shape: torch.Size) -> tuple[int, int]:
-        """(rows, inputs × kernel) the module's delta has, without building it (`shape`: the
-        target's, which IA3 takes as it is)."""
-        parts = self.parts
-        kernel = int(torch.Size(shape[2:]).numel())
-        if self.kind == "lora":
-            if "lora_mid.weight" in parts:
-                return parts["lora_up.weight"].shape[0], \
-                    parts["lora_down.weight"].shape[1] * parts["lora_mid.weight"][0, 0].numel()
-            return parts["lora_up.weight"].shape[0], parts["lora_down.weight"][0].numel()
-        if self.kind == "loha":
-            if "hada_t1" in parts:
-                return parts["hada_w1_a"].shape[1], \
-                    parts["hada_w1_b"].shape[1] * parts["hada_t1"][0, 0].numel()
-            return parts["hada_w1_a"].shape[0], parts["hada_w1_b"].shape[1]
-        if self.kind == "ia3":
-            length = parts["weight"].numel()
-            on_input = bool(parts.get("on_input", torch.tensor(False)).item())
-            return (shape[0], length * kernel) if on_input else \
-                (length, shape[1] * kernel if len(shape) > 1 else 1)
-        if self.kind == "full":
-            return parts["diff"].shape[0], parts["diff"][0].numel()
-
-        def size(name: str, core: str | None = None) -> tuple[int, int]:
-            if name in parts:
-                return parts[name].shape[0], parts[name][0].numel()
-            if core is not None and core in parts:
-                return parts[f"{name}_a"].shape[1], \
-                    parts[f"{name}_b"].shape[1] * parts[core][0, 0].numel()
-            return parts[f"{name}_a"].shape[0], parts[f"{name}_b"].shape[1]
-        (o1, i1), (o2, i2) = size("lokr_w1"), size("lokr_w2", "lokr_t2")
-        return o1 * o2, i1 * i2
-
-    def add_to(self, weight: Tensor, base: Tensor, multiplier: float) -> None:
-        """`weight += multiplier * delta` in place (`base`: the model's own weight). A plain
-        LoRA on a float32 weight is one fused `addmm_` without a full-size temporary."""
-        parts = self.parts
-        if self.kind == "lora" and "lora_mid.weight" not in parts and self.dora_scale is None \
-                and weight.dtype == torch.float32 and weight.is_contiguous():
-            up, down = (parts[f"lora_{side}.weight"].flatten(1).to(weight.device, torch.float32)
-                        for side in ("up", "down"))
-            weight.view(weight.shape[0], -1).addmm_(up, down, alpha=multiplier * self.scale())
-            return
-        weight.copy_((weight.float() + self.delta(base) * multiplier).to(weight.dtype))
-
-    def delta(self, base: Tensor) -> Tensor:
-        """The weight change (float32) for the target's own weight `base` (its rows, for a
-        slice): convolutions get the kernel folded in as A1111 rebuilds them; IA3 and DoRA
-        scale from `base`. The multiplier is the caller's."""
-        parts = {name: tensor.to(base.device) for name, tensor in self.parts.items()}
-        shape = base.shape
-        if self.kind == "lora":
-            up, down = parts["lora_up.weight"].float(), parts["lora_down.weight"].float()
-            if "lora_mid.weight" in parts:
-                product = torch.einsum("n m k l, i n, m j -> i j k l",
-                                       parts["lora_mid.weight"].float(), up.flatten(1),
-                                       down.flatten(1))
-            else:
-                product = up.flatten(1) @ down.flatten(1)
-        elif self.kind == "loha":
-            if "hada_t1" in parts:
-                product = _tucker(parts["hada_t1"], parts["hada_w1_a"], parts["hada_w1_b"]) * \
-                    _tucker(parts["hada_t2"], parts["hada_w2_a"], parts["hada_w2_b"])
-            else:
-                product = (parts["hada_w1_a"].float() @ parts["hada_w1_b"].float()) * \
-                    (parts["hada_w2_a"].float() @ parts["hada_w2_b"].float())
-        elif self.kind == "lokr":
-            w1, w2 = _matrix(parts, "lokr_w1"), _matrix(parts, "lokr_w2", "lokr_t2")
-            if w2.ndim == 4:
-                w1 = w1[:, :, None, None]
-            product = torch.kron(w1, w2)
-        elif self.kind == "ia3":
-            scale = parts["weight"].float().flatten()
-            on_input = bool(parts.get("on_input", torch.tensor(False)).item())
-            flat = base.float().flatten(1) if base.ndim > 1 else base.float()[:, None]
-            if on_input:     # one factor per input channel, repeated over the kernel
-                scale = scale.repeat_interleave(flat.shape[1] // scale.numel())[None, :]
-            else:
-                scale = scale[:, None]
-            product = flat * scale
-        else:
-            product = parts["diff"].float()
-        product = product.reshape(shape)
-        if self.dora_scale is not None:
-            product = self._decompose(product, base.float())
-        return product * self.scale()
-
-    def _decompose(self, delta: Tensor, base: Tensor) -> Tensor:
-        """DoRA as A1111 applies it: the merged weight's direction with the trained magnitude
-        `dora_scale`, per input column ((1, in, …): LyCORIS' default) or per output row."""
-        merged = base + delta
-        magnitude = self.dora_scale.to(base.device, torch.float32)
-        if magnitude.shape[0] == 1 and merged.shape[0] != 1:
-            norm = merged.transpose(0, 1).flatten(1).norm(dim=1)
-            norm = norm.reshape(1, -1, *[1] * (merged.ndim - 2))
-        else:
-            norm = merged.flatten(1).norm(dim=1).reshape(-1, *[1] * (merged.ndim - 1))
-        return merged * (magnitude.reshape(norm.shape) / norm) - base
-
-
 @dataclass
 class LoraNetwork:
     name: str
@@ -321,7 +142,7 @@ class LoraNetwork:
     unmatched: list[str] = field(default_factory=list)   # module names this model lacks
 
 
-_PARTS_LONGEST_FIRST = sorted(KNOWN_PARTS | set(UNSUPPORTED_PARTS) | set(PART_ALIASES),
+_PARTS_LONGEST_FIRST = sorted(KNOWN_PARTS | set(PART_ALIASES),
                               key=len, reverse=True)
 
 
@@ -331,8 +152,6 @@ def group_modules(state_dict: Mapping[str, Tensor]) -> dict[str, dict[str, Tenso
     for key, tensor in state_dict.items():
         for part in _PARTS_LONGEST_FIRST:
             if key.endswith("." + part):
-                if part in UNSUPPORTED_PARTS:
-                    raise LoraError(f"{key}: {UNSUPPORTED_PARTS[part]} are not supported yet")
                 groups.setdefault(key[:-len(part) - 1], {})[PART_ALIASES.get(part, part)] = tensor
                 break
         else:
@@ -355,7 +174,7 @@ def build_network(name: str, state_dict: Mapping[str, Tensor],
             continue
         alpha = parts.pop("alpha", None)
         try:
-            module = LoraModule(target, _kind(parts), dict(parts),
+            module = LoraModule(target, module_kind(parts), dict(parts),
                                 float(alpha) if alpha is not None else None)
             rows, inner = module.out_in(shapes[target.parameter])
         except (KeyError, IndexError) as error:
@@ -365,6 +184,8 @@ def build_network(name: str, state_dict: Mapping[str, Tensor],
         shape = shapes[target.parameter]
         wanted = ((target.rows[1] - target.rows[0]) if target.rows else shape[0],
                   int(torch.Size(shape[1:]).numel()) if len(shape) > 1 else 1)
+        if module.bias_delta() is not None and bias_name(target.parameter) not in shapes:
+            raise LoraError(f"{module_name}: changes a bias that {target.parameter} lacks")
         if (rows, inner) != wanted:
             raise LoraError(f"{module_name}: a {module.kind} of {rows}x{inner} does not fit "
                             f"{target.parameter} {list(shape)} (another model's LoRA?)")
@@ -375,6 +196,11 @@ def build_network(name: str, state_dict: Mapping[str, Tensor],
     return network
 
 
+def bias_name(weight_name: str) -> str:
+    """The bias beside a weight (OpenCLIP's fused `in_proj_weight` → `in_proj_bias`)."""
+    return weight_name[:-len("weight")] + "bias"
+
+
 def _multiplier(name: str, te_multiplier: float, unet_multiplier: float) -> float:
     return unet_multiplier if name.startswith("model.") else te_multiplier
 
@@ -382,9 +208,11 @@ def _multiplier(name: str, te_multiplier: float, unet_multiplier: float) -> floa
 def patch_bytes(model: nn.Module, networks: list[tuple[LoraNetwork, float, float]]) -> int:
     """The memory `patched_weights` takes: one copy of every parameter the networks change."""
     parameters = dict(model.named_parameters())
-    touched = {module.target.parameter for network, te, unet in networks
-               for module in network.modules
-               if _multiplier(module.target.parameter, te, unet) != 0}
+    touched = {name for network, te, unet in networks for module in network.modules
+               if _multiplier(module.target.parameter, te, unet) != 0
+               for name in (module.target.parameter,
+                            *([bias_name(module.target.parameter)]
+                              if module.bias_delta() is not None else []))}
     return sum(parameters[name].numel() * parameters[name].element_size() for name in touched)
 
 
@@ -408,6 +236,14 @@ def patched_weights(model: nn.Module, networks: list[tuple[LoraNetwork, float, f
                     patched[name] = original.clone()
                 rows = slice(*module.target.rows) if module.target.rows else slice(None)
                 module.add_to(patched[name][rows], original[rows], multiplier)
+                change = module.bias_delta()
+                if change is not None:
+                    bias = bias_name(name)
+                    if bias not in patched:
+                        patched[bias] = parameters[bias].detach().clone()
+                    view = patched[bias][rows]
+                    view.copy_((view.float() + change.to(view.device) * multiplier)
+                               .to(view.dtype))
     return patched
 
 

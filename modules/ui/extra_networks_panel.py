@@ -23,7 +23,9 @@ CARD_SIZE = 160
 
 def network_cards(ctx: "AppContext") -> NetworkCards:
     current = ctx.model_manager.current
-    return NetworkCards(loras=ctx.loras, embeddings=ctx.embeddings, checkpoints=ctx.checkpoints,
+    # a context without the libraries (a UI built for tests of other parts) shows empty pages
+    return NetworkCards(loras=getattr(ctx, "loras", None),
+                        embeddings=getattr(ctx, "embeddings", None), checkpoints=ctx.checkpoints,
                         hypernetwork_dir=ctx.paths.hypernetwork_dir, options=ctx.options,
                         current_model=lambda: current().model if current() else None)
 
@@ -107,7 +109,7 @@ def extra_networks_panel(ctx: "AppContext", tab_id: str, prompt: gr.Textbox,
         return updates + paths
 
     def on_refresh(text: str, order: str, reverse: bool) -> list[Any]:
-        for registry in (ctx.loras, ctx.embeddings):
+        for registry in (cards.loras, cards.embeddings):
             if registry is not None:
                 registry.refresh()
         ctx.checkpoints.refresh()

@@ -249,9 +249,6 @@ def test_lycoris_loha_lokr_and_full_diffs_add_their_deltas(sd1):
         for key, value in expected.items():
             torch.testing.assert_close(patched[key], value, rtol=0, atol=1e-6)
     assert all(torch.equal(model.state_dict()[k], state[k]) for k in expected)
-    with pytest.raises(LoraError, match="OFT are not supported yet"):
-        build_network("oft", {f"{linear}.oft_blocks": rand(4, 8, 8)}, target_index(shapes),
-                          shapes)
 
 
 def test_dora_tucker_locon_and_ia3_follow_their_definitions(sd1):
@@ -350,3 +347,68 @@ def test_peft_and_diffusers_names_land_where_the_kohya_names_do(sd1):
     for other in results[1:]:
         assert all(torch.equal(other[key], results[0][key]) for key in names.values())
     assert not torch.equal(results[0][names[next(iter(names))]], state[names[next(iter(names))]])
+
+
+def test_oft_boft_norm_modules_and_bias_diffs(sd1):
+    """OFT: each block of output rows turned by R = (I + Q)(I - Q)⁻¹, Q = B - Bᵀ (old LyCORIS
+    `oft_diag`: R as stored), W' = Rᵀ·W per block; BOFT's butterfly levels keep the rows'
+    Gram matrix (an orthogonal map); norm modules and full diffs change weight and bias."""
+    path, model, _ = sd1
+    state = read_state_dict(path)
+    names = kohya_names_sd1(state)
+    oft = next(n for n in names if n.endswith("attn1_to_q"))
+    diag = next(n for n in names if n.endswith("attn2_to_q"))
+    boft = next(n for n in names if n.endswith("attn1_to_v"))
+    full = next(n for n in names if n.endswith("attn1_to_out_0"))
+    norm, norm_key = oft.replace("attn1_to_q", "norm1"), names[oft].replace("attn1.to_q", "norm1")
+    generator = torch.Generator().manual_seed(4)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.1
+
+    out = state[names[oft]].shape[0]
+    blocks = rand(4, out // 4, out // 4)
+    rotation = torch.linalg.qr(torch.randn(out // 8, 8, 8, generator=generator)).Q
+    lora = {f"{oft}.oft_blocks": blocks, f"{diag}.oft_diag": rotation,
+            f"{boft}.oft_blocks": rand(2, out // 8, 8, 8),
+            f"{full}.diff": rand(*state[names[full]].shape),
+            f"{full}.diff_b": rand(state[names[full]].shape[0]),
+            f"{norm}.w_norm": rand(state[norm_key].shape[0]),
+            f"{norm}.b_norm": rand(state[norm_key].shape[0])}
+    shapes = shapes_of(dict(model.state_dict()))
+    network = build_network("mixed", lora, target_index(shapes), shapes,
+                            res_blocks=model.config.unet.num_res_blocks)
+    assert sorted(m.kind for m in network.modules) == ["full", "norm", "oft", "oft", "oft"]
+
+    def turned(weight, rotations):
+        size = rotations.shape[-1]
+        return torch.cat([r.T @ weight[k * size:(k + 1) * size]
+                          for k, r in enumerate(rotations)])
+
+    eye = torch.eye(out // 4)
+    cayley = torch.stack([torch.linalg.solve((eye - (b - b.T)).T, (eye + (b - b.T)).T).T
+                          for b in blocks])
+
+    def bias(key: str) -> str:
+        return key[:-len("weight")] + "bias"
+
+    expected = {
+        names[oft]: state[names[oft]] + 0.5 * (turned(state[names[oft]], cayley)
+                                               - state[names[oft]]),
+        names[diag]: state[names[diag]] + 0.5 * (turned(state[names[diag]], rotation)
+                                                 - state[names[diag]]),
+        names[full]: state[names[full]] + 0.5 * lora[f"{full}.diff"],
+        bias(names[full]): state[bias(names[full])] + 0.5 * lora[f"{full}.diff_b"],
+        norm_key: state[norm_key] + 0.5 * lora[f"{norm}.w_norm"],
+        bias(norm_key): state[bias(norm_key)] + 0.5 * lora[f"{norm}.b_norm"],
+    }
+    with LoraPatch(model, [(network, 0.5, 0.5)]):
+        patched = {key: value.clone() for key, value in model.state_dict().items()}
+    for key, value in expected.items():
+        torch.testing.assert_close(patched[key], value, rtol=1e-5, atol=1e-6)
+    w = state[names[boft]]
+    with LoraPatch(model, [(network, 1.0, 1.0)]):
+        turned_boft = model.state_dict()[names[boft]].clone()
+    assert not torch.allclose(turned_boft, w)
+    torch.testing.assert_close(turned_boft.T @ turned_boft, w.T @ w, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in expected)
