@@ -8,18 +8,22 @@ Formats read by `read_embedding`:
   single tensor;
 - diffusers' `learned_embeds.bin` / `.safetensors`: `{"<token>": [C] or [n, C]}`;
 - PNG images with A1111's `sd-ti-embedding` text chunk (base64 JSON whose tensors are
-  `{"TORCHTENSOR": nested lists}`), and WEBP images carrying the same JSON in their EXIF
-  UserComment.
+  `{"TORCHTENSOR": nested lists}`), WEBP images carrying the same JSON in their EXIF
+  UserComment, and images whose text is gone but whose side strips still hold A1111's pixel
+  copy (zlib'd JSON split into low / high nibbles, each XOR'd with an LCG stream, left and right
+  of the picture beyond one black column each).
 Half-precision files are read as float32.
 """
 from __future__ import annotations
 
 import base64
 import json
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -110,12 +114,53 @@ def _image_data(path: Path) -> dict:
         payload = text.get(PNG_TEXT_KEY)
         if payload is None and path.suffix.lower() == ".webp":
             payload = _webp_user_comment(image)
-    if payload is None:
+    try:
+        if payload is not None:
+            return _decode_json_tensors(json.loads(base64.b64decode(payload)))
+        with Image.open(path) as image:
+            text = _pixel_data(image)
+    except (ValueError, TypeError, zlib.error) as error:
+        raise EmbeddingError(f"the image's embedding data is unreadable ({error})") from error
+    if text is None:
         raise EmbeddingError(f"the image carries no '{PNG_TEXT_KEY}' data")
     try:
-        return _decode_json_tensors(json.loads(base64.b64decode(payload)))
-    except (ValueError, TypeError) as error:
+        return _decode_json_tensors(json.loads(text))
+    except ValueError as error:
         raise EmbeddingError(f"the image's embedding data is unreadable ({error})") from error
+
+
+def _lcg_nibbles(count: int) -> np.ndarray:
+    """The mask A1111 XORs its data nibbles with: an LCG (a = 1664525, c = 1013904223, mod 2³²,
+    seed 0), each value mod 255, low four bits."""
+    values = np.empty(count, dtype=np.uint8)
+    seed = 0
+    for index in range(count):
+        seed = (1664525 * seed + 1013904223) % 2**32
+        values[index] = (seed % 255) & 0x0F
+    return values
+
+
+def _pixel_data(image: Image.Image) -> str | None:
+    """The JSON of A1111's pixel copy: the picture cropped to its non-black box, the low
+    nibbles of the strips left of the first and right of the last all-black column."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    lit = (pixels > 0).all(axis=2)
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    if rows.size == 0:
+        return None
+    nibbles = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] & 0x0F
+    dark = np.flatnonzero(nibbles.sum(axis=(0, 2)) == 0)
+    if dark.size < 2:
+        return None
+
+    def strip(block: np.ndarray) -> np.ndarray:
+        return block.reshape(-1) ^ _lcg_nibbles(block.size)
+
+    low, high = strip(nibbles[:, :dark.min()]), strip(nibbles[:, dark.max() + 1:])
+    if low.size != high.size:
+        return None
+    packed = ((high << 4) | low).astype(np.uint8).tobytes()
+    return zlib.decompressobj().decompress(packed).decode()
 
 
 def _webp_user_comment(image: Image.Image) -> str | None:

@@ -143,3 +143,40 @@ def test_a_saved_parameter_dict_needs_the_unsafe_loader(tmp_path):
     with pytest.raises(EmbeddingError, match="safe loader"):
         read_embedding(tmp_path / "old.pt")
     assert read_embedding(tmp_path / "old.pt", allow_unsafe_pickle=True).count == 2
+
+
+def a1111_pixel_copy(picture: Image.Image, data: dict) -> Image.Image:
+    """A1111's preview image layout, written here from its description: zlib'd JSON, low and
+    high nibbles in strips left and right of the picture (one black column between), each
+    XOR'd with the LCG stream; the upper bits carry decoration (here a constant)."""
+    import base64
+    import json
+    import zlib
+
+    import numpy as np
+    payload = json.loads(base64.b64decode(embedding_to_b64(data)))
+    raw = np.frombuffer(zlib.compress(json.dumps(payload).encode(), 9), np.uint8)
+    height = picture.height
+    size = raw.size + (height - raw.size % height)
+    size += height * 3 - size % (height * 3)
+    seed, mask = 0, []
+    for _ in range(size):
+        seed = (1664525 * seed + 1013904223) % 2 ** 32
+        mask.append((seed % 255) & 0x0F)
+    strips = [((np.resize(part, size) ^ np.array(mask, np.uint8)) | 0x30).reshape(height, -1, 3)
+              for part in (raw & 0x0F, raw >> 4)]
+    width = strips[0].shape[1]
+    canvas = Image.new("RGB", (picture.width + 2 * width + 2, height), (0, 0, 0))
+    canvas.paste(Image.fromarray(strips[0].astype(np.uint8)), (0, 0))
+    canvas.paste(picture, (width + 1, 0))
+    canvas.paste(Image.fromarray(strips[1].astype(np.uint8)), (width + 1 + picture.width + 1, 0))
+    return canvas
+
+
+def test_an_embedding_image_without_its_text_is_read_from_its_pixels(tmp_path):
+    vectors = torch.randn(2, 16)
+    data = {"string_to_param": {"*": vectors}, "name": "pixel-kept", "step": 7}
+    a1111_pixel_copy(Image.new("RGB", (40, 48), (200, 120, 90)), data).save(tmp_path / "x.png")
+    read = read_embedding(tmp_path / "x.png")
+    assert (read.name, read.step, read.count) == ("pixel-kept", 7, 2)
+    torch.testing.assert_close(read.vectors["vec"], vectors)
