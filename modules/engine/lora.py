@@ -141,6 +141,13 @@ class LoraNetwork:
     modules: list[LoraModule]
     unmatched: list[str] = field(default_factory=list)   # module names this model lacks
 
+    def first_ranks(self, count: int | None) -> "LoraNetwork":
+        """The network with `dyn=count` (None: itself)."""
+        if count is None:
+            return self
+        return LoraNetwork(self.name, [module.first_ranks(count) for module in self.modules],
+                           self.unmatched)
+
 
 _PARTS_LONGEST_FIRST = sorted(KNOWN_PARTS | set(PART_ALIASES),
                               key=len, reverse=True)

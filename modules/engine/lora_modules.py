@@ -119,17 +119,32 @@ class LoraModule:
     kind: str                       # a key of KIND_PARTS
     parts: dict[str, Tensor]
     alpha: float | None
+    rank: int | None = None         # the trained rank when `parts` were cut down (`dyn=`)
 
     @property
     def dora_scale(self) -> Tensor | None:
         return self.parts.get("dora_scale")
+
+    def first_ranks(self, count: int) -> "LoraModule":
+        """A1111's `dyn=`: only the first `count` ranks of a plain LoRA (scaled as the whole
+        one: alpha over the trained rank); other kinds as they are."""
+        parts = self.parts
+        if self.kind != "lora" or "lora_mid.weight" in parts or \
+                count >= parts["lora_down.weight"].shape[0]:
+            return self
+        cut = dict(parts, **{"lora_down.weight": parts["lora_down.weight"][:count],
+                             "lora_up.weight": parts["lora_up.weight"][:, :count]})
+        return LoraModule(self.target, self.kind, cut, self.alpha,
+                          parts["lora_down.weight"].shape[0])
 
     def scale(self) -> float:
         """alpha / dim as A1111 computes it per kind (1 without alpha, or for full diffs)."""
         if self.alpha is None or self.kind in ("full", "ia3", "oft", "norm"):
             return 1.0
         parts = self.parts
-        if self.kind == "lora":
+        if self.rank is not None:
+            dim = self.rank
+        elif self.kind == "lora":
             dim = parts["lora_down.weight"].shape[0]
         elif self.kind == "loha":
             dim = parts["hada_w1_b"].shape[0]

@@ -1,6 +1,6 @@
 """A job's LoRAs and hypernetworks: `<lora:…>` tags of the batch's prompts (A1111's forms:
-`<lora:name>`, `<lora:name:0.8>`, `<lora:name:te:unet>`, `te=` / `unet=`; `dyn=` is accepted
-and has no effect) resolved against models/Lora (and --lora-dir, subfolders; by file name or by
+`<lora:name>`, `<lora:name:0.8>`, `<lora:name:te:unet>`, `te=` / `unet=`, `dyn=` for the first
+ranks only) resolved against models/Lora (and --lora-dir, subfolders; by file name or by
 the training metadata's `ss_output_name`), applied to the model for the batch as a `LoraPatch`
 and taken off after it. `<hypernet:name:m>` tags do the same with models/hypernetworks files
 (`HypernetworkPatch`). `Lora hashes` go into the infotext; a network that cannot be used is a
@@ -181,10 +181,11 @@ def hypernet_tags(prompts: Iterable[str], default_multiplier: float) -> list[tup
 
 
 def lora_tags(prompts: Iterable[str], default_multiplier: float
-              ) -> list[tuple[str, float, float]]:
-    """(name, text-encoder multiplier, UNet multiplier) of every `<lora:…>` tag, first one of
-    each name wins (as A1111 activates one entry per network)."""
-    found: dict[str, tuple[float, float]] = {}
+              ) -> list[tuple[str, float, float, int | None]]:
+    """(name, text-encoder multiplier, UNet multiplier, dyn rank or None) of every `<lora:…>`
+    tag (`<lora:name:te:unet:dyn>`, or `te=` / `unet=` / `dyn=`), first one of each name wins
+    (as A1111 activates one entry per network). A value that is no number is NaN (dyn: 0)."""
+    found: dict[str, tuple[float, float, int | None]] = {}
     for prompt in prompts:
         for args in extract_extra_networks(prompt)[1].get("lora", []):
             if not args or not args[0] or args[0] in found:
@@ -196,8 +197,13 @@ def lora_tags(prompts: Iterable[str], default_multiplier: float
                 unet = float(named.get("unet", positional[1] if len(positional) > 1 else te))
             except ValueError:
                 te = unet = float("nan")
-            found[args[0]] = (te, unet)
-    return [(name, te, unet) for name, (te, unet) in found.items()]
+            dyn_text = named.get("dyn", positional[2] if len(positional) > 2 else None)
+            try:
+                dyn = int(dyn_text) if dyn_text is not None else None
+            except ValueError:
+                dyn = 0
+            found[args[0]] = (te, unet, dyn)
+    return [(name, *values) for name, values in found.items()]
 
 
 class JobNetworks:
@@ -252,9 +258,13 @@ class JobNetworks:
 
     def _lora_patch(self, prompts: list[str]) -> ContextManager:
         chosen, used = [], []
-        for name, te, unet in lora_tags(prompts, self.default_multiplier):
+        for name, te, unet, dyn in lora_tags(prompts, self.default_multiplier):
             if te != te or unet != unet:         # NaN: a multiplier that is no number
                 self._warn(f"Lora {name!r}: its multiplier is not a number; left out")
+                continue
+            if dyn is not None and dyn < 1:
+                self._warn(f"Lora {name!r}: dyn must be a whole number of ranks, 1 or more; "
+                           "left out")
                 continue
             item = self.library.find(name)
             if item is None:
@@ -262,7 +272,7 @@ class JobNetworks:
                            f"{', '.join(str(f) for f in self.library.folders)}; left out")
                 continue
             try:
-                network = self.library.network(item, self.model)
+                network = self.library.network(item, self.model).first_ranks(dyn)
                 self.hashes[item.alias] = self.library.short_hash(item)
             except CheckpointLoadError as error:
                 self._warn(f"Lora {name!r} cannot be loaded ({error.reason}); left out")
@@ -271,7 +281,7 @@ class JobNetworks:
                 self._warn(f"Lora {name!r} does not fit this model ({error}); left out")
                 continue
             chosen.append((network, te, unet))
-            used.append((item.path, item.path.stat().st_mtime_ns, te, unet,
+            used.append((item.path, item.path.stat().st_mtime_ns, te, unet, dyn,
                          str(self.model.device)))
         if not chosen:
             return contextlib.nullcontext()

@@ -412,3 +412,19 @@ def test_oft_boft_norm_modules_and_bias_diffs(sd1):
     assert not torch.allclose(turned_boft, w)
     torch.testing.assert_close(turned_boft.T @ turned_boft, w.T @ w, rtol=1e-4, atol=1e-5)
     assert all(torch.equal(model.state_dict()[k], state[k]) for k in expected)
+
+
+def test_dyn_keeps_the_first_ranks_scaled_as_the_whole_lora(sd1):
+    path, model, _ = sd1
+    state = read_state_dict(path)
+    names = kohya_names_sd1(state)
+    name = next(n for n in names if n.endswith("attn2_to_k"))
+    lora = random_lora({name: names[name]}, state, rank=4, seed=8)
+    shapes = shapes_of(dict(model.state_dict()))
+    network = build_network("dyn", lora, target_index(shapes), shapes,
+                            res_blocks=model.config.unet.num_res_blocks).first_ranks(2)
+    down, up = lora[f"{name}.lora_down.weight"], lora[f"{name}.lora_up.weight"]
+    expected = state[names[name]] + 1.0 * (2.0 / 4) * (up[:, :2] @ down[:2])
+    with LoraPatch(model, [(network, 1.0, 1.0)]):
+        torch.testing.assert_close(model.state_dict()[names[name]], expected,
+                                   rtol=1e-5, atol=1e-6)

@@ -70,6 +70,10 @@ def test_a_lora_tag_changes_the_image_for_that_job_only(api):
     assert not np.array_equal(unet_only, plain) and not np.array_equal(unet_only, steered)
     named, _ = generate(api, "a knight <lora:red_cape:te=0:unet=0.9>")
     assert np.array_equal(named, unet_only)
+    first_ranks, _ = generate(api, "a knight <lora:red_cape:0.9:0.9:2>")
+    assert not np.array_equal(first_ranks, steered)
+    by_name, _ = generate(api, "a knight <lora:red_cape:0.9:dyn=2>")
+    assert np.array_equal(by_name, first_ranks)
     again, _ = generate(api, "a knight")
     assert np.array_equal(again, plain)                     # nothing left in the weights
 
@@ -78,6 +82,7 @@ def test_a_lora_tag_changes_the_image_for_that_job_only(api):
     ("<lora:nobody:1>", "Lora 'nobody' not found"),
     ("<lora:broken:1>", "Lora 'broken' cannot be loaded"),
     ("<lora:not_a_lora:1>", "Lora 'not_a_lora'"),
+    ("<lora:red_cape:1:1:none>", "dyn must be a whole number"),
     ("<hypernet:nobody:1>", "Hypernetwork 'nobody' not found"),
     ("<hypernet:torn:1>", "Hypernetwork 'torn' cannot be loaded"),
 ])
