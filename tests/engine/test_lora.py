@@ -428,3 +428,48 @@ def test_dyn_keeps_the_first_ranks_scaled_as_the_whole_lora(sd1):
     with LoraPatch(model, [(network, 1.0, 1.0)]):
         torch.testing.assert_close(model.state_dict()[names[name]], expected,
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_lycoris_kinds_on_sdxl_reach_the_bigg_slices_and_both_encoders(tmp_path):
+    """LoHa on a q third of bigG's fused in_proj_weight, LoKr on CLIP-L, DoRA on a UNet linear
+    of the tiny SDXL: each lands on its rows only, as computed here."""
+    path = write_tiny_checkpoint(tmp_path / "tiny_xl.safetensors", "sdxl", seed=5)
+    model = load_model(path)
+    state = read_state_dict(path)
+    names = kohya_names_sdxl(state)
+    loha = next(n for n in names if n.startswith("lora_te2_") and n.endswith("_q_proj"))
+    lokr = next(n for n in names if n.startswith("lora_te1_") and n.endswith("_v_proj"))
+    dora = next(n for n in names if n.startswith("lora_unet_") and n.endswith("attn2_to_k"))
+    generator = torch.Generator().manual_seed(6)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.1
+
+    key, rows = names[loha]
+    inner = state[key].shape[1]
+    out = rows.stop - rows.start
+    lora = {f"{loha}.hada_w1_a": rand(out, 2), f"{loha}.hada_w1_b": rand(2, inner),
+            f"{loha}.hada_w2_a": rand(out, 2), f"{loha}.hada_w2_b": rand(2, inner)}
+    lokr_key = names[lokr][0]
+    o, i = state[lokr_key].shape
+    lora.update({f"{lokr}.lokr_w1": rand(2, 2), f"{lokr}.lokr_w2": rand(o // 2, i // 2)})
+    dora_key = names[dora][0]
+    w = state[dora_key]
+    magnitude = w.norm(dim=0, keepdim=True) * 1.1
+    lora.update({f"{dora}.lora_down.weight": rand(2, w.shape[1]),
+                 f"{dora}.lora_up.weight": rand(w.shape[0], 2), f"{dora}.dora_scale": magnitude})
+    shapes = shapes_of(dict(model.state_dict()))
+    network = build_network("xl-lycoris", lora, target_index(shapes), shapes)
+    assert sorted(m.kind for m in network.modules) == ["loha", "lokr", "lora"]
+    expected = {key: state[key].clone(), lokr_key: state[lokr_key].clone()}
+    expected[key][rows] += (lora[f"{loha}.hada_w1_a"] @ lora[f"{loha}.hada_w1_b"]) * \
+        (lora[f"{loha}.hada_w2_a"] @ lora[f"{loha}.hada_w2_b"])
+    expected[lokr_key] += torch.kron(lora[f"{lokr}.lokr_w1"], lora[f"{lokr}.lokr_w2"])
+    merged = w + lora[f"{dora}.lora_up.weight"] @ lora[f"{dora}.lora_down.weight"]
+    expected[dora_key] = merged / merged.norm(dim=0, keepdim=True) * magnitude
+    with LoraPatch(model, [(network, 1.0, 1.0)]):
+        patched = {k: v.clone() for k, v in model.state_dict().items()}
+    for name, value in expected.items():
+        torch.testing.assert_close(patched[name], value, rtol=1e-5, atol=1e-6)
+    assert torch.equal(patched[key][rows.stop:], state[key][rows.stop:])   # k and v untouched
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in expected)
