@@ -237,6 +237,9 @@ class JobNetworks:
             stack.enter_context(self._hypernetwork_patch(prompts))
         return stack
 
+    def _warn_missing(self, kind: str, name: str, folders: list[Path]) -> None:
+        self._warn(f"{kind} {name!r} not found in {', '.join(map(str, folders))}; left out")
+
     def _hypernetwork_patch(self, prompts: list[str]) -> ContextManager:
         chosen = []
         for name, multiplier in hypernet_tags(prompts, self.default_multiplier):
@@ -245,8 +248,7 @@ class JobNetworks:
                 continue
             path = self.hypernetworks.find(name)
             if path is None:
-                self._warn(f"Hypernetwork {name!r} not found in "
-                           f"{', '.join(str(f) for f in self.hypernetworks.folders)}; left out")
+                self._warn_missing("Hypernetwork", name, self.hypernetworks.folders)
                 continue
             try:
                 chosen.append((self.hypernetworks.network(path), multiplier))
@@ -268,8 +270,7 @@ class JobNetworks:
                 continue
             item = self.library.find(name)
             if item is None:
-                self._warn(f"Lora {name!r} not found in "
-                           f"{', '.join(str(f) for f in self.library.folders)}; left out")
+                self._warn_missing("Lora", name, self.library.folders)
                 continue
             try:
                 network = self.library.network(item, self.model).first_ranks(dyn)
