@@ -40,6 +40,11 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
     add("--controlnet-annotator-models-path", type=str, default=None,
         help="preprocessor (annotator) weights, e.g. depth models "
         "(default: models/ControlNet-annotators)")
+    for kind, folder in (("esrgan", "ESRGAN"), ("realesrgan", "RealESRGAN"),
+                         ("swinir", "SwinIR"), ("swin2sr", "Swin2SR"), ("scunet", "ScuNET"),
+                         ("dat", "DAT"), ("hat", "HAT")):
+        add(f"--{kind}-models-path", type=str, default=None,
+            help=f"upscaler model files (default: models/{folder})")
     add("--ui-settings-file", type=str, default=None, help="settings file (default config.json)")
     add("--ui-config-file", type=str, default=None, help="UI defaults file (default ui-config.json)")
     add("--styles-file", type=str, action="append", default=[],

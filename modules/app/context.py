@@ -23,6 +23,7 @@ from modules.processing.memory_guard import MemoryGuard, ModelFootprint
 from modules.scripting.callbacks import CallbackRegistry
 from modules.scripting.host import ScriptHost, find_extensions, load_script_host
 from modules.processing.styles import StyleDatabase
+from modules.processing.model_upscalers import register_model_upscalers
 from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
 from modules.controlnet import ControlNetService
@@ -186,6 +187,8 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     context.merger = build_merger(args, paths, checkpoints, vaes)
     unsafe_pickles = bool(getattr(args, "disable_safe_unpickle", False))
     context.loras = LoraLibrary([paths.lora_dir], allow_unsafe_pickle=unsafe_pickles)
+    register_model_upscalers(context.upscalers, paths.upscaler_dirs, options,
+                             device=manager.plan.device, allow_unsafe_pickle=unsafe_pickles)
     context.hypernetworks = HypernetworkLibrary([paths.hypernetwork_dir],
                                                 allow_unsafe_pickle=unsafe_pickles)
     context.embeddings = EmbeddingLibrary([paths.embeddings_dir],

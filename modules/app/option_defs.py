@@ -129,9 +129,20 @@ def _path_options() -> dict[str, OptionInfo]:
     }
 
 
+#: A1111's tile settings per upscaler family (key prefix, label, default tile size)
+_TILED_UPSCALERS = (("ESRGAN", "ESRGAN", 192), ("SWIN", "SwinIR", 192), ("DAT", "DAT", 192),
+                    ("SCUNET", "ScuNET", 256))
+
+
 def _system_options(upscaler_names: ChoiceSource | None) -> dict[str, OptionInfo]:
     return {
         "upscaler_for_img2img": _choice(None, "Upscaler for img2img", upscaler_names, UPSCALING),
+        **{f"{kind}_tile": _slider(size, f"Tile size for {label} upscalers (0 = no tiling)",
+                                   0, 512, 16, UPSCALING)
+           for kind, label, size in _TILED_UPSCALERS},
+        **{f"{kind}_tile_overlap": _slider(8, f"Tile overlap for {label} upscalers, pixels",
+                                           0, 48, 1, UPSCALING)
+           for kind, label, _ in _TILED_UPSCALERS},
         "face_restoration": _check(False, "Restore faces", FACE_RESTORATION,
                                    infotext="Face restoration"),
         "face_restoration_model": _choice("CodeFormer", "Face restoration model",

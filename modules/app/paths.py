@@ -28,7 +28,9 @@ class Paths:
     controlnet_dir: Path            # <models>/ControlNet
     extra_controlnet_dir: Path | None   # --controlnet-dir (scanned in addition)
     controlnet_annotators_dir: Path     # preprocessor weights: <models>/ControlNet-annotators
-    esrgan_dir: Path                # <models>/ESRGAN
+    esrgan_dir: Path                # --esrgan-models-path or <models>/ESRGAN
+    #: upscaler model folders: (kind, folder), kind = the models/ folder name
+    upscaler_dirs: tuple[tuple[str, Path], ...]
     extensions_dir: Path            # <data>/extensions
     builtin_extensions_dir: Path    # <root>/extensions-builtin
     outputs_dir: Path               # <data>/outputs
@@ -63,7 +65,11 @@ class Paths:
             extra_controlnet_dir=flag("controlnet_dir"),
             controlnet_annotators_dir=flag("controlnet_annotator_models_path")
             or models_dir / "ControlNet-annotators",
-            esrgan_dir=models_dir / "ESRGAN",
+            esrgan_dir=flag("esrgan_models_path") or models_dir / "ESRGAN",
+            upscaler_dirs=tuple(
+                (kind, flag(f"{kind.lower()}_models_path") or models_dir / kind)
+                for kind in ("ESRGAN", "RealESRGAN", "SwinIR", "Swin2SR", "ScuNET", "DAT",
+                             "HAT")),
             extensions_dir=data_dir / "extensions",
             builtin_extensions_dir=root / "extensions-builtin",
             outputs_dir=data_dir / "outputs",

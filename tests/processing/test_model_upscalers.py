@@ -1,0 +1,152 @@
+"""Upscaler model files (issue 15, first part): tiny random-weight networks built with
+spandrel's own architectures and saved in models/ESRGAN, models/RealESRGAN, models/SwinIR and
+models/DAT are listed with their scale, upscale through the Extras API to exactly the requested
+size, equal spandrel's own call, and agree tiled and whole."""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from safetensors.torch import save_file
+
+from modules.api.app import create_api_app
+from modules.app.cmd_args import parse_args
+from modules.app.context import build_app_context
+from modules.engine.upscaler_models import Tiling, image_to_tensor, load_upscaler, run_tiled
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_networks() -> dict[str, tuple[str, torch.nn.Module]]:
+    """file name → (models/ folder, network), each built by spandrel's architecture class."""
+    from spandrel.architectures.Compact import Compact
+    from spandrel.architectures.DAT import DAT
+    from spandrel.architectures.ESRGAN import ESRGAN
+    from spandrel.architectures.SwinIR import SwinIR
+    torch.manual_seed(0)
+    return {
+        "4x_tiny_esrgan.pth": ("ESRGAN", ESRGAN(num_filters=8, num_blocks=1, scale=4)),
+        "realesr-general-x4v3.pth": ("RealESRGAN", Compact(num_feat=8, num_conv=2, upscale=4)),
+        "tiny_swinir_x2.safetensors": ("SwinIR", SwinIR(
+            embed_dim=12, depths=[1], num_heads=[2], window_size=4, upscale=2, img_size=16,
+            upsampler="pixelshuffle")),
+        "DAT_x2.safetensors": ("DAT", DAT(embed_dim=32, depth=[1], num_heads=[2],
+                                          split_size=[2, 4], upscale=2, img_size=16)),
+    }
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    data = tmp_path_factory.mktemp("upscalers")
+    networks = tiny_networks()
+    for name, (folder, network) in networks.items():
+        (data / "models" / folder).mkdir(parents=True, exist_ok=True)
+        state = {key: value.contiguous() for key, value in network.state_dict().items()}
+        path = data / "models" / folder / name
+        if name.endswith(".pth"):
+            torch.save({"params_ema": state}, path)          # as Real-ESRGAN releases are
+        else:
+            save_file(state, str(path))
+    (data / "models" / "ESRGAN" / "torn.pth").write_bytes(b"PK\x03\x04 not a model")
+    args, _ = parse_args(["--data-dir", str(data), "--nowebui"])
+    ctx = build_app_context(args, ROOT)
+    yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, data=data,
+                          networks=networks)
+    ctx.close()
+
+
+def encode(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode(text: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB")
+
+
+def photo(size: tuple[int, int] = (48, 40)) -> Image.Image:
+    from skimage import data
+    return Image.fromarray(data.astronaut()).resize(size, Image.Resampling.BICUBIC)
+
+
+def test_the_files_are_listed_by_name_with_their_scale(api):
+    listed = {item["name"]: item for item in api.client.get("/sdapi/v1/upscalers").json()}
+    assert listed["4x_tiny_esrgan"]["scale"] == 4
+    assert listed["R-ESRGAN General 4xV3"]["scale"] == 4        # A1111's name for the release
+    assert listed["tiny_swinir_x2"]["scale"] == 2
+    assert listed["DAT x2"]["scale"] == 2
+    assert listed["4x_tiny_esrgan"]["model_path"].endswith("4x_tiny_esrgan.pth")
+    assert "torn" not in listed
+    assert {"None", "Lanczos", "Nearest"} <= set(listed)
+    realesrgan = api.client.get("/sdapi/v1/realesrgan-models").json()
+    assert [item["name"] for item in realesrgan] == ["R-ESRGAN General 4xV3"]
+
+
+@pytest.mark.parametrize("name, file", [("4x_tiny_esrgan", "4x_tiny_esrgan.pth"),
+                                        ("R-ESRGAN General 4xV3", "realesr-general-x4v3.pth"),
+                                        ("tiny_swinir_x2", "tiny_swinir_x2.safetensors"),
+                                        ("DAT x2", "DAT_x2.safetensors")])
+def test_an_extras_upscale_equals_spandrels_own_call(api, name, file):
+    folder, network = api.networks[file]
+    source = photo()
+    scale = 4 if "4x" in name or "4xV3" in name else 2
+    with api.ctx.options.override({"ESRGAN_tile": 0, "SWIN_tile": 0, "DAT_tile": 0}):
+        answer = api.client.post("/sdapi/v1/extra-single-image", json={
+            "image": encode(source), "upscaling_resize": scale, "upscaler_1": name})
+    assert answer.status_code == 200, answer.text
+    result = np.asarray(decode(answer.json()["image"]), dtype=np.int16)
+    assert result.shape == (source.height * scale, source.width * scale, 3)
+    with torch.no_grad():
+        expected = network.eval()(image_to_tensor(source)).clamp(0, 1)
+    expected = expected[0].permute(1, 2, 0).mul(255).round().numpy()
+    assert np.abs(result - expected).max() <= 1
+
+
+def test_a_size_that_is_not_the_models_factor_ends_exactly_there(api):
+    answer = api.client.post("/sdapi/v1/extra-single-image", json={
+        "image": encode(photo()), "resize_mode": 1, "upscaling_resize_w": 130,
+        "upscaling_resize_h": 90, "upscaler_1": "4x_tiny_esrgan"})
+    assert answer.status_code == 200, answer.text
+    assert decode(answer.json()["image"]).size == (130, 90)
+
+
+@pytest.mark.parametrize("file", ["4x_tiny_esrgan.pth", "realesr-general-x4v3.pth",
+                                  "tiny_swinir_x2.safetensors", "DAT_x2.safetensors"])
+def test_tiled_and_whole_agree(api, file):
+    folder, _ = api.networks[file]
+    descriptor = load_upscaler(api.data / "models" / folder / file)
+    pixels = image_to_tensor(photo((52, 44)))
+    whole = run_tiled(descriptor, pixels, Tiling(0, 0))
+    tiled = run_tiled(descriptor, pixels, Tiling(24, 8))
+    assert tiled.shape == whole.shape
+    difference = (tiled - whole).abs()
+    assert difference.mean() < 0.01 and difference.max() < 0.1
+
+
+def test_lanczos_twice_is_pils(api):
+    source = photo()
+    answer = api.client.post("/sdapi/v1/extra-single-image", json={
+        "image": encode(source), "upscaling_resize": 2, "upscaler_1": "Lanczos"})
+    assert answer.status_code == 200, answer.text
+    expected = source.resize((source.width * 2, source.height * 2), Image.Resampling.LANCZOS)
+    assert np.array_equal(np.asarray(decode(answer.json()["image"])), np.asarray(expected))
+
+
+def test_a_file_spandrel_cannot_read_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
+    from modules.processing.model_upscalers import scan_upscaler_files
+    (tmp_path / "ESRGAN").mkdir()
+    (tmp_path / "ESRGAN" / "broken.pth").write_bytes(b"\x00" * 64)
+    save_file({"conv.weight": torch.zeros(3, 3, 3, 3)},
+              str(tmp_path / "ESRGAN" / "not_an_upscaler.safetensors"))
+    with caplog.at_level(logging.WARNING):
+        assert scan_upscaler_files([("ESRGAN", tmp_path / "ESRGAN")]) == []
+    assert "broken.pth" in caplog.text and "not_an_upscaler.safetensors" in caplog.text
