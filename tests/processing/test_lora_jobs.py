@@ -39,6 +39,8 @@ def api(tmp_path_factory):
     save_file(random_lora(kohya_names_sd1(state), state, seed=5), str(lora_path),
               metadata={"ss_output_name": "redcape_v1"})
     (data / "models" / "Lora" / "broken.safetensors").write_bytes(b"\x00" * 40)
+    whole = lora_path.read_bytes()           # a download cut off half way
+    (data / "models" / "Lora" / "truncated.safetensors").write_bytes(whole[:len(whole) // 2])
     _tiny(data / "models" / "Lora" / "not_a_lora.safetensors", "sd1", seed=2)
     write_hypernetwork(data / "models" / "hypernetworks" / "anime_eyes.pt")
     (data / "models" / "hypernetworks" / "torn.pt").write_bytes(b"PK\x03\x04 torn")
@@ -81,6 +83,7 @@ def test_a_lora_tag_changes_the_image_for_that_job_only(api):
 @pytest.mark.parametrize("tag, warning", [
     ("<lora:nobody:1>", "Lora 'nobody' not found"),
     ("<lora:broken:1>", "Lora 'broken' cannot be loaded"),
+    ("<lora:truncated:1>", "Lora 'truncated' cannot be loaded"),
     ("<lora:not_a_lora:1>", "Lora 'not_a_lora'"),
     ("<lora:red_cape:1:1:none>", "dyn must be a whole number"),
     ("<hypernet:nobody:1>", "Hypernetwork 'nobody' not found"),
