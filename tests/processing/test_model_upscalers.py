@@ -21,6 +21,7 @@ from modules.api.app import create_api_app
 from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from modules.engine.upscaler_models import Tiling, image_to_tensor, load_upscaler, run_tiled
+from tests.engine.tiny_checkpoints import write_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +57,8 @@ def api(tmp_path_factory):
         else:
             save_file(state, str(path))
     (data / "models" / "ESRGAN" / "torn.pth").write_bytes(b"PK\x03\x04 not a model")
+    (data / "models" / "Stable-diffusion").mkdir()
+    write_tiny_checkpoint(data / "models" / "Stable-diffusion" / "tiny.safetensors", "sd1")
     args, _ = parse_args(["--data-dir", str(data), "--nowebui"])
     ctx = build_app_context(args, ROOT)
     yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, data=data,
@@ -150,3 +153,19 @@ def test_a_file_spandrel_cannot_read_is_skipped_with_a_warning_naming_it(tmp_pat
     with caplog.at_level(logging.WARNING):
         assert scan_upscaler_files([("ESRGAN", tmp_path / "ESRGAN")]) == []
     assert "broken.pth" in caplog.text and "not_an_upscaler.safetensors" in caplog.text
+
+
+def test_hires_fix_upscales_with_a_model_file(api):
+    body = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2, "seed": 5,
+            "sampler_name": "Euler", "enable_hr": True, "hr_scale": 2,
+            "hr_second_pass_steps": 2, "denoising_strength": 0.5}
+    images = {}
+    for upscaler in ("4x_tiny_esrgan", "Lanczos"):
+        answer = api.client.post("/sdapi/v1/txt2img", json={**body, "hr_upscaler": upscaler})
+        assert answer.status_code == 200, answer.text
+        images[upscaler] = decode(answer.json()["images"][0])
+        info = answer.json()["info"]
+        assert f"Hires upscaler: {upscaler}" in info
+    assert images["4x_tiny_esrgan"].size == (128, 128)
+    assert not np.array_equal(np.asarray(images["4x_tiny_esrgan"]),
+                              np.asarray(images["Lanczos"]))
