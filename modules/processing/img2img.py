@@ -30,6 +30,7 @@ from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.pipeline import (BatchWork, PipelineRun, encode_images, images_to_tensor,
                                          run_generation)
 from modules.processing.processing_objects import run_with_selected_script
+from modules.processing.upscalers import UpscalerRegistry
 from modules.processing.resize import (JUST_RESIZE, LATENT_RESIZE, RESIZE_AND_FILL,
                                        flatten_transparency, resize_image)
 
@@ -38,6 +39,16 @@ log = logging.getLogger(__name__)
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
 MASKED_CONTENT_NAMES = {FILL: "fill", LATENT_NOISE: "latent noise", LATENT_NOTHING: "latent nothing"}
 DEFAULT_DENOISING_STRENGTH = 0.75
+
+
+def img2img_upscaler(run: PipelineRun):
+    """A1111's `upscaler_for_img2img`: the upscaler that enlarges a smaller init image (None:
+    Lanczos only)."""
+    name = run.options.get("upscaler_for_img2img")
+    if not name or name == "None":
+        return None
+    registry = run.ctx.upscalers or UpscalerRegistry()
+    return lambda image, width, height: registry.resize(image, width, height, name)
 
 
 def apply_batch_rule(params: Img2ImgParams) -> Img2ImgParams:
@@ -145,16 +156,20 @@ class Img2ImgMode:
 
         processed, to_encode, overlays = [], [], []
         crop_region = prepared_mask.crop_region if prepared_mask else None
+        upscaler = img2img_upscaler(run)
         for original in originals:
             if crop_region is not None:
                 overlays.append(overlay_for(original, prepared_mask.overlay_mask))
-                image = resize_image(RESIZE_AND_FILL, original.crop(crop_region), width, height)
+                image = resize_image(RESIZE_AND_FILL, original.crop(crop_region), width, height,
+                                     upscaler)
                 encoded = image
             elif params.resize_mode == LATENT_RESIZE:
                 # encoded at its own size; the latent is resized below
-                image, encoded = resize_image(JUST_RESIZE, original, width, height), original
+                image = resize_image(JUST_RESIZE, original, width, height, upscaler)
+                encoded = original
             else:
-                image = encoded = resize_image(params.resize_mode, original, width, height)
+                image = encoded = resize_image(params.resize_mode, original, width, height,
+                                               upscaler)
             if prepared_mask is not None and crop_region is None:
                 overlays.append(overlay_for(image, prepared_mask.overlay_mask))
             if prepared_mask is not None and params.inpainting_fill != ORIGINAL:

@@ -169,3 +169,26 @@ def test_hires_fix_upscales_with_a_model_file(api):
     assert images["4x_tiny_esrgan"].size == (128, 128)
     assert not np.array_equal(np.asarray(images["4x_tiny_esrgan"]),
                               np.asarray(images["Lanczos"]))
+
+
+def test_sd_upscale_and_the_img2img_upscaler_use_a_model_file(api):
+    body = {"init_images": [encode(photo((64, 64)))], "prompt": "a portrait", "steps": 2,
+            "seed": 3, "sampler_name": "Euler", "width": 64, "height": 64,
+            "denoising_strength": 0.3, "script_name": "SD upscale",
+            "script_args": ["", 16, "4x_tiny_esrgan", 2.0]}
+    answer = api.client.post("/sdapi/v1/img2img", json=body)
+    assert answer.status_code == 200, answer.text
+    assert decode(answer.json()["images"][0]).size == (128, 128)
+    assert "SD upscale upscaler: 4x_tiny_esrgan" in answer.json()["info"]
+    assert "4x_tiny_esrgan" in [u["name"] for u in api.client.get(
+        "/sdapi/v1/upscalers").json()]
+    grown = {}
+    for upscaler in ("4x_tiny_esrgan", "Lanczos"):     # a small init image grows with it
+        with api.ctx.options.override({"upscaler_for_img2img": upscaler}):
+            answer = api.client.post("/sdapi/v1/img2img", json={
+                **{k: v for k, v in body.items() if not k.startswith("script")},
+                "init_images": [encode(photo((32, 32)))]})
+        assert answer.status_code == 200, answer.text
+        grown[upscaler] = decode(answer.json()["images"][0])
+    assert grown["Lanczos"].size == grown["4x_tiny_esrgan"].size == (64, 64)
+    assert not np.array_equal(np.asarray(grown["Lanczos"]), np.asarray(grown["4x_tiny_esrgan"]))
