@@ -188,7 +188,8 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     unsafe_pickles = bool(getattr(args, "disable_safe_unpickle", False))
     context.loras = LoraLibrary([paths.lora_dir], allow_unsafe_pickle=unsafe_pickles)
     register_model_upscalers(context.upscalers, paths.upscaler_dirs, options,
-                             device=manager.plan.device, allow_unsafe_pickle=unsafe_pickles)
+                             device=manager.plan.device, dtype=manager.plan.dtype,
+                             allow_unsafe_pickle=unsafe_pickles)
     context.hypernetworks = HypernetworkLibrary([paths.hypernetwork_dir],
                                                 allow_unsafe_pickle=unsafe_pickles)
     context.embeddings = EmbeddingLibrary([paths.embeddings_dir],

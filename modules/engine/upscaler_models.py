@@ -48,8 +48,10 @@ def read_upscaler_weights(path: Path, *, allow_unsafe_pickle: bool = False) -> d
 
 
 def load_upscaler(path: Path, device: torch.device | str = "cpu", *,
+                  dtype: torch.dtype = torch.float32,
                   allow_unsafe_pickle: bool = False) -> spandrel.ImageModelDescriptor:
-    """The file's network, in eval mode on `device`."""
+    """The file's network, in eval mode on `device`; in `dtype` when it is float16 or bfloat16
+    and the architecture supports it (spandrel says which do), else float32."""
     state = read_upscaler_weights(path, allow_unsafe_pickle=allow_unsafe_pickle)
     try:
         descriptor = _loader(device).load_from_state_dict(state)
@@ -57,6 +59,10 @@ def load_upscaler(path: Path, device: torch.device | str = "cpu", *,
         raise UpscalerModelError(f"not a model spandrel knows ({error})") from error
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise UpscalerModelError(f"a {descriptor.purpose} model, not an upscaler")
+    if dtype == torch.float16 and descriptor.supports_half:
+        descriptor.half()
+    elif dtype == torch.bfloat16 and descriptor.supports_bfloat16:
+        descriptor.bfloat16()
     return descriptor.eval()
 
 

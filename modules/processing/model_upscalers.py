@@ -82,8 +82,9 @@ class LoadedUpscalers:
     """Loads a file's network on first use and keeps the last one (the device's)."""
 
     def __init__(self, device: torch.device | str = "cpu", *,
-                 allow_unsafe_pickle: bool = False) -> None:
+                 dtype: torch.dtype = torch.float32, allow_unsafe_pickle: bool = False) -> None:
         self.device = device
+        self.dtype = dtype
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self._lock = threading.Lock()
         self._current: tuple[Path, Any] | None = None
@@ -93,7 +94,7 @@ class LoadedUpscalers:
             if self._current is not None and self._current[0] == path:
                 return self._current[1]
             self._current = None                   # the previous network goes first
-            descriptor = load_upscaler(path, self.device,
+            descriptor = load_upscaler(path, self.device, dtype=self.dtype,
                                        allow_unsafe_pickle=self.allow_unsafe_pickle)
             self._current = (path, descriptor)
             return descriptor
@@ -109,10 +110,13 @@ def upscaler_entry(item: UpscalerFile, models: LoadedUpscalers,
 
 def register_model_upscalers(registry: UpscalerRegistry, folders: Iterable[tuple[str, Path]],
                              options: Any, *, device: torch.device | str = "cpu",
+                             dtype: torch.dtype = torch.float32,
                              allow_unsafe_pickle: bool = False) -> list[UpscalerFile]:
     """Add every readable file of `folders` to `registry` (a name already taken is skipped with
-    a warning); the tiles follow the settings of the file's folder at each call."""
-    models = LoadedUpscalers(device, allow_unsafe_pickle=allow_unsafe_pickle)
+    a warning); the tiles follow the settings of the file's folder at each call; the networks
+    run in `dtype` where their architecture allows (the device plan's: float16 on CUDA unless
+    --no-half, float32 on the CPU)."""
+    models = LoadedUpscalers(device, dtype=dtype, allow_unsafe_pickle=allow_unsafe_pickle)
 
     def tiling(kind: str) -> Tiling:
         size_key, overlap_key = FOLDER_TILE_OPTIONS[kind]

@@ -192,3 +192,18 @@ def test_sd_upscale_and_the_img2img_upscaler_use_a_model_file(api):
         grown[upscaler] = decode(answer.json()["images"][0])
     assert grown["Lanczos"].size == grown["4x_tiny_esrgan"].size == (64, 64)
     assert not np.array_equal(np.asarray(grown["Lanczos"]), np.asarray(grown["4x_tiny_esrgan"]))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs_where_the_architecture_allows(api, dtype):
+    """bfloat16 / float16 (the device plan's dtype on GPUs) give the float32 picture within a
+    few levels; the output stays float32 in [0, 1]."""
+    path = api.data / "models" / "ESRGAN" / "4x_tiny_esrgan.pth"
+    full = load_upscaler(path)
+    half = load_upscaler(path, dtype=dtype)
+    assert half.supports_half and half.supports_bfloat16           # spandrel's word on ESRGAN
+    assert next(half.model.parameters()).dtype == dtype
+    pixels = image_to_tensor(photo((32, 24)))
+    whole, reduced = run_tiled(full, pixels, Tiling(0, 0)), run_tiled(half, pixels, Tiling(0, 0))
+    assert reduced.dtype == torch.float32
+    assert (whole - reduced).abs().mean() < 0.02
