@@ -15,7 +15,6 @@ from typing import Any
 
 PAGES = ("Textual Inversion", "Hypernetworks", "Checkpoints", "Lora")
 PREVIEW_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif")
-HYPERNETWORK_EXTENSIONS = (".pt", ".safetensors")
 SORTS = ("Name", "Date modified", "Path")
 #: the keys of A1111's user-metadata editor (what `name.json` holds)
 USER_METADATA_KEYS = ("description", "activation text", "preferred weight", "negative text",
@@ -111,11 +110,11 @@ class NetworkCards:
     show up on refresh)."""
 
     def __init__(self, *, loras: Any, embeddings: Any, checkpoints: Any,
-                 hypernetwork_dir: Path, options: Any, current_model=lambda: None) -> None:
+                 hypernetworks: Any, options: Any, current_model=lambda: None) -> None:
         self.loras = loras
         self.embeddings = embeddings
         self.checkpoints = checkpoints
-        self.hypernetwork_dir = Path(hypernetwork_dir)
+        self.hypernetworks = hypernetworks
         self.options = options
         self.current_model = current_model
 
@@ -146,9 +145,8 @@ class NetworkCards:
             return [self._make(page, name, embedding.path, name)
                     for name, embedding in sets.loaded.items() if embedding.path is not None]
         if page == "Hypernetworks":
-            files = sorted(p for p in self.hypernetwork_dir.rglob("*")
-                           if p.suffix.lower() in HYPERNETWORK_EXTENSIONS and p.is_file()) \
-                if self.hypernetwork_dir.is_dir() else []
+            # the files jobs can load, so every card's tag works
+            files = self.hypernetworks.files() if self.hypernetworks is not None else []
             return [self._make(page, p.stem, p, f"<hypernet:{p.stem}:{self._multiplier():g}>")
                     for p in files]
         if page == "Checkpoints":

@@ -26,7 +26,7 @@ def network_cards(ctx: "AppContext") -> NetworkCards:
     # a context without the libraries (a UI built for tests of other parts) shows empty pages
     return NetworkCards(loras=getattr(ctx, "loras", None),
                         embeddings=getattr(ctx, "embeddings", None), checkpoints=ctx.checkpoints,
-                        hypernetwork_dir=ctx.paths.hypernetwork_dir, options=ctx.options,
+                        hypernetworks=getattr(ctx, "hypernetworks", None), options=ctx.options,
                         current_model=lambda: current().model if current() else None)
 
 
@@ -77,12 +77,13 @@ def extra_networks_panel(ctx: "AppContext", tab_id: str, prompt: gr.Textbox,
         galleries, shown = [], []
         with gr.Tabs(elem_id=f"{tab_id}_extra_tabs"):
             for page in PAGES:
+                listed = cards.listing(page)
                 with gr.Tab(page, elem_id=f"{tab_id}_{_slug(page)}_cards_tab"):
                     galleries.append(gr.Gallery(
-                        value=gallery_items(cards.listing(page)), show_label=False,
+                        value=gallery_items(listed), show_label=False,
                         columns=6, height=380, allow_preview=False, object_fit="cover",
                         elem_id=f"{tab_id}_{_slug(page)}_cards", elem_classes=["extra-cards"]))
-                    shown.append(gr.State([str(card.path) for card in cards.listing(page)]))
+                    shown.append(gr.State([str(card.path) for card in listed]))
         with gr.Accordion("Card metadata", open=False, elem_id=f"{tab_id}_extra_editor"):
             selected = gr.Textbox(visible=False, elem_id=f"{tab_id}_extra_selected_path")
             card_name = gr.Textbox(label="Card", interactive=False,
@@ -116,7 +117,7 @@ def extra_networks_panel(ctx: "AppContext", tab_id: str, prompt: gr.Textbox,
         return relist(text, order, reverse)
 
     listing_inputs = [search, sort, descending]
-    for trigger in (search.submit, search.change, sort.change, descending.change):
+    for trigger in (search.change, sort.change, descending.change):
         trigger(relist, listing_inputs, galleries + shown, show_progress="hidden")
     refresh.click(on_refresh, listing_inputs, galleries + shown, show_progress="hidden")
 

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from modules.app.checkpoints import CheckpointRegistry
 from modules.app.network_cards import NetworkCards, find_preview, read_user_metadata, \
     toggle_in_prompt, write_user_metadata
-from modules.processing.extra_networks import LoraLibrary
+from modules.processing.extra_networks import HypernetworkLibrary, LoraLibrary
 from modules.processing.textual_inversion import EmbeddingLibrary
 
 
@@ -40,7 +40,8 @@ def make_cards(tmp_path: Path, **options) -> NetworkCards:
     checkpoints = CheckpointRegistry(ckpt_dir, no_hashing=True)
     checkpoints.refresh()
     return NetworkCards(loras=LoraLibrary([lora_dir]), embeddings=EmbeddingLibrary([embedding_dir]),
-                        checkpoints=checkpoints, hypernetwork_dir=hypernet_dir,
+                        checkpoints=checkpoints,
+                        hypernetworks=HypernetworkLibrary([hypernet_dir]),
                         options=Options(extra_networks_default_multiplier=0.8, **options))
 
 
