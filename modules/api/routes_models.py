@@ -23,7 +23,6 @@ from modules.api.models import (EmbeddingItem, EmbeddingsResponse, ExtensionItem
                                 RealesrganItem, ScriptArg, ScriptInfo, ScriptsList, SDVaeItem)
 from modules.engine.checkpoint_io import CheckpointLoadError, read_safetensors_metadata
 from modules.processing.textual_inversion import model_encoders
-from modules.processing.face_restoration import FACE_RESTORER_KINDS, installed_face_restorers
 from modules.processing.upscalers import UpscalerInfo
 from modules.scripting.extension_git import git_info
 
@@ -171,10 +170,9 @@ def models_router(ctx: "AppContext") -> APIRouter:
 
     @router.get("/face-restorers", response_model=list[FaceRestorerItem], tags=["models"])
     def get_face_restorers() -> list[FaceRestorerItem]:
-        installed = installed_face_restorers(ctx.paths.models_dir)
-        folders = {kind.name: kind.folder for kind in FACE_RESTORER_KINDS}
-        return [FaceRestorerItem(name=name, cmd_dir=str(ctx.paths.models_dir / folders[name]))
-                for name in installed]
+        restorers = ctx.face_restorers
+        return [FaceRestorerItem(name=name, cmd_dir=str(restorers.folders[name]))
+                for name in restorers.installed()]
 
     @router.get("/realesrgan-models", response_model=list[RealesrganItem], tags=["models"])
     def get_realesrgan_models() -> list[RealesrganItem]:

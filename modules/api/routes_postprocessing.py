@@ -79,7 +79,7 @@ def run_extras_job(ctx: "AppContext", images: list[Image.Image], names: list[str
             progress.set_textinfo(names[index] or None)
 
         return run_extras(images, settings, upscalers=ctx.upscalers,
-                          models_dir=ctx.paths.models_dir, options=options,
+                          restorers=ctx.face_restorers,
                           enable_pnginfo=bool(options.get("enable_pnginfo")), on_image=on_image,
                           scripts=ctx.scripts.postprocessing)
 

@@ -45,6 +45,9 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
                          ("dat", "DAT"), ("hat", "HAT")):
         add(f"--{kind}-models-path", type=str, default=None,
             help=f"upscaler model files (default: models/{folder})")
+    for kind, folder in (("codeformer", "Codeformer"), ("gfpgan", "GFPGAN")):
+        add(f"--{kind}-models-path", type=str, default=None,
+            help=f"face restoration weights (default: models/{folder})")
     add("--ui-settings-file", type=str, default=None, help="settings file (default config.json)")
     add("--ui-config-file", type=str, default=None, help="UI defaults file (default ui-config.json)")
     add("--styles-file", type=str, action="append", default=[],

@@ -23,6 +23,7 @@ from modules.processing.memory_guard import MemoryGuard, ModelFootprint
 from modules.scripting.callbacks import CallbackRegistry
 from modules.scripting.host import ScriptHost, find_extensions, load_script_host
 from modules.processing.styles import StyleDatabase
+from modules.processing.face_restoration import FaceRestorers
 from modules.processing.model_upscalers import register_model_upscalers
 from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
@@ -53,6 +54,7 @@ class AppContext:
     loras: LoraLibrary | None = None
     embeddings: EmbeddingLibrary | None = None
     hypernetworks: HypernetworkLibrary | None = None
+    face_restorers: FaceRestorers | None = None
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
@@ -62,7 +64,8 @@ class AppContext:
                                  scripts_img2img=self.scripts.img2img,
                                  callbacks=self.scripts.callbacks,
                                  admit=self.admit_generation, loras=self.loras,
-                                 embeddings=self.embeddings, hypernetworks=self.hypernetworks)
+                                 embeddings=self.embeddings, hypernetworks=self.hypernetworks,
+                                 face_restorers=self.face_restorers)
 
     def active_checkpoint(self) -> CheckpointInfo | None:
         """The checkpoint jobs use now: the setting's, or the loaded one when the setting names
@@ -190,6 +193,9 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     register_model_upscalers(context.upscalers, paths.upscaler_dirs, options,
                              device=manager.plan.device, dtype=manager.plan.dtype,
                              allow_unsafe_pickle=unsafe_pickles)
+    context.face_restorers = FaceRestorers(paths.face_restorer_dirs, device=manager.plan.device,
+                                           dtype=manager.plan.dtype,
+                                           allow_unsafe_pickle=unsafe_pickles)
     context.hypernetworks = HypernetworkLibrary([paths.hypernetwork_dir],
                                                 allow_unsafe_pickle=unsafe_pickles)
     context.embeddings = EmbeddingLibrary([paths.embeddings_dir],

@@ -31,6 +31,8 @@ class Paths:
     esrgan_dir: Path                # --esrgan-models-path or <models>/ESRGAN
     #: upscaler model folders: (kind, folder), kind = the models/ folder name
     upscaler_dirs: tuple[tuple[str, Path], ...]
+    #: face restorer weights: (restorer name, folder), --codeformer/--gfpgan-models-path
+    face_restorer_dirs: tuple[tuple[str, Path], ...]
     extensions_dir: Path            # <data>/extensions
     builtin_extensions_dir: Path    # <root>/extensions-builtin
     outputs_dir: Path               # <data>/outputs
@@ -39,6 +41,8 @@ class Paths:
     styles_files: tuple[Path, ...]  # --styles-file (repeatable) or (<data>/styles.csv,)
     cache_file: Path                # <data>/cache.json (hashes)
     params_file: Path               # <data>/params.txt (infotext of the last job)
+    #: folders batch jobs may read and write: the data folder and --gradio-allowed-path ones
+    allowed_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_args(cls, namespace: argparse.Namespace, root: Path) -> "Paths":
@@ -70,6 +74,9 @@ class Paths:
                 (kind, flag(f"{kind.lower()}_models_path") or models_dir / kind)
                 for kind in ("ESRGAN", "RealESRGAN", "SwinIR", "Swin2SR", "ScuNET", "DAT",
                              "HAT")),
+            face_restorer_dirs=(
+                ("CodeFormer", flag("codeformer_models_path") or models_dir / "Codeformer"),
+                ("GFPGAN", flag("gfpgan_models_path") or models_dir / "GFPGAN")),
             extensions_dir=data_dir / "extensions",
             builtin_extensions_dir=root / "extensions-builtin",
             outputs_dir=data_dir / "outputs",
@@ -78,6 +85,8 @@ class Paths:
             styles_files=tuple(p for p in styles if p is not None) or (data_dir / "styles.csv",),
             cache_file=data_dir / "cache.json",
             params_file=data_dir / "params.txt",
+            allowed_dirs=(data_dir, *(Path(p).expanduser().absolute() for p in
+                                      getattr(namespace, "gradio_allowed_path", None) or [])),
         )
 
     def resolve_output(self, directory: str | Path) -> Path:
@@ -85,3 +94,15 @@ class Paths:
         data folder, as A1111's are relative to its working folder (= the data folder)."""
         path = Path(directory).expanduser()
         return path if path.is_absolute() else self.data_dir / path
+
+    def allowed_folder(self, text: str, what: str) -> Path:
+        """The folder a user typed (relative ones under the data folder), if it lies inside
+        one of `allowed_dirs` (links resolved); ValueError naming the folder otherwise."""
+        path = Path(text.strip()).expanduser()
+        path = (path if path.is_absolute() else self.data_dir / path).resolve()
+        roots = self.allowed_dirs or (self.data_dir,)
+        if not any(path.is_relative_to(Path(root).resolve()) for root in roots):
+            raise ValueError(f"{what} '{text.strip()}' is outside the allowed folders "
+                             f"({', '.join(str(root) for root in roots)}); add it with "
+                             "--gradio-allowed-path")
+        return path

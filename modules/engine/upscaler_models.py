@@ -47,23 +47,37 @@ def read_upscaler_weights(path: Path, *, allow_unsafe_pickle: bool = False) -> d
     return data
 
 
-def load_upscaler(path: Path, device: torch.device | str = "cpu", *,
-                  dtype: torch.dtype = torch.float32,
-                  allow_unsafe_pickle: bool = False) -> spandrel.ImageModelDescriptor:
-    """The file's network, in eval mode on `device`; in `dtype` when it is float16 or bfloat16
-    and the architecture supports it (spandrel says which do), else float32."""
+def load_image_model(path: Path, device: torch.device | str = "cpu", *,
+                     dtype: torch.dtype = torch.float32,
+                     allow_unsafe_pickle: bool = False) -> spandrel.ImageModelDescriptor:
+    """The file's network (any image-to-image model spandrel knows), in eval mode on `device`;
+    in `dtype` when it is float16 or bfloat16 and the architecture supports it (spandrel says
+    which do), else float32."""
     state = read_upscaler_weights(path, allow_unsafe_pickle=allow_unsafe_pickle)
     try:
         descriptor = _loader(device).load_from_state_dict(state)
     except (spandrel.UnsupportedModelError, KeyError, RuntimeError, ValueError) as error:
         raise UpscalerModelError(f"not a model spandrel knows ({error})") from error
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise UpscalerModelError(f"a {descriptor.purpose} model, not an upscaler")
+        raise UpscalerModelError(f"a {descriptor.purpose} model, not an image-to-image model")
     if dtype == torch.float16 and descriptor.supports_half:
         descriptor.half()
     elif dtype == torch.bfloat16 and descriptor.supports_bfloat16:
         descriptor.bfloat16()
     return descriptor.eval()
+
+
+def load_upscaler(path: Path, device: torch.device | str = "cpu", *,
+                  dtype: torch.dtype = torch.float32,
+                  allow_unsafe_pickle: bool = False) -> spandrel.ImageModelDescriptor:
+    """`load_image_model` for upscalers: face restorers (GFPGAN, CodeFormer…) and inpainting
+    models are refused, since they do not take a whole image."""
+    descriptor = load_image_model(path, device, dtype=dtype,
+                                  allow_unsafe_pickle=allow_unsafe_pickle)
+    if descriptor.purpose not in ("SR", "Restoration"):
+        raise UpscalerModelError(f"a {descriptor.architecture.name} {descriptor.purpose} model, "
+                                 "not an upscaler")
+    return descriptor
 
 
 @dataclass(frozen=True)

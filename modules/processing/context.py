@@ -44,6 +44,9 @@ class ProcessingContext:
     hypernetworks: Any = None
     #: the embeddings/ folder (modules.processing.textual_inversion.EmbeddingLibrary) or None
     embeddings: Any = None
+    #: CodeFormer / GFPGAN (modules.processing.face_restoration.FaceRestorers); None: the
+    #: default folders under models/
+    face_restorers: Any = None
 
     def scripts_for(self, is_img2img: bool) -> Any:
         return self.scripts_img2img if is_img2img else self.scripts_txt2img

@@ -142,6 +142,8 @@ class PipelineRun:
     networks: Any = None
     #: the batch being sampled (the refiner encodes its prompts again with its own encoder)
     batch: BatchWork | None = None
+    #: what the user should know about the result (shown with it, as A1111's comments)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def model(self):
@@ -329,7 +331,7 @@ def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
                 params, run.decode(latents), batch_no)
             decoded = tensors_to_images(pixels)
         if face_restorer is not None:
-            decoded = restore_faces(decoded, ctx, face_restorer)
+            decoded = restore_faces(decoded, ctx, face_restorer, notes=run.notes)
         decoded = script_hooks.postprocess_images(params, decoded, batch_no)
         batch_images = script_hooks.after_composite(
             params, mode.finish_images(run, batch, decoded))
@@ -448,6 +450,6 @@ def run_generation(params: GenerationParams, ctx: ProcessingContext,
         is_using_inpainting_conditioning=run.is_using_inpainting_conditioning,
         version=INFOTEXT_VERSION, saved_files=saved,
         comments="\n".join(filter(None, [script_hooks.comments(params, progress),
-                                         *run.networks.warnings])))
+                                         *run.networks.warnings, *run.notes])))
     script_hooks.call(params, "postprocess", processed)
     return processed

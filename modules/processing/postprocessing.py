@@ -1,7 +1,7 @@
 """The extras pipeline (A1111's `postprocessing.run_extras`, a1111-compat.md §4.1): upscale by a
 factor or to a size (with crop), an optional second upscaler blended in, and face restoration
 blended in by visibility. Upscalers come from an `UpscalerRegistry`, restorers from
-`face_restoration`'s kinds.
+`face_restoration.FaceRestorers`.
 
 Each output image keeps the input's metadata (`parameters` and the other text items) and gains a
 `postprocessing` item: the infotext of what was done ("Postprocess upscale by: 2.0, ...").
@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-from modules.processing.context import UnsupportedRequestError
-from modules.processing.face_restoration import (FACE_RESTORER_KINDS, NOT_INSTALLED_MESSAGE,
-                                                 FaceRestorer, FaceRestorerKind,
-                                                 installed_face_restorers)
+from modules.processing.face_restoration import CODEFORMER, GFPGAN, NO_FACE_NOTE, FaceRestorers
 from modules.processing.images import read_info_from_image
 from modules.processing.infotext import quote
 from modules.processing.upscalers import UpscalerInfo, UpscalerRegistry
 
 RESIZE_BY_FACTOR = 0   # resize_mode 0: scale by upscaling_resize
 RESIZE_TO_SIZE = 1     # resize_mode 1: to upscaling_resize_w x upscaling_resize_h
-GFPGAN = "GFPGAN"
-CODEFORMER = "CodeFormer"
 
 
 class PostprocessingError(ValueError):
@@ -72,6 +66,8 @@ class PostprocessedImage:
     caption: str | None = None
     #: messages of postprocessing scripts that raised on this image
     script_errors: list[str] = field(default_factory=list)
+    #: what the user should know about this image ("GFPGAN: no face found …")
+    notes: list[str] = field(default_factory=list)
 
     def result_images(self) -> list[Image.Image]:
         """This image and the extra ones scripts made (PIL images accepted there too)."""
@@ -95,11 +91,13 @@ class ExtrasResult:
     infotext: str                 # the last image's postprocessing infotext
     #: postprocessing scripts that raised (the images are still there)
     script_errors: list[str] = field(default_factory=list)
+    #: notes on the images (a face restorer that found no face)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def html_info(self) -> str:
-        """The infotext, and below it which postprocessing scripts failed."""
-        return plaintext_to_html("\n".join([self.infotext, *self.script_errors]))
+        """The infotext, and below it the notes and which postprocessing scripts failed."""
+        return plaintext_to_html("\n".join([self.infotext, *self.notes, *self.script_errors]))
 
 
 def plaintext_to_html(text: str) -> str:
@@ -178,61 +176,38 @@ def run_upscale(pp: PostprocessedImage, settings: ExtrasSettings,
     pp.image = upscaled
 
 
-def _missing_restorer(name: str, installed: dict[str, Path], models_dir: Path,
-                      kinds: Sequence[FaceRestorerKind]) -> UnsupportedRequestError:
-    if not installed:
-        return UnsupportedRequestError(NOT_INSTALLED_MESSAGE)
-    folder = next((kind.folder for kind in kinds if kind.name == name), name)
-    return UnsupportedRequestError(
-        f"Face restorer '{name}' is not installed (installed: {', '.join(installed)}); "
-        f"put its weights under {Path(models_dir) / folder}")
-
-
-def _load_restorer(name: str, models_dir: Path, options: Any,
-                   kinds: Sequence[FaceRestorerKind]) -> FaceRestorer:
-    installed = installed_face_restorers(models_dir, kinds)
-    if name not in installed:
-        raise _missing_restorer(name, installed, models_dir, kinds)
-    kind = next(k for k in kinds if k.name == name)
-    return kind.load(installed[name], options)
-
-
-def run_face_restoration(pp: PostprocessedImage, settings: ExtrasSettings, *, models_dir: Path,
-                         options: Any,
-                         kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS) -> None:
-    """A1111's GFPGAN then CodeFormer scripts: the restored image blended in by visibility.
-    UnsupportedRequestError when a visibility > 0 asks for a restorer that is not installed.
-    The FaceRestorer protocol takes no weight yet, so codeformer_weight is only recorded."""
+def run_face_restoration(pp: PostprocessedImage, settings: ExtrasSettings,
+                         restorers: FaceRestorers) -> None:
+    """A1111's GFPGAN then CodeFormer scripts: the restored image blended in by visibility
+    (CodeFormer at the request's weight). UnsupportedRequestError when a visibility > 0 asks
+    for a restorer that is not installed."""
     steps = ((GFPGAN, settings.gfpgan_visibility), (CODEFORMER, settings.codeformer_visibility))
     for name, visibility in steps:
         if visibility <= 0:
             continue
-        restorer = _load_restorer(name, models_dir, options, kinds)
-        restored = restorer.restore(pp.image)
-        if visibility < 1.0:
-            restored = Image.blend(pp.image, restored.convert(pp.image.mode), visibility)
-        pp.image = restored
+        restored = restorers.get(name).restore(pp.image,
+                                               codeformer_weight=settings.codeformer_weight)
+        if restored.faces == 0:
+            pp.notes.append(f"{name}: {NO_FACE_NOTE}")
+        image = restored.image.convert(pp.image.mode)
+        pp.image = Image.blend(pp.image, image, visibility) if visibility < 1.0 else image
         pp.info[f"{name} visibility"] = round(visibility, 3)
         if name == CODEFORMER:
             pp.info["CodeFormer weight"] = round(settings.codeformer_weight, 3)
 
 
-def check_face_restorers(settings: ExtrasSettings, models_dir: Path,
-                         kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS) -> None:
+def check_face_restorers(settings: ExtrasSettings, restorers: FaceRestorers) -> None:
     """Refuse before any work when a requested restorer is missing (same errors as the run)."""
-    installed = installed_face_restorers(models_dir, kinds)
     for name, visibility in ((GFPGAN, settings.gfpgan_visibility),
                              (CODEFORMER, settings.codeformer_visibility)):
-        if visibility > 0 and name not in installed:
-            raise _missing_restorer(name, installed, models_dir, kinds)
+        if visibility > 0:
+            restorers.check(name)
 
 
 def postprocess_image(image: Image.Image, settings: ExtrasSettings, *,
-                      upscalers: UpscalerRegistry, models_dir: Path, options: Any,
-                      enable_pnginfo: bool = True,
-                      face_restorer_kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS,
-                      scripts: Any = None, script_values: dict[str, dict] | None = None,
-                      ) -> PostprocessedImage:
+                      upscalers: UpscalerRegistry, restorers: FaceRestorers,
+                      enable_pnginfo: bool = True, scripts: Any = None,
+                      script_values: dict[str, dict] | None = None) -> PostprocessedImage:
     """One image through the extras steps. `upscale_first` picks the order of upscaling and face
     restoration (A1111 before its postprocessing scripts; 1.10 ignores it and upscales first).
     Then the extensions' postprocessing scripts (`scripts.run(pp, script_values)`)."""
@@ -242,8 +217,7 @@ def postprocess_image(image: Image.Image, settings: ExtrasSettings, *,
     pp = PostprocessedImage(image.convert("RGB"))
 
     def restore() -> None:
-        run_face_restoration(pp, settings, models_dir=models_dir, options=options,
-                             kinds=face_restorer_kinds)
+        run_face_restoration(pp, settings, restorers)
 
     steps: list[Callable[[], None]] = [lambda: run_upscale(pp, settings, upscalers), restore]
     for step in steps if settings.upscale_first else reversed(steps):
@@ -256,24 +230,24 @@ def postprocess_image(image: Image.Image, settings: ExtrasSettings, *,
 
 
 def run_extras(images: Sequence[Image.Image], settings: ExtrasSettings, *,
-               upscalers: UpscalerRegistry, models_dir: Path, options: Any,
-               enable_pnginfo: bool = True,
-               face_restorer_kinds: Sequence[FaceRestorerKind] = FACE_RESTORER_KINDS,
-               on_image: Callable[[int, int], None] | None = None, scripts: Any = None,
-               script_values: dict[str, dict] | None = None) -> ExtrasResult:
+               upscalers: UpscalerRegistry, restorers: FaceRestorers,
+               enable_pnginfo: bool = True, on_image: Callable[[int, int], None] | None = None,
+               scripts: Any = None, script_values: dict[str, dict] | None = None) -> ExtrasResult:
     """Every image through the extras steps; `on_image(index, count)` before each one."""
-    check_face_restorers(settings, models_dir, face_restorer_kinds)
+    check_face_restorers(settings, restorers)
     outputs: list[Image.Image] = []
     errors: list[str] = []
+    notes: list[str] = []
     infotext = ""
     for index, image in enumerate(images):
         if on_image is not None:
             on_image(index, len(images))
-        pp = postprocess_image(image, settings, upscalers=upscalers, models_dir=models_dir,
-                               options=options, enable_pnginfo=enable_pnginfo,
-                               face_restorer_kinds=face_restorer_kinds, scripts=scripts,
+        pp = postprocess_image(image, settings, upscalers=upscalers, restorers=restorers,
+                               enable_pnginfo=enable_pnginfo, scripts=scripts,
                                script_values=script_values)
         outputs += pp.result_images()
         errors += pp.script_errors
+        notes += [f"{f'Image {index + 1}: ' if len(images) > 1 else ''}{note}"
+                  for note in pp.notes]
         infotext = pp.infotext()
-    return ExtrasResult(images=outputs, infotext=infotext, script_errors=errors)
+    return ExtrasResult(images=outputs, infotext=infotext, script_errors=errors, notes=notes)

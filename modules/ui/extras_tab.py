@@ -16,7 +16,6 @@ from PIL import Image
 from modules.jobs.queue import QueueFullError
 from modules.processing.admission import check_extras, check_input_image
 from modules.processing.context import UnsupportedRequestError
-from modules.processing.face_restoration import NOT_INSTALLED_MESSAGE, installed_face_restorers
 from modules.processing.images import save_image
 from modules.processing.postprocessing import (RESIZE_BY_FACTOR, RESIZE_TO_SIZE, ExtrasResult,
                                                ExtrasSettings, PostprocessingError, run_extras)
@@ -24,6 +23,7 @@ from modules.ui.common import error_to_html
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
+    from modules.app.paths import Paths
     from modules.jobs.progress import JobProgress
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ EXTRAS_INPUT_NAMES = (
     "mode", "image", "image_files", "input_dir", "output_dir", "show_results",
     "resize_mode", "upscaling_resize", "upscaling_resize_w", "upscaling_resize_h",
     "upscaling_crop", "upscaler_1", "upscaler_2", "extras_upscaler_2_visibility",
-    "gfpgan_visibility", "codeformer_visibility", "codeformer_weight",
+    "gfpgan_visibility", "codeformer_visibility", "codeformer_weight", "upscale_first",
 )
 
 
@@ -64,7 +64,8 @@ def extras_settings_from_ui(values: dict[str, Any]) -> ExtrasSettings:
         extras_upscaler_2_visibility=float(values.get("extras_upscaler_2_visibility") or 0),
         gfpgan_visibility=float(values.get("gfpgan_visibility") or 0),
         codeformer_visibility=float(values.get("codeformer_visibility") or 0),
-        codeformer_weight=float(values.get("codeformer_weight") or 0))
+        codeformer_weight=float(values.get("codeformer_weight") or 0),
+        upscale_first=bool(values.get("upscale_first")))
 
 
 def folder_images(directory: Path) -> list[Path]:
@@ -77,8 +78,10 @@ def _file_path(item: Any) -> Path:
     return Path(item if isinstance(item, (str, Path)) else getattr(item, "name", str(item)))
 
 
-def input_images(values: dict[str, Any]) -> tuple[list[Image.Image], list[str]]:
-    """(images, their original names) of the selected source; ValueError when it has none."""
+def input_images(values: dict[str, Any], paths_allowed: "Paths"
+                 ) -> tuple[list[Image.Image], list[str]]:
+    """(images, their original names) of the selected source; ValueError when it has none or
+    its folder is outside the allowed ones."""
     mode = int(values.get("mode") or SINGLE_IMAGE)
     if mode == SINGLE_IMAGE:
         image = values.get("image")
@@ -88,10 +91,11 @@ def input_images(values: dict[str, Any]) -> tuple[list[Image.Image], list[str]]:
     if mode == BATCH_FILES:
         paths = [_file_path(item) for item in values.get("image_files") or []]
     else:
-        folder = str(values.get("input_dir") or "").strip()
-        if not folder or not Path(folder).is_dir():
-            raise ValueError(f"Input directory not found: '{folder}'")
-        paths = folder_images(Path(folder))
+        text = str(values.get("input_dir") or "").strip()
+        folder = paths_allowed.allowed_folder(text, "Input directory") if text else None
+        if folder is None or not folder.is_dir():
+            raise ValueError(f"Input directory not found: '{text}'")
+        paths = folder_images(folder)
     if not paths:
         raise ValueError(f"No images to process in {MODE_LABELS[mode]}")
     images = []
@@ -120,13 +124,22 @@ def save_extras_images(ctx: "AppContext", result: ExtrasResult, names: Sequence[
     return saved
 
 
+def _output_folder(ctx: "AppContext", values: dict[str, Any]) -> Path:
+    """Batch from Directory's output folder (inside the allowed ones) or the extras folder."""
+    text = str(values.get("output_dir") or "").strip()
+    if int(values.get("mode") or SINGLE_IMAGE) == BATCH_FOLDER and text:
+        return ctx.paths.allowed_folder(text, "Output directory")
+    return ctx.paths.resolve_output(ctx.options.get("outdir_extras_samples"))
+
+
 def run_extras_tab(ctx: "AppContext", values: dict[str, Any],
                    script_values: dict[str, dict[str, Any]] | None = None) -> ExtrasOutputs:
     """The tab's function: read the source, run the extras job on the queue (with the
     postprocessing scripts' values by script name), save and show the results; every error
     becomes a message in the tab."""
     try:
-        images, names = input_images(values)
+        images, names = input_images(values, ctx.paths)
+        output_dir = _output_folder(ctx, values)
         settings = extras_settings_from_ui(values)
         for name, image in zip(names, images):
             check_input_image(ctx.limits, name or "image", *image.size)
@@ -142,7 +155,7 @@ def run_extras_tab(ctx: "AppContext", values: dict[str, Any],
             else:
                 progress.next_job()
         return run_extras(images, settings, upscalers=ctx.upscalers,
-                          models_dir=ctx.paths.models_dir, options=options,
+                          restorers=ctx.face_restorers,
                           enable_pnginfo=bool(options.get("enable_pnginfo")), on_image=on_image,
                           scripts=ctx.scripts.postprocessing, script_values=script_values)
 
@@ -155,9 +168,6 @@ def run_extras_tab(ctx: "AppContext", values: dict[str, Any],
         return ExtrasOutputs([], "", error_to_html(f"{type(error).__name__}: {error}"))
 
     mode = int(values.get("mode") or SINGLE_IMAGE)
-    output_dir_text = str(values.get("output_dir") or "").strip()
-    output_dir = (Path(output_dir_text) if mode == BATCH_FOLDER and output_dir_text
-                  else ctx.paths.resolve_output(options.get("outdir_extras_samples")))
     try:
         save_extras_images(ctx, result, names, output_dir)
     except (OSError, ValueError) as error:
@@ -174,9 +184,14 @@ def face_restorer_notice(ctx: "AppContext", gfpgan_visibility: float,
     """A1111 greys out restorers it lacks; we say so as soon as a slider asks for one."""
     if max(gfpgan_visibility or 0, codeformer_visibility or 0) <= 0:
         return ""
-    if installed_face_restorers(ctx.paths.models_dir):
-        return ""
-    return error_to_html(NOT_INSTALLED_MESSAGE)
+    try:
+        if gfpgan_visibility and gfpgan_visibility > 0:
+            ctx.face_restorers.check("GFPGAN")
+        if codeformer_visibility and codeformer_visibility > 0:
+            ctx.face_restorers.check("CodeFormer")
+    except UnsupportedRequestError as error:
+        return error_to_html(str(error))
+    return ""
 
 
 def _source_tabs() -> tuple[dict[str, Any], list[gr.Tab]]:
@@ -252,6 +267,8 @@ def _face_controls() -> dict[str, Any]:
                                                  "1 = minimum effect)",
                                            elem_id="extras_codeformer_weight"),
         }
+        controls["upscale_first"] = gr.Checkbox(False, label="Upscale before restoring faces",
+                                                elem_id="extras_upscale_before_face_fix")
         controls["notice"] = gr.HTML(elem_id="extras_face_restoration_notice")
     return controls
 

@@ -276,19 +276,21 @@ def _single_work(ctx: "AppContext", runner: Img2ImgRunner,
 
 def _batch_work(ctx: "AppContext", runner: Img2ImgRunner,
                 values: dict[str, Any]) -> Callable[["JobProgress"], Processed]:
-    input_text = (values.get("batch_input_dir") or "").strip()
-    if not input_text or not Path(input_text).is_dir():
-        raise ValueError(f"Input directory not found: '{input_text}'")
-    output_text = (values.get("batch_output_dir") or "").strip()
-    mask_text = (values.get("batch_mask_dir") or "").strip()
-    if mask_text and not Path(mask_text).is_dir():
-        raise ValueError(f"Mask directory not found: '{mask_text}'")
+    def folder(key: str, what: str) -> Path | None:
+        text = (values.get(key) or "").strip()
+        return ctx.paths.allowed_folder(text, what) if text else None
+
+    input_dir = folder("batch_input_dir", "Input directory")
+    if input_dir is None or not input_dir.is_dir():
+        raise ValueError(f"Input directory not found: '{values.get('batch_input_dir') or ''}'")
+    output_dir = folder("batch_output_dir", "Output directory")
+    mask_dir = folder("batch_mask_dir", "Mask directory")
+    if mask_dir is not None and not mask_dir.is_dir():
+        raise ValueError(f"Mask directory not found: '{values.get('batch_mask_dir')}'")
     template = img2img_params_from_ui(values, None, None)
 
     def work(job_progress: "JobProgress") -> Processed:
-        return run_img2img_batch(template, Path(input_text),
-                                 Path(output_text) if output_text else None,
-                                 Path(mask_text) if mask_text else None, runner,
+        return run_img2img_batch(template, input_dir, output_dir, mask_dir, runner,
                                  ctx.processing_context(job_progress), job_progress)
     return work
 

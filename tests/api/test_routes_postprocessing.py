@@ -19,12 +19,10 @@ from modules.api.errors import install_error_handlers
 from modules.api.routes_postprocessing import postprocessing_router
 from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
-from modules.processing.face_restoration import NOT_INSTALLED_MESSAGE, FaceRestorerKind
-from modules.processing.postprocessing import ExtrasSettings, run_extras
-from modules.processing.upscalers import UpscalerRegistry
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
+NOT_INSTALLED = "no face restorer is installed"
 INFOTEXT = "a red fox\nSteps: 7, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 32x32"
 
 
@@ -162,44 +160,12 @@ def test_extras_errors(api):
                  400, "could not find upscaler named ESR")
     assert_error(post("/sdapi/v1/extra-single-image", json={"image": image,
                                                             "gfpgan_visibility": 0.5}),
-                 400, NOT_INSTALLED_MESSAGE)
+                 400, NOT_INSTALLED)
     assert_error(post("/sdapi/v1/extra-batch-images", json={
         "codeformer_visibility": 1, "imageList": [{"data": image, "name": "x"}]}),
-        400, NOT_INSTALLED_MESSAGE)
+        400, NOT_INSTALLED)
     assert post("/sdapi/v1/extra-single-image",
                 json={"image": image, "gfpgan_visibility": 2}).status_code == 422
-
-
-class InvertingRestorer:
-    name = "GFPGAN"
-
-    def restore(self, image: Image.Image) -> Image.Image:
-        return Image.fromarray(255 - np.asarray(image))
-
-
-def test_face_restorer_blended_by_visibility_in_request_order(tmp_path):
-    (tmp_path / "GFPGAN").mkdir()
-    (tmp_path / "GFPGAN" / "GFPGANv1.4.pth").write_bytes(b"weights")
-    kinds = (FaceRestorerKind("GFPGAN", "GFPGAN", ("*.pth",), lambda path, options: InvertingRestorer()),)
-    source = pattern_image(8, 8)
-    settings = ExtrasSettings(upscaler_1="Nearest", upscaling_resize=2, gfpgan_visibility=0.5)
-    result = run_extras([source], settings, upscalers=UpscalerRegistry(), models_dir=tmp_path,
-                        options=None, face_restorer_kinds=kinds)
-    expected = Image.blend(source, InvertingRestorer().restore(source), 0.5).resize(
-        (16, 16), Image.Resampling.NEAREST)
-    assert np.array_equal(np.asarray(result.images[0]), np.asarray(expected))
-    # upscale_first=False: faces first (then the upscale), as the infotext records
-    assert result.infotext == ("GFPGAN visibility: 0.5, Postprocess upscale by: 2.0, "
-                               "Postprocess upscaler: Nearest")
-    first = run_extras([source], ExtrasSettings(upscaler_1="Nearest", gfpgan_visibility=1.0,
-                                                upscale_first=True),
-                       upscalers=UpscalerRegistry(), models_dir=tmp_path, options=None,
-                       face_restorer_kinds=kinds)
-    assert first.infotext.startswith("Postprocess upscale by: 2.0")
-    with pytest.raises(Exception, match="'CodeFormer' is not installed"):
-        run_extras([source], ExtrasSettings(codeformer_visibility=0.3),
-                   upscalers=UpscalerRegistry(), models_dir=tmp_path, options=None,
-                   face_restorer_kinds=kinds)
 
 
 def test_png_info_round_trip_of_a_generated_image(api):

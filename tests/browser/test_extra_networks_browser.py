@@ -31,6 +31,9 @@ def test_a_lora_card_puts_its_tag_in_the_prompt_and_the_job_uses_it(page, app_se
     page.locator("#txt2img_extra_search textarea").fill("paper")
     expect(cards).to_have_count(1)
 
+    # the editor is open (and its fields mounted) before a click fills it
+    page.locator("#txt2img_extra_editor").get_by_text("Card metadata").first.click()
+    expect(page.locator("#txt2img_extra_activation_text textarea")).to_be_visible()
     prompt = page.locator("#txt2img_prompt textarea")
     prompt.fill("a fox in the forest")
     cards.first.click()
@@ -40,10 +43,11 @@ def test_a_lora_card_puts_its_tag_in_the_prompt_and_the_job_uses_it(page, app_se
     cards.first.click()
     expect(prompt).to_have_value("a fox in the forest <lora:papercut:1>")
 
-    page.locator("#txt2img_extra_editor").get_by_text("Card metadata").first.click()
     expect(page.locator("#txt2img_extra_card_name textarea")).to_have_value("Lora: paper_cut")
-    page.locator("#txt2img_extra_activation_text textarea").fill("paper art")
+    activation = page.locator("#txt2img_extra_activation_text textarea")
+    activation.fill("paper art")
     page.locator("#txt2img_extra_preferred_weight input").fill("0.7")
+    expect(activation).to_have_value("paper art")
     page.locator("#txt2img_extra_save").click()
     expect(page.locator("#txt2img_extra_message")).to_contain_text("Saved paper_cut.json")
     saved = json.loads((lora_dir / "paper_cut.json").read_text())

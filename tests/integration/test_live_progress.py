@@ -6,7 +6,6 @@ import base64
 import io
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from PIL import Image
 
 from modules.api.app import create_api_app
 from modules.processing.context import UnsupportedRequestError
-from modules.processing.face_restoration import (NOT_INSTALLED_MESSAGE, FaceRestorerKind,
-                                                 face_restorer_for_job, restore_faces)
 from modules.processing.params import GenerationParams
 from modules.processing.pipeline import run_generation
 from modules.processing.previews import vae_approx_dir
@@ -216,8 +213,8 @@ def test_restore_faces_without_a_restorer_is_a_400_before_sampling(app_ctx):
         "prompt": "face", "steps": 2, "width": 64, "height": 64, "restore_faces": True,
         "override_settings": {"sd_model_checkpoint": "tiny-sd1"}})
     assert response.status_code == 400
-    assert NOT_INSTALLED_MESSAGE in response.text
-    assert "models/Codeformer" in response.text
+    assert "no face restorer is installed" in response.text
+    assert "models/Codeformer" in response.text and "codeformer-v0.1.0.pth" in response.text
 
 
 def test_face_restoration_setting_applies_when_the_field_is_null(app_ctx):
@@ -229,38 +226,3 @@ def test_face_restoration_setting_applies_when_the_field_is_null(app_ctx):
     processed = _submit(app_ctx, {"face_restoration": True}, steps=1,
                         restore_faces=False).wait(TIMEOUT)
     assert len(processed.images) == 1 and not processed.restore_faces
-
-
-class _InvertingRestorer:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def restore(self, image: Image.Image) -> Image.Image:
-        return Image.eval(image, lambda value: 255 - value)
-
-
-def test_installed_restorer_is_chosen_by_the_setting(app_ctx, tmp_path):
-    loaded: list[Path] = []
-
-    def loader(name):
-        return lambda path, options: loaded.append(path) or _InvertingRestorer(name)
-
-    kinds = (FaceRestorerKind("CodeFormer", "Codeformer", ("*.pth",), loader("CodeFormer")),
-             FaceRestorerKind("GFPGAN", "GFPGAN", ("*.pth",), loader("GFPGAN")))
-    weights = app_ctx.paths.models_dir / "GFPGAN" / "GFPGANv1.4.pth"
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    weights.write_bytes(b"weights")
-    try:
-        ctx = app_ctx.processing_context(None)
-        params = GenerationParams(restore_faces=True)
-        with app_ctx.options.override({"face_restoration_model": "CodeFormer"}):
-            with pytest.raises(UnsupportedRequestError, match="'CodeFormer' is not installed"):
-                face_restorer_for_job(params, ctx, kinds)
-        with app_ctx.options.override({"face_restoration_model": "GFPGAN"}):
-            restorer = face_restorer_for_job(params, ctx, kinds)
-            assert restorer.name == "GFPGAN" and loaded == [weights]
-            restored = restore_faces([Image.new("RGB", (4, 4), (10, 20, 30))], ctx, kinds=kinds)
-        assert restored[0].getpixel((1, 1)) == (245, 235, 225)
-        assert face_restorer_for_job(GenerationParams(restore_faces=False), ctx, kinds) is None
-    finally:
-        weights.unlink()

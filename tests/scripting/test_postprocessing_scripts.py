@@ -75,7 +75,7 @@ def run_tab(ctx, image, **frame):
                 show_results=True, resize_mode=0, upscaling_resize=1.0, upscaling_resize_w=512,
                 upscaling_resize_h=512, upscaling_crop=True, upscaler_1="None",
                 upscaler_2="None", extras_upscaler_2_visibility=0.0, gfpgan_visibility=0.0,
-                codeformer_visibility=0.0, codeformer_weight=0.0)
+                codeformer_visibility=0.0, codeformer_weight=0.0, upscale_first=False)
     script_values = {f"extras_frame_{key}": value for key, value in frame.items()}
     values = [base[name] for name in EXTRAS_INPUT_NAMES]
     values += [script_values.get(control.elem_id, control.value)

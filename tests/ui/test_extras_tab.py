@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modules.processing.face_restoration import NOT_INSTALLED_MESSAGE
 from modules.processing.images import read_info_from_image, write_image
 from modules.ui.extras_tab import BATCH_FILES, BATCH_FOLDER, EXTRAS_INPUT_NAMES, SINGLE_IMAGE, \
     face_restorer_notice, run_extras_tab
@@ -81,8 +80,10 @@ def test_second_upscaler_is_blended_in(ctx):
 
 
 def test_batch_from_folder_saves_with_original_names(ctx, tmp_path):
-    source_dir, output_dir = tmp_path / "in", tmp_path / "out"
-    source_dir.mkdir()
+    # batch folders lie inside the data folder (or a --gradio-allowed-path one)
+    source_dir = ctx.paths.data_dir / f"extras-{tmp_path.name}" / "in"
+    output_dir = source_dir.parent / "out"
+    source_dir.mkdir(parents=True)
     checker(10, 6).save(source_dir / "first.png")
     write_image(checker(6, 10), source_dir / "second.jpg", "JPEG", infotext="a dog")
     (source_dir / "notes.txt").write_text("not an image")
@@ -112,8 +113,19 @@ def test_batch_of_uploaded_files(ctx, tmp_path):
 
 def test_errors_are_shown_in_the_tab(ctx, tmp_path):
     assert "No image" in run_extras_tab(ctx, values(image=None)).error_html
-    missing = run_extras_tab(ctx, values(mode=BATCH_FOLDER, input_dir=str(tmp_path / "nope")))
+    missing = run_extras_tab(ctx, values(mode=BATCH_FOLDER,
+                                         input_dir=str(ctx.paths.data_dir / "nope")))
     assert "Input directory not found" in missing.error_html
+    (tmp_path / "photo.png").write_bytes(b"")
+    outside = run_extras_tab(ctx, values(mode=BATCH_FOLDER, input_dir=str(tmp_path)))
+    assert "is outside the allowed folders" in outside.error_html
+    assert str(tmp_path) in html.unescape(outside.error_html)
+    inside = ctx.paths.data_dir / f"extras-{tmp_path.name}-src"
+    inside.mkdir()
+    checker(4, 4).save(inside / "a.png")
+    escaping = run_extras_tab(ctx, values(mode=BATCH_FOLDER, input_dir=str(inside),
+                                          output_dir=str(inside / ".." / ".." / "..")))
+    assert "Output directory" in escaping.error_html and "outside" in escaping.error_html
     unknown = run_extras_tab(ctx, values(image=checker(8, 8), upscaler_1="NoSuchUpscaler"))
     assert "could not find upscaler named NoSuchUpscaler" in unknown.error_html
 
@@ -123,7 +135,8 @@ def test_face_restorer_sliders_say_not_installed(ctx):
     assert "Face restoration is not available" in face_restorer_notice(ctx, 0.0, 0.4)
     result = run_extras_tab(ctx, values(image=checker(8, 8), gfpgan_visibility=1.0))
     assert result.images == []
-    assert NOT_INSTALLED_MESSAGE.split(":")[0] in result.error_html
+    assert "Face restoration is not available" in result.error_html
+    assert "models/GFPGAN" in result.error_html
 
 
 def test_an_upscale_above_the_server_limits_is_refused_in_the_tab(ctx):

@@ -120,7 +120,8 @@ def test_sketch_and_inpaint_inputs_are_composited_from_editor_values():
     ({"mode": INPAINT, "init_img_with_mask": {"background": Image.new("RGB", (8, 8)),
                                               "layers": [], "composite": None}}, "Draw a mask"),
     ({"mode": INPAINT_UPLOAD, "init_img_inpaint": Image.new("RGB", (8, 8))}, "Upload a mask"),
-    ({"mode": BATCH, "batch_input_dir": "/nonexistent/folder"}, "Input directory not found"),
+    ({"mode": BATCH, "batch_input_dir": "no/such/folder"}, "Input directory not found"),
+    ({"mode": BATCH, "batch_input_dir": "/etc"}, "is outside the allowed folders"),
 ])
 def test_bad_input_shows_a_message_in_the_tab(ctx, values, message):
     updates = list(generate_img2img_live(ctx, None, ui_values(**values)))
@@ -130,9 +131,11 @@ def test_bad_input_shows_a_message_in_the_tab(ctx, values, message):
 
 
 def test_batch_processes_every_image_of_the_folder(ctx, tmp_path):
-    inputs, outputs, masks = tmp_path / "in", tmp_path / "out", tmp_path / "masks"
+    # batch folders must lie inside the data folder (or a --gradio-allowed-path one)
+    batch = ctx.paths.data_dir / f"batch-{tmp_path.name}"
+    inputs, outputs, masks = batch / "in", batch / "out", batch / "masks"
     for folder in (inputs, masks):
-        folder.mkdir()
+        folder.mkdir(parents=True)
     gradient_image(64, 64).save(inputs / "first.png")
     gradient_image(64, 64).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(inputs / "second.jpg")
     (inputs / "notes.txt").write_text("not an image")
