@@ -54,7 +54,9 @@ def decode_request_image(encoded: str, fetch_url: Callable[..., Image.Image] | N
     except AdmissionError:
         raise
     except ValueError as error:
-        raise HTTPException(status_code=400, detail="Invalid encoded image") from error
+        # A1111's words; a list's items are named, so a client knows which one was bad
+        where = "" if field == "image" else f" in {field}"
+        raise HTTPException(status_code=400, detail=f"Invalid encoded image{where}") from error
 
 
 def _fetch_image(url: str, fetch_url: Callable[..., Image.Image] | None,

@@ -22,6 +22,7 @@ from modules.api.routes_img2img import decode_request_image
 from modules.processing.admission import Limits, check_extras
 from modules.processing.images import IMAGE_FORMATS, read_info_from_image, write_image
 from modules.processing.infotext import parse_generation_parameters
+from modules.processing.interrogation import InterrogationError
 from modules.processing.postprocessing import (ExtrasResult, ExtrasSettings, PostprocessingError,
                                                run_extras)
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from modules.app.context import AppContext
     from modules.jobs.progress import JobProgress
 
-#: an interrogator: RGB image → caption
-Interrogator = Callable[[Image.Image], str]
 #: the interrogate models A1111 knows; anything else is 404 "Model not found"
 KNOWN_INTERROGATE_MODELS = ("clip", "deepdanbooru")
 
@@ -124,12 +123,10 @@ def png_info_response(encoded: str, fetch_url: Callable[..., Image.Image] | None
                            parameters=json_safe_items(parameters))
 
 
-def postprocessing_router(ctx: "AppContext", *,
-                          interrogators: Mapping[str, Interrogator] | None = None) -> APIRouter:
-    """`interrogators` maps an interrogate model name ("clip", "deepdanbooru") to the installed
-    interrogator; none ships yet, so interrogate answers 404 naming what is missing."""
+def postprocessing_router(ctx: "AppContext") -> APIRouter:
+    """The routes; interrogate uses `ctx.interrogators` (404 naming the folder and file when
+    the asked model's weights are absent)."""
     router = APIRouter(prefix="/sdapi/v1")
-    installed_interrogators = dict(interrogators or {})
 
     def decode(encoded: str, field: str = "image") -> Image.Image:
         # URLs are fetched only as the api_enable_requests / api_forbid_local_requests allow;
@@ -165,14 +162,18 @@ def postprocessing_router(ctx: "AppContext", *,
         if not request.image:
             raise HTTPException(status_code=404, detail="Image not found")
         image = decode(request.image).convert("RGB")
-        interrogator = installed_interrogators.get(request.model)
-        if interrogator is None:
-            if request.model in KNOWN_INTERROGATE_MODELS:
-                raise HTTPException(status_code=404, detail=(
-                    f"Model not found: the '{request.model}' interrogator is not installed in "
-                    f"this build (no CLIP/BLIP or DeepDanbooru interrogator ships yet)"))
+        if request.model not in KNOWN_INTERROGATE_MODELS:
             raise HTTPException(status_code=404, detail="Model not found")
-        caption = ctx.jobs.run("interrogate", lambda progress: interrogator(image))
+        interrogators = ctx.interrogators
+        problem = interrogators.missing(request.model) if interrogators is not None \
+            else "no interrogator is set up"
+        if problem is not None:
+            raise HTTPException(status_code=404, detail=f"Model not found: {problem}")
+        try:
+            caption = ctx.jobs.run("interrogate",
+                                   lambda progress: interrogators.interrogate(image, request.model))
+        except InterrogationError as error:
+            raise HTTPException(status_code=400, detail=str(error)) from error
         return InterrogateResponse(caption=caption)
 
     return router

@@ -48,6 +48,10 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
     for kind, folder in (("codeformer", "Codeformer"), ("gfpgan", "GFPGAN")):
         add(f"--{kind}-models-path", type=str, default=None,
             help=f"face restoration weights (default: models/{folder})")
+    add("--clip-models-path", type=str, default=None,
+        help="CLIP checkpoint for the CLIP interrogator (default: models/interrogate)")
+    add("--deepdanbooru", action="store_true",
+        help="accepted for A1111 compatibility: DeepBooru is offered whenever its weights are")
     add("--ui-settings-file", type=str, default=None, help="settings file (default config.json)")
     add("--ui-config-file", type=str, default=None, help="UI defaults file (default ui-config.json)")
     add("--styles-file", type=str, action="append", default=[],

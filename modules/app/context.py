@@ -24,6 +24,7 @@ from modules.scripting.callbacks import CallbackRegistry
 from modules.scripting.host import ScriptHost, find_extensions, load_script_host
 from modules.processing.styles import StyleDatabase
 from modules.processing.face_restoration import FaceRestorers
+from modules.processing.interrogation import Interrogators
 from modules.processing.model_upscalers import register_model_upscalers
 from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
@@ -55,6 +56,7 @@ class AppContext:
     embeddings: EmbeddingLibrary | None = None
     hypernetworks: HypernetworkLibrary | None = None
     face_restorers: FaceRestorers | None = None
+    interrogators: Interrogators | None = None
 
     def processing_context(self, progress: JobProgress) -> ProcessingContext:
         return ProcessingContext(options=self.options, model_manager=self.model_manager,
@@ -196,6 +198,11 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     context.face_restorers = FaceRestorers(paths.face_restorer_dirs, device=manager.plan.device,
                                            dtype=manager.plan.dtype,
                                            allow_unsafe_pickle=unsafe_pickles)
+    context.interrogators = Interrogators(
+        blip_dir=paths.blip_dir, clip_dir=paths.clip_interrogate_dir,
+        categories_dir=paths.interrogate_dir, deepbooru_dir=paths.deepbooru_dir,
+        options=options, device=manager.plan.device, dtype=manager.plan.dtype,
+        allow_unsafe_pickle=unsafe_pickles)
     context.hypernetworks = HypernetworkLibrary([paths.hypernetwork_dir],
                                                 allow_unsafe_pickle=unsafe_pickles)
     context.embeddings = EmbeddingLibrary([paths.embeddings_dir],

@@ -27,6 +27,7 @@ UI = ("ui", "User interface")
 INFOTEXT = ("infotext", "Infotext")
 LIVE_PREVIEWS = ("ui", "Live previews")
 SAMPLER_PARAMS = ("sampler-params", "Sampler parameters")
+INTERROGATE = ("interrogate", "Interrogate")
 
 EMPHASIS_CHOICES = ["Original", "No norm", "Ignore", "None"]
 IMAGE_FORMATS = ["png", "jpg", "jpeg", "webp", "gif"]
@@ -454,6 +455,31 @@ def _limit_options() -> dict[str, OptionInfo]:
     return options
 
 
+def _interrogate_options() -> dict[str, OptionInfo]:
+    s = INTERROGATE
+    return {
+        "interrogate_keep_models_in_memory": _check(False, "Keep models in VRAM", s),
+        "interrogate_return_ranks": _check(False, "Include ranks of model tags matches in "
+                                           "results.", s),
+        "interrogate_clip_num_beams": _slider(1, "BLIP: num_beams", 1, 16, 1, s),
+        "interrogate_clip_min_length": _slider(24, "BLIP: minimum description length", 1, 128,
+                                               1, s),
+        "interrogate_clip_max_length": _slider(48, "BLIP: maximum description length", 1, 256,
+                                               1, s),
+        "interrogate_clip_dict_limit": _number(1500, "CLIP: maximum number of lines in text "
+                                               "file", s),
+        "interrogate_clip_skip_categories": _text("", "CLIP: skip inquire categories (comma "
+                                                  "separated)", s),
+        "interrogate_deepbooru_score_threshold": _slider(0.5, "deepbooru: score threshold", 0,
+                                                         1, 0.01, s),
+        "deepbooru_sort_alpha": _check(True, "deepbooru: sort tags alphabetically", s),
+        "deepbooru_use_spaces": _check(True, "deepbooru: use spaces in tags", s),
+        "deepbooru_escape": _check(True, "deepbooru: escape (\\) brackets", s),
+        "deepbooru_filter_tags": _text("", "deepbooru: filter out those tags (comma separated)",
+                                       s),
+    }
+
+
 def default_option_definitions(*, checkpoint_titles: ChoiceSource | None = None,
                                vae_names: ChoiceSource | None = None,
                                sampler_names: ChoiceSource | None = None,
@@ -464,6 +490,6 @@ def default_option_definitions(*, checkpoint_titles: ChoiceSource | None = None,
                   _sd_options(checkpoint_titles), _vae_options(vae_names), _img2img_options(),
                   _optimization_options(), _compatibility_options(), _infotext_options(),
                   _ui_options(sampler_names), _sampler_options(), _limit_options(),
-                  _extension_options(), _controlnet_options()):
+                  _extension_options(), _controlnet_options(), _interrogate_options()):
         definitions.update(group)
     return definitions

@@ -31,6 +31,10 @@ class Paths:
     esrgan_dir: Path                # --esrgan-models-path or <models>/ESRGAN
     #: upscaler model folders: (kind, folder), kind = the models/ folder name
     upscaler_dirs: tuple[tuple[str, Path], ...]
+    blip_dir: Path                  # <models>/BLIP (a transformers BLIP folder)
+    clip_interrogate_dir: Path      # --clip-models-path or <models>/interrogate
+    interrogate_dir: Path           # <models>/interrogate (category lists)
+    deepbooru_dir: Path             # <models>/torch_deepdanbooru
     #: face restorer weights: (restorer name, folder), --codeformer/--gfpgan-models-path
     face_restorer_dirs: tuple[tuple[str, Path], ...]
     extensions_dir: Path            # <data>/extensions
@@ -74,6 +78,10 @@ class Paths:
                 (kind, flag(f"{kind.lower()}_models_path") or models_dir / kind)
                 for kind in ("ESRGAN", "RealESRGAN", "SwinIR", "Swin2SR", "ScuNET", "DAT",
                              "HAT")),
+            blip_dir=models_dir / "BLIP",
+            clip_interrogate_dir=flag("clip_models_path") or models_dir / "interrogate",
+            interrogate_dir=models_dir / "interrogate",
+            deepbooru_dir=models_dir / "torch_deepdanbooru",
             face_restorer_dirs=(
                 ("CodeFormer", flag("codeformer_models_path") or models_dir / "Codeformer"),
                 ("GFPGAN", flag("gfpgan_models_path") or models_dir / "GFPGAN")),

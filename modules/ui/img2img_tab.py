@@ -16,21 +16,34 @@ from modules.processing.admission import check_input_image
 from modules.processing.masks import create_binary_mask
 from modules.processing.params import Img2ImgParams, Processed
 from modules.processing.sketch import inpaint_sketch_inputs, strokes_mask
-from modules.ui.common import UI_DEFAULT_SAMPLER, SizeBatchControls, batch_controls, \
-    cfg_control, dimension_controls, error_outputs, generate_in_job, prompt_row, \
-    refiner_controls, refiner_fields, result_panel, sampling_controls, seed_controls, \
-    wire_generation
+from modules.ui.common import (
+    UI_DEFAULT_SAMPLER,
+    SizeBatchControls,
+    batch_controls,
+    cfg_control,
+    dimension_controls,
+    error_outputs,
+    generate_in_job,
+    prompt_row,
+    refiner_controls,
+    refiner_fields,
+    result_panel,
+    sampling_controls,
+    seed_controls,
+    wire_generation,
+)
 from modules.ui.extra_networks_panel import extra_networks_panel
 from modules.ui.gallery_tools import gallery_tools
+from modules.ui.interrogate_buttons import build_interrogate_buttons
 from modules.ui.prompt_tools import wire_prompt_tools
 from modules.ui.script_controls import ScriptControls, build_script_controls
 from modules.ui.section_order import build_sections_in_order
 
 if TYPE_CHECKING:
-    from modules.ui.send_to import SendToRegistry
     from modules.app.context import AppContext
     from modules.jobs.progress import JobProgress
     from modules.processing.context import ProcessingContext
+    from modules.ui.send_to import SendToRegistry
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +401,7 @@ def build_img2img_tab(ctx: "AppContext", runner: Img2ImgRunner | None = None,
         with gr.Column(scale=1):
             mode = gr.State(IMG2IMG)
             image_inputs, mode_tabs = _input_tabs()
+            build_interrogate_buttons(ctx, mode, prompts.prompt, image_inputs)
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                    label="Resize mode", elem_id="resize_mode")
             sections = build_sections_in_order(ctx.options.get("ui_reorder_list"), {

@@ -10,13 +10,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
 from modules.api.app import create_api_app
-from modules.api.errors import install_error_handlers
-from modules.api.routes_postprocessing import postprocessing_router
 from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint
@@ -79,7 +76,8 @@ def test_scale_by_lanczos_keeps_parameters_and_adds_postprocessing(api):
         (96, 56), Image.Resampling.LANCZOS)
     assert np.array_equal(np.asarray(image), np.asarray(expected))
     assert image.info["parameters"] == INFOTEXT
-    assert image.info["postprocessing"] == "Postprocess upscale by: 2.0, Postprocess upscaler: Lanczos"
+    assert image.info["postprocessing"] == \
+        "Postprocess upscale by: 2.0, Postprocess upscaler: Lanczos"
     assert body["html_info"] == "<p>Postprocess upscale by: 2.0, Postprocess upscaler: Lanczos</p>"
 
 
@@ -202,23 +200,3 @@ def test_png_info_without_metadata_and_errors(api):
     assert body.json()["info"] == "" and body.json()["parameters"]["Prompt"] == ""
     assert_error(api.client.post("/sdapi/v1/png-info", json={"image": "%%%"}),
                  400, "Invalid encoded image")
-
-
-def test_interrogate_answers_404_until_an_interrogator_is_installed(api):
-    image = encode_png(pattern_image(8, 8))
-    post = api.client.post
-    assert_error(post("/sdapi/v1/interrogate", json={"model": "clip"}), 404, "Image not found")
-    assert_error(post("/sdapi/v1/interrogate", json={"image": image, "model": "clip"}),
-                 404, "'clip' interrogator is not installed")
-    assert_error(post("/sdapi/v1/interrogate", json={"image": image, "model": "deepdanbooru"}),
-                 404, "Model not found")
-    assert_error(post("/sdapi/v1/interrogate", json={"image": image, "model": "blip9"}),
-                 404, "Model not found")
-
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(postprocessing_router(api.ctx, interrogators={
-        "clip": lambda picture: f"a {picture.width}x{picture.height} {picture.mode} picture"}))
-    response = TestClient(app).post("/sdapi/v1/interrogate", json={"image": image})
-    assert response.status_code == 200
-    assert response.json() == {"caption": "a 8x8 RGB picture"}

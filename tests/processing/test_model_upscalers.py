@@ -207,3 +207,32 @@ def test_half_precision_runs_where_the_architecture_allows(api, dtype):
     whole, reduced = run_tiled(full, pixels, Tiling(0, 0)), run_tiled(half, pixels, Tiling(0, 0))
     assert reduced.dtype == torch.float32
     assert (whole - reduced).abs().mean() < 0.02
+
+
+def test_bad_extras_requests_are_clear_4xx(api):
+    post = api.client.post
+    image = encode(photo())
+
+    def detail(response) -> str:
+        return str(response.json().get("detail"))
+
+    for scale in (0, 100):
+        response = post("/sdapi/v1/extra-single-image", json={
+            "image": image, "upscaler_1": "4x_tiny_esrgan", "upscaling_resize": scale})
+        assert response.status_code == 422 and "upscaling_resize" in detail(response)
+    # an empty upload and a zero-byte file are refused before any work
+    empty = post("/sdapi/v1/extra-single-image", json={"image": "", "upscaler_1": "Lanczos"})
+    assert empty.status_code == 400 and "image is empty" in detail(empty)
+    zero = post("/sdapi/v1/extra-single-image", json={
+        "image": "data:image/png;base64,", "upscaler_1": "Lanczos"})
+    assert zero.status_code == 400 and "Invalid encoded image" in detail(zero)
+    batch = post("/sdapi/v1/extra-batch-images", json={
+        "imageList": [{"data": image, "name": "a"}, {"data": "", "name": "b"}],
+        "upscaler_1": "Lanczos"})
+    assert batch.status_code == 400 and "imageList[1]" in detail(batch)
+    # the corrupt file was left out of the list, so asking for it names it as unknown
+    torn = post("/sdapi/v1/extra-single-image", json={"image": image, "upscaler_1": "torn"})
+    assert torn.status_code == 400 and "could not find upscaler named torn" in detail(torn)
+    scale_to_zero = post("/sdapi/v1/extra-single-image", json={
+        "image": image, "upscaler_1": "Lanczos", "resize_mode": 1, "upscaling_resize_w": 0})
+    assert scale_to_zero.status_code == 422 and "upscaling_resize_w" in detail(scale_to_zero)
