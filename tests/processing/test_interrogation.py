@@ -188,3 +188,12 @@ def test_absent_or_broken_weights_are_clear_errors(api, tmp_path):
     assert interrogate(api, "blip9").status_code == 404
     empty = api.client.post("/sdapi/v1/interrogate", json={"model": "clip"})
     assert empty.status_code == 404 and "Image not found" in empty.text
+
+
+def test_the_img2img_clip_button_puts_the_api_caption_in_the_prompt(api):
+    from modules.ui.interrogate_buttons import interrogate_prompt
+    caption = interrogate(api, "clip").json()["caption"]
+    sketch = {"background": astronaut(), "layers": [], "composite": astronaut()}
+    assert interrogate_prompt(api.ctx, "clip", 1, "old", {"sketch": sketch}) == (caption, "")
+    prompt, message = interrogate_prompt(api.ctx, "clip", 0, "old", {"init_img": None})
+    assert prompt == "old" and "Interrogate needs an image" in message

@@ -148,3 +148,10 @@ def test_an_upscale_above_the_server_limits_is_refused_in_the_tab(ctx):
         result = run_extras_tab(ctx, values(image=checker(8, 8), upscaling_resize=6.0))
     assert "upscaling_resize 6 is above the server's limit of 4 ×" in \
         html.unescape(result.error_html)
+
+
+def test_a_scale_of_0_or_100_is_a_message_in_the_tab(ctx):
+    zero = run_extras_tab(ctx, values(image=checker(8, 8), upscaling_resize=0))
+    assert zero.images == [] and "upscaling_resize" in zero.error_html
+    huge = run_extras_tab(ctx, values(image=checker(8, 8), upscaling_resize=100))
+    assert huge.images == [] and "upscaling_resize" in huge.error_html
