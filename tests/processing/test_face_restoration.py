@@ -29,6 +29,7 @@ from modules.engine.upscaler_models import load_image_model
 from modules.processing.context import UnsupportedRequestError
 from modules.processing.face_restoration import FaceRestorers
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint
+from tests.processing.test_model_upscalers import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,12 +70,6 @@ def api(tmp_path_factory):
     yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, data=data,
                           models=models)
     ctx.close()
-
-
-def encode(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def decode(text: str) -> np.ndarray:

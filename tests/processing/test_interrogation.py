@@ -4,8 +4,6 @@ models/BLIP, models/interrogate and models/torch_deepdanbooru give a caption / t
 /sdapi/v1/interrogate; absent weights are a 404 naming the folder and the file."""
 from __future__ import annotations
 
-import base64
-import io
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +19,7 @@ from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from modules.engine.deepdanbooru import build_deepdanbooru
 from modules.processing.interrogation import format_tags
+from tests.processing.test_model_upscalers import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = ["a", "picture", "of", "cat", "dog", "red", "blue", "house", "tree", "sky", "sitting",
@@ -30,8 +29,8 @@ TAGS = ["1girl", "solo", "long_hair", "smile (happy)", "rating:safe", "outdoors"
 
 def write_tiny_blip(folder: Path) -> None:
     """A BLIP captioner in transformers' save format, with a BERT tokenizer of a small vocab."""
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration,
-                              BlipImageProcessor, BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, \
+        BlipImageProcessor, BlipProcessor
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
@@ -94,12 +93,6 @@ def api(tmp_path_factory):
     ctx = build_app_context(args, ROOT)
     yield SimpleNamespace(client=TestClient(create_api_app(ctx)), ctx=ctx, models=models)
     ctx.close()
-
-
-def encode(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def astronaut() -> Image.Image:
