@@ -83,6 +83,9 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     add("--no-half-vae", action="store_true", help="do not switch the VAE to 16-bit floats")
     add("--precision", type=str, choices=["full", "half", "autocast"], default="autocast",
         help="evaluate at this precision")
+    add("--cpu-precision", type=str, choices=["auto", "fp32", "bf16"], default=None,
+        help="on the CPU: UNet / text encoders in bfloat16 (bf16), float32 (fp32), or bf16 where "
+        "the processor computes it natively (auto); default: the cpu_precision setting")
     add("--upcast-sampling", action="store_true", help="upcast sampling (accepted)")
     add("--medvram", action="store_true", help="keep only one model part on the GPU at a time")
     add("--medvram-sdxl", action="store_true", help="--medvram for SDXL models only")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, HashCache, VaeRegistry
-from modules.app.devices import plan_devices
+from modules.app.devices import DevicePlan, plan_devices
 from modules.app.model_manager import ModelManager
 from modules.app.option_defs import default_option_definitions
 from modules.app.options import Options
@@ -179,7 +179,12 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     options.load()
     checkpoints, vaes = build_model_registries(args, paths)
     styles = StyleDatabase(paths.styles_files)
-    manager = ModelManager(checkpoints, plan_devices(args), checkpoint_dir=paths.ckpt_dir,
+    def device_plan() -> DevicePlan:
+        return plan_devices(args, cpu_precision=str(options.get("cpu_precision")),
+                            cpu_vae_precision=str(options.get("cpu_vae_precision")))
+
+    manager = ModelManager(checkpoints, device_plan(), checkpoint_dir=paths.ckpt_dir,
+                           replan=device_plan,
                            allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
                            force_v_prediction=lambda: bool(options.get("sd_v_prediction")))
     limits = ServerLimits(options, args)

@@ -42,9 +42,12 @@ class LoadedModel:
 class ModelManager:
     def __init__(self, checkpoints: CheckpointRegistry, plan: DevicePlan, *, checkpoint_dir: Path,
                  allow_unsafe_pickle: bool = False,
-                 force_v_prediction: Callable[[], bool] = lambda: False):
+                 force_v_prediction: Callable[[], bool] = lambda: False,
+                 replan: Callable[[], DevicePlan] | None = None):
         self.checkpoints = checkpoints
         self.plan = plan
+        #: the plan again at each load (the precision settings may have changed since)
+        self.replan = replan
         self.checkpoint_dir = checkpoint_dir
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.force_v_prediction = force_v_prediction
@@ -135,8 +138,11 @@ class ModelManager:
         # The new file's header (keys, shapes, dtypes) is checked before the previous model is
         # released, so a file that does not fit leaves it usable; then the previous model is
         # released before any new weight is read, so two models never sit in memory together.
+        if self.replan is not None:
+            self.plan = self.replan()
         try:
             model = load_model(info.filename, device=self.plan.device, dtype=self.plan.dtype,
+                               vae_dtype=self.plan.vae_dtype,
                                v_prediction=self._wants_v_prediction(info),
                                allow_unsafe_pickle=self.allow_unsafe_pickle,
                                on_validated=self.unload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from modules.app import server_limits
+from modules.app import devices, server_limits
 from modules.app.options import OptionInfo
 
 ChoiceSource = Callable[[], list]
@@ -279,6 +279,15 @@ def _optimization_options() -> dict[str, OptionInfo]:
                                component="radio", infotext="FP8 weight"),
         "cache_fp16_weight": _check(False, "Cache FP16 weight for LoRA", s,
                                     infotext="Cache FP16 weight for LoRA"),
+        # the plan is made when a checkpoint loads: a change applies from the next load
+        "cpu_precision": _choice(devices.AUTOMATIC, "CPU precision of the UNet and text "
+                                 "encoders (Automatic: bfloat16 where the processor computes it "
+                                 "natively; applies when a checkpoint is next loaded)",
+                                 list(devices.CPU_PRECISIONS), s, component="radio"),
+        "cpu_vae_precision": _choice(devices.FLOAT32, "CPU precision of the VAE when the UNet "
+                                     "runs in bfloat16 (applies when a checkpoint is next "
+                                     "loaded)", list(devices.CPU_VAE_PRECISIONS), s,
+                                     component="radio"),
     }
 
 

@@ -177,6 +177,15 @@ class CFGDenoiser:
             return image_cond
         return None
 
+    @property
+    def without_guidance(self) -> bool:
+        """CFG 1 on one prompt per image (few-step models): the result is the cond pass alone,
+        so the uncond pass is not run (as diffusers does). CFG++ samplers keep it: they re-noise
+        with the uncond prediction."""
+        return self.cfg_scale == 1.0 and self.cfg_scale_multiplier == 1.0 and all(
+            len(composable.parts) == 1 and composable.parts[0][1] == 1.0
+            for composable in self.conditioning.conds)
+
     def _conds_at_step(self, skip_uncond: bool, image_guided: bool = False,
                        ) -> tuple[list[Cond], list[int], list[list[tuple[int, float]]]]:
         """Flattened conds for this step (cond parts first, unconds last; with image guidance the
@@ -204,8 +213,10 @@ class CFGDenoiser:
             raise ValueError(f"latent batch {x.shape[0]} does not match conditioning batch {self.batch_size}")
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
         image_guidance = self.image_guidance
-        skip_uncond = (image_guidance is None and self.s_min_uncond > 0 and self.step % 2 == 1
-                       and float(sigma[0]) < self.s_min_uncond)
+        skip_uncond = image_guidance is None and (
+            self.without_guidance
+            or (self.s_min_uncond > 0 and self.step % 2 == 1
+                and float(sigma[0]) < self.s_min_uncond))
         rows, image_of_row, parts_per_image = self._conds_at_step(
             skip_uncond, image_guided=image_guidance is not None)
         index = torch.tensor(image_of_row, device=x.device)

@@ -20,7 +20,8 @@ from modules.engine.checkpoint_io import (CheckpointLoadError, read_checkpoint_h
                                           read_state_dict)
 from modules.engine.configs import ModelConfig, TextEncoderConfig
 from modules.engine.detection import (
-    CLIP_L_BODY, SD1_CLIP_PREFIX, SDXL_EMBEDDER_PREFIX, DetectionError, detect_model_config,
+    CLIP_L_BODY, SD1_CLIP_PREFIX, SDXL_EMBEDDER_PREFIX, VAE_PREFIX, DetectionError,
+    detect_model_config,
     detect_vae_config, extract_vae_state_dict,
 )
 from modules.engine.text_encoders import CLIPTextEncoder, OpenCLIPTextEncoder
@@ -209,14 +210,18 @@ def _weights_only(module: nn.Module,
 
 
 def _assign_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], *,
-                    device: torch.device | str, dtype: torch.dtype) -> None:
+                    device: torch.device | str, dtype: torch.dtype,
+                    dtype_overrides: Mapping[str, torch.dtype] | None = None) -> None:
     """Assign the (already checked) file tensors into the meta-built module, cast to dtype on
-    device. Each file tensor is dropped from `state_dict` as soon as it is cast, so a converted
-    copy never coexists with the whole file's tensors."""
+    device (keys under a prefix of `dtype_overrides` to that prefix's dtype). Each file tensor is
+    dropped from `state_dict` as soon as it is cast, so a converted copy never coexists with the
+    whole file's tensors."""
     expected = module.state_dict()
+    overrides = tuple((dtype_overrides or {}).items())
     cast = {}
     for key in list(_weights_only(module, state_dict)):
-        cast[key] = _cast_like(state_dict.pop(key), expected[key], device, dtype)
+        key_dtype = next((value for prefix, value in overrides if key.startswith(prefix)), dtype)
+        cast[key] = _cast_like(state_dict.pop(key), expected[key], device, key_dtype)
     module.load_state_dict(cast, strict=False, assign=True)
 
 
@@ -238,7 +243,7 @@ def _initialise_missing_optional_weights(model: StableDiffusionModel) -> None:
 def load_model(path: StrPath, *, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32, v_prediction: bool | None = None,
                allow_unsafe_pickle: bool = False,
-               vae_path: StrPath | None = None,
+               vae_path: StrPath | None = None, vae_dtype: torch.dtype | None = None,
                on_validated: Callable[[], None] | None = None) -> StableDiffusionModel:
     """Read, detect and strictly load a checkpoint; optionally replace its VAE from `vae_path`.
 
@@ -263,7 +268,9 @@ def load_model(path: StrPath, *, device: torch.device | str = "cpu",
     state_dict = _normalize_legacy_keys(
         read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, device=device))
     _check_weights_fit(model, state_dict, path, optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES)
-    _assign_weights(model, state_dict, device=device, dtype=dtype)
+    # the VAE is read straight into its own dtype (not rounded through the UNet's first)
+    _assign_weights(model, state_dict, device=device, dtype=dtype,
+                    dtype_overrides={VAE_PREFIX: vae_dtype} if vae_dtype else None)
     del state_dict
     _initialise_missing_optional_weights(model)
     model.reset_non_persistent_buffers()

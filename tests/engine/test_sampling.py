@@ -183,9 +183,34 @@ def test_second_order_samplers_count_every_model_call_as_a_step():
 
 def test_s_min_uncond_skips_the_uncond_pass_on_odd_low_sigma_steps():
     model = ToyModel()
-    result = run(model, [1.0], [3], sampler_name="Euler", steps=10, s_min_uncond=100.0)
+    result = run(model, [1.0], [3], sampler_name="Euler", steps=10, s_min_uncond=100.0,
+                 cfg_scale=7.0)
     assert [call["rows"] for call in model.calls] == [2, 1] * 5
     assert result.extra_generation_params["NGMS"] == 100.0
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "Heun"])
+def test_cfg_1_runs_the_cond_pass_only_and_gives_the_same_image(sampler):
+    """Few-step models sample at CFG 1: the uncond pass cannot change the result, so it is
+    not run; each step is one UNet row per image (and the image is what CFG 1 gives)."""
+    model = ToyModel()
+    result = run(model, [1.0, 2.0], [3, 4], sampler_name=sampler, steps=4)
+    assert {call["rows"] for call in model.calls} == {2}
+    assert sorted({round(m, 6) for call in model.calls for m in call["mu"]}) == [1.0, 2.0]
+    # a scale a hair above 1 runs both passes: the same image, to rounding
+    with_uncond = run(ToyModel(), [1.0, 2.0], [3, 4], sampler_name=sampler, steps=4,
+                      cfg_scale=1.0 + 1e-9)
+    assert torch.allclose(result.latent, with_uncond.latent, atol=1e-5)
+    guided = ToyModel()
+    run(guided, [1.0, 2.0], [3, 4], sampler_name=sampler, steps=4, cfg_scale=1.5)
+    assert {call["rows"] for call in guided.calls} == {4}
+    # AND-ed prompts still need the uncond at CFG 1: each part is measured from it
+    both = ToyModel()
+    batch = BatchConditioning([ComposableCond([(fixed(1.0), 1.0), (fixed(2.0), 0.5)])],
+                              [fixed(0.0)])
+    sample(both, batch, ImageRNG(SHAPE, [1]), sampler_name=sampler, scheduler="Automatic",
+           steps=2, cfg_scale=1.0)
+    assert {call["rows"] for call in both.calls} == {3}
 
 
 def test_callback_reports_every_step_and_interrupt_returns_the_latest_estimate():
