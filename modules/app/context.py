@@ -198,15 +198,15 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     unsafe_pickles = bool(getattr(args, "disable_safe_unpickle", False))
     context.loras = LoraLibrary([paths.lora_dir], allow_unsafe_pickle=unsafe_pickles)
     register_model_upscalers(context.upscalers, paths.upscaler_dirs, options,
-                             device=manager.plan.device, dtype=manager.plan.dtype,
+                             device=manager.plan.device, dtype=manager.plan.auxiliary_dtype,
                              allow_unsafe_pickle=unsafe_pickles)
     context.face_restorers = FaceRestorers(paths.face_restorer_dirs, device=manager.plan.device,
-                                           dtype=manager.plan.dtype,
+                                           dtype=manager.plan.auxiliary_dtype,
                                            allow_unsafe_pickle=unsafe_pickles)
     context.interrogators = Interrogators(
         blip_dir=paths.blip_dir, clip_dir=paths.clip_interrogate_dir,
         categories_dir=paths.interrogate_dir, deepbooru_dir=paths.deepbooru_dir,
-        options=options, device=manager.plan.device, dtype=manager.plan.dtype,
+        options=options, device=manager.plan.device, dtype=manager.plan.auxiliary_dtype,
         allow_unsafe_pickle=unsafe_pickles)
     context.hypernetworks = HypernetworkLibrary([paths.hypernetwork_dir],
                                                 allow_unsafe_pickle=unsafe_pickles)

@@ -27,6 +27,12 @@ class DevicePlan:
     dtype: torch.dtype          # UNet and text encoders
     vae_dtype: torch.dtype
 
+    @property
+    def auxiliary_dtype(self) -> torch.dtype:
+        """Upscalers, face restorers, interrogators: the UNet's half precision on CUDA, float32
+        on the CPU (the CPU's bfloat16 mode is for the UNet and text encoders only)."""
+        return torch.float32 if self.device.type == "cpu" else self.dtype
+
     def describe(self) -> str:
         return (f"{self.device} ({str(self.dtype).removeprefix('torch.')}, "
                 f"VAE {str(self.vae_dtype).removeprefix('torch.')})")
