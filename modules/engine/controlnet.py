@@ -18,7 +18,8 @@ from modules.engine.checkpoint_io import CheckpointLoadError, StrPath, read_stat
 from modules.engine.configs import UNetConfig
 from modules.engine.controlnet_diffusers import diffusers_to_ldm, is_diffusers_controlnet
 from modules.engine.detection import DetectionError, detect_unet_config
-from modules.engine.unet import TimestepEmbedSequential, UNetEncoder, restore_channels_last
+from modules.engine.memory_format import use_channels_last
+from modules.engine.unet import TimestepEmbedSequential, UNetEncoder
 
 CONTROL_MODEL_PREFIX = "control_model."
 HINT_KEY = "input_hint_block.0.weight"
@@ -72,8 +73,7 @@ class ControlNetModel(UNetEncoder):
              for channels in self.skip_channels])
         self.middle_block_out = TimestepEmbedSequential(
             nn.Conv2d(self.middle_channels, self.middle_channels, 1))
-        self.to(memory_format=torch.channels_last)
-        self.register_load_state_dict_post_hook(restore_channels_last)
+        use_channels_last(self)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modules.engine.attention import attention
+from modules.engine.memory_format import use_channels_last
 from modules.engine.configs import UNetConfig
 
 GROUP_NORM_GROUPS = 32
@@ -239,12 +240,6 @@ def output_depths(config: UNetConfig) -> tuple[int, ...]:
     return tuple(depth for depth in per_level for _ in range(config.num_res_blocks + 1))
 
 
-def restore_channels_last(module: nn.Module, incompatible_keys: object) -> None:
-    """load_state_dict post-hook: assigned tensors arrive NCHW-contiguous; convert conv weights
-    back (a no-op for tensors already channels-last)."""
-    module.to(memory_format=torch.channels_last)
-
-
 class UNetEncoder(nn.Module):
     """The half of the UNet a ControlNet copies: `time_embed`, `label_emb` (SDXL),
     `input_blocks` and `middle_block`, with the original names. `skip_channels` are the widths of
@@ -340,8 +335,7 @@ class UNetModel(UNetEncoder):
         # Channels-last conv weights: the CPU (oneDNN) and CUDA conv kernels prefer NHWC, and the
         # transformers then see tokens as free views. load_state_dict(copy) and .to(dtype/device)
         # keep the layout; the hook restores it after load_state_dict(assign=True) of plain tensors.
-        self.to(memory_format=torch.channels_last)
-        self.register_load_state_dict_post_hook(restore_channels_last)
+        use_channels_last(self)
 
     def forward(
         self,

@@ -8,6 +8,7 @@ from torch.nn import functional as F
 
 from modules.engine.attention import attention, spatial_self_attention
 from modules.engine.configs import VAEConfig
+from modules.engine.memory_format import use_channels_last
 
 GROUP_NORM_GROUPS = 32
 GROUP_NORM_EPS = 1e-6
@@ -175,6 +176,7 @@ class AutoencoderKL(nn.Module):
         self.decoder = Decoder(config)
         self.quant_conv = nn.Conv2d(2 * config.z_channels, 2 * config.embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
+        use_channels_last(self)
 
     @property
     def scaling_factor(self) -> float:
@@ -186,7 +188,7 @@ class AutoencoderKL(nn.Module):
 
     def encode_moments(self, images: torch.Tensor) -> torch.Tensor:
         """The latent distribution of `images`: mean and log-variance stacked on the channel axis."""
-        return self.quant_conv(self.encoder(images))
+        return self.quant_conv(self.encoder(images.contiguous(memory_format=torch.channels_last)))
 
     def sample_latents(self, moments: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
@@ -202,5 +204,6 @@ class AutoencoderKL(nn.Module):
         return latents * self.config.scaling_factor
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        z = self.post_quant_conv(latents / self.config.scaling_factor)
-        return self.decoder(z)
+        z = self.post_quant_conv((latents / self.config.scaling_factor)
+                                 .contiguous(memory_format=torch.channels_last))
+        return self.decoder(z).contiguous()
