@@ -19,6 +19,7 @@ from torch import nn
 from modules.engine.checkpoint_io import (CheckpointLoadError, read_checkpoint_header,
                                           read_state_dict)
 from modules.engine.configs import ModelConfig, TextEncoderConfig
+from modules.engine.safetensors_stream import SafetensorsReader
 from modules.engine.detection import (
     CLIP_L_BODY, SD1_CLIP_PREFIX, SDXL_EMBEDDER_PREFIX, VAE_PREFIX, DetectionError,
     detect_model_config,
@@ -225,6 +226,24 @@ def _assign_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], *,
     module.load_state_dict(cast, strict=False, assign=True)
 
 
+def _stream_weights(module: nn.Module, path: StrPath, *, device: torch.device | str,
+                   dtype: torch.dtype,
+                   dtype_overrides: Mapping[str, torch.dtype] | None = None) -> None:
+    """Read a safetensors file tensor by tensor (plain reads, no memory map) straight into the
+    meta-built module: each tensor is cast and kept before the next is read, so the peak is the
+    model's own size plus one tensor (a memory-mapped read holds the whole file besides)."""
+    expected = module.state_dict()
+    overrides = tuple((dtype_overrides or {}).items())
+    cast = {}
+    with SafetensorsReader(path) as reader:
+        names = _weights_only(module, _normalize_legacy_keys({key: key for key in reader.keys()}))
+        for key, name in names.items():
+            key_dtype = next((value for prefix, value in overrides if key.startswith(prefix)),
+                             dtype)
+            cast[key] = _cast_like(reader.read(name), expected[key], device, key_dtype)
+    module.load_state_dict(cast, strict=False, assign=True)
+
+
 def _load_weights_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: StrPath,
                          *, device: torch.device | str, dtype: torch.dtype) -> None:
     """Check the file's tensors against a meta-built module, then assign them (cast to dtype,
@@ -265,13 +284,18 @@ def load_model(path: StrPath, *, device: torch.device | str = "cpu",
     del header
     if on_validated is not None:
         on_validated()
-    state_dict = _normalize_legacy_keys(
-        read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, device=device))
-    _check_weights_fit(model, state_dict, path, optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES)
     # the VAE is read straight into its own dtype (not rounded through the UNet's first)
-    _assign_weights(model, state_dict, device=device, dtype=dtype,
-                    dtype_overrides={VAE_PREFIX: vae_dtype} if vae_dtype else None)
-    del state_dict
+    overrides = {VAE_PREFIX: vae_dtype} if vae_dtype else None
+    if str(path).lower().endswith(".safetensors"):
+        # the header was checked above; the reader checks each tensor's place in the file
+        _stream_weights(model, path, device=device, dtype=dtype, dtype_overrides=overrides)
+    else:
+        state_dict = _normalize_legacy_keys(
+            read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, device=device))
+        _check_weights_fit(model, state_dict, path, optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES)
+        _assign_weights(model, state_dict, device=device, dtype=dtype,
+                        dtype_overrides=overrides)
+        del state_dict
     _initialise_missing_optional_weights(model)
     model.reset_non_persistent_buffers()
     left_on_meta = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()]

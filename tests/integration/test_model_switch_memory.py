@@ -47,8 +47,9 @@ def two_model_server(tmp_path_factory):
     ckpt_dir = data / "models" / "Stable-diffusion"
     write_sparse_checkpoint("sd15", ckpt_dir / "full-sd15.safetensors")
     write_sparse_checkpoint("sd15_inpaint", ckpt_dir / "full-sd15-inpaint.safetensors")
+    # float32 (4.3 GB a model), whatever the CPU: the figures below are for that size
     server = start_app_server(data, args=("--nowebui", "--skip-load-model-at-start",
-                                          "--no-hashing"))
+                                          "--no-hashing", "--cpu-precision", "fp32"))
     yield server
     stop_app_server(server)
 
