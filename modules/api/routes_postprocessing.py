@@ -22,6 +22,7 @@ from modules.api.routes_img2img import decode_request_image
 from modules.processing.admission import Limits, check_extras
 from modules.processing.images import IMAGE_FORMATS, read_info_from_image, write_image
 from modules.processing.infotext import parse_generation_parameters
+from modules.processing.interrogation import MODELS as INTERROGATE_MODELS
 from modules.processing.interrogation import InterrogationError
 from modules.processing.postprocessing import (ExtrasResult, ExtrasSettings, PostprocessingError,
                                                run_extras)
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from modules.app.context import AppContext
     from modules.jobs.progress import JobProgress
 
-#: the interrogate models A1111 knows; anything else is 404 "Model not found"
-KNOWN_INTERROGATE_MODELS = ("clip", "deepdanbooru")
 
 
 def extras_settings(request: ExtrasBaseRequest) -> ExtrasSettings:
@@ -162,7 +161,7 @@ def postprocessing_router(ctx: "AppContext") -> APIRouter:
         if not request.image:
             raise HTTPException(status_code=404, detail="Image not found")
         image = decode(request.image).convert("RGB")
-        if request.model not in KNOWN_INTERROGATE_MODELS:
+        if request.model not in INTERROGATE_MODELS:
             raise HTTPException(status_code=404, detail="Model not found")
         interrogators = ctx.interrogators
         problem = interrogators.missing(request.model) if interrogators is not None \

@@ -104,6 +104,21 @@ def _read_safetensors(path: Path, device: str | torch.device) -> dict:
         raise CheckpointLoadError(path, f"corrupt or truncated safetensors file ({error})") from error
 
 
+def read_weights_file(path: StrPath, *, allow_unsafe_pickle: bool = False) -> dict:
+    """A weights file of an auxiliary network (upscaler, face restorer, CLIP, DeepDanbooru) as
+    the dict it holds, non-tensor entries kept (tag lists, `params_ema`, …): safetensors, or a
+    pickle read safely whose top-level `state_dict` entry is unwrapped."""
+    if str(path).lower().endswith(SAFETENSORS_SUFFIX):
+        return read_state_dict(path)
+    data = read_pickle(path, allow_unsafe_pickle=allow_unsafe_pickle)
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise CheckpointLoadError(path, f"the file holds a {type(data).__name__}, "
+                                        "not a state dict")
+    return data
+
+
 def read_pickle(path: StrPath, *, allow_unsafe_pickle: bool = False) -> object:
     """A pickle file's object as it is (dicts with metadata kept), on the CPU; the same safe
     loading and messages as `read_state_dict`."""

@@ -17,7 +17,7 @@ import spandrel_extra_arches
 import torch
 from PIL import Image
 
-from modules.engine.checkpoint_io import CheckpointLoadError, read_pickle, read_state_dict
+from modules.engine.checkpoint_io import CheckpointLoadError, read_weights_file
 
 UPSCALER_EXTENSIONS = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 
@@ -35,16 +35,10 @@ def _loader(device: torch.device | str) -> spandrel.ModelLoader:
 
 
 def read_upscaler_weights(path: Path, *, allow_unsafe_pickle: bool = False) -> dict:
-    path = Path(path)
     try:
-        if path.suffix.lower() == ".safetensors":
-            return read_state_dict(path)
-        data = read_pickle(path, allow_unsafe_pickle=allow_unsafe_pickle)
+        return read_weights_file(path, allow_unsafe_pickle=allow_unsafe_pickle)
     except CheckpointLoadError as error:
         raise UpscalerModelError(error.reason) from error
-    if not isinstance(data, dict):
-        raise UpscalerModelError(f"the file holds a {type(data).__name__}, not a state dict")
-    return data
 
 
 def load_image_model(path: Path, device: torch.device | str = "cpu", *,

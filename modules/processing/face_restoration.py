@@ -7,7 +7,6 @@ message that names the folder.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -23,11 +22,7 @@ from modules.processing.context import UnsupportedRequestError
 if TYPE_CHECKING:
     from modules.processing.context import ProcessingContext
 
-log = logging.getLogger(__name__)
-
 CODEFORMER, GFPGAN = "CodeFormer", "GFPGAN"
-#: restorer name → its folder under models/ (A1111's names)
-DEFAULT_FOLDERS = {CODEFORMER: "Codeformer", GFPGAN: "GFPGAN"}
 WEIGHT_SUFFIXES = (".pth", ".safetensors", ".pt")
 NO_FACE_NOTE = "no face found in the image; it is unchanged"
 
@@ -64,11 +59,6 @@ class FaceRestorers:
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self._lock = threading.Lock()
         self._loaded: FaceRestorer | None = None
-
-    @classmethod
-    def in_models_dir(cls, models_dir: Path, **kwargs: Any) -> "FaceRestorers":
-        return cls(((name, Path(models_dir) / folder) for name, folder in DEFAULT_FOLDERS.items()),
-                   **kwargs)
 
     def installed(self) -> dict[str, Path]:
         """name → weights file (the first by name) of every restorer with a file in its folder."""
@@ -113,14 +103,10 @@ class FaceRestorers:
             self._loaded = FaceRestorer(name, path, net)
             return self._loaded
 
-    def unload(self) -> None:
-        with self._lock:
-            self._loaded = None
-
 
 def restorers_of(ctx: "ProcessingContext") -> FaceRestorers:
     return ctx.face_restorers if getattr(ctx, "face_restorers", None) is not None \
-        else FaceRestorers.in_models_dir(ctx.paths.models_dir)
+        else FaceRestorers(ctx.paths.face_restorer_dirs)
 
 
 def wants_face_restoration(params: Any, options: Any) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from modules.engine.checkpoint_io import CheckpointLoadError, read_pickle, read_state_dict
+from modules.engine.checkpoint_io import CheckpointLoadError, read_weights_file
 from modules.engine.clip_interrogator import BlipCaptioner, ClipRanker, InterrogatorModelError
 from modules.engine.deepdanbooru import DeepDanbooruError, build_deepdanbooru
 
@@ -150,9 +150,6 @@ class Interrogators:
         return ("CLIP interrogator weights are not installed: put " + "; and ".join(needs)) \
             if needs else None
 
-    def installed(self) -> list[str]:
-        return [model for model in MODELS if self.missing(model) is None]
-
     # -- loading ---------------------------------------------------------------------------
     def _get(self, kind: str, path: Path, load) -> Any:
         with self._lock:
@@ -167,16 +164,6 @@ class Interrogators:
             self._loaded[kind] = (path, model)
             return model
 
-    def _state_dict(self, path: Path) -> dict:
-        if path.suffix.lower() == ".safetensors":
-            return read_state_dict(path)
-        data = read_pickle(path, allow_unsafe_pickle=self.allow_unsafe_pickle)
-        if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-            data = data["state_dict"]
-        if not isinstance(data, dict):
-            raise InterrogatorModelError(f"it holds a {type(data).__name__}, not a state dict")
-        return data
-
     def _blip(self) -> BlipCaptioner:
         folder = self.blip_folder()
         return self._get("blip", folder,
@@ -184,16 +171,12 @@ class Interrogators:
 
     def _clip(self) -> ClipRanker:
         return self._get("clip", self.clip_file(), lambda path: ClipRanker(
-            self._state_dict(path), self.device, self.dtype))
+            read_weights_file(path, allow_unsafe_pickle=self.allow_unsafe_pickle), self.device, self.dtype))
 
     def _deepbooru(self):
         def load(path: Path):
-            return build_deepdanbooru(self._state_dict(path)).to(self.device, self.dtype)
+            return build_deepdanbooru(read_weights_file(path, allow_unsafe_pickle=self.allow_unsafe_pickle)).to(self.device, self.dtype)
         return self._get("deepdanbooru", self.deepbooru_file(), load)
-
-    def unload(self) -> None:
-        with self._lock:
-            self._loaded.clear()
 
     # -- interrogating ---------------------------------------------------------------------
     def interrogate(self, image: Image.Image, model: str = "clip") -> str:
