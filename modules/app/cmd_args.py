@@ -87,15 +87,25 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
         help="on the CPU: UNet / text encoders in bfloat16 (bf16), float32 (fp32), or bf16 where "
         "the processor computes it natively (auto); default: the cpu_precision setting")
     add("--upcast-sampling", action="store_true", help="upcast sampling (accepted)")
+    add("--lowram", action="store_true",
+        help="read checkpoint weights straight into the device's memory (always done)")
     add("--medvram", action="store_true", help="keep only one model part on the GPU at a time")
     add("--medvram-sdxl", action="store_true", help="--medvram for SDXL models only")
     add("--lowvram", action="store_true", help="move every sub-module to the GPU only when used")
-    add("--xformers", action="store_true", help="use xformers attention (we use torch SDPA)")
-    add("--force-enable-xformers", action="store_true", help="accepted for compatibility")
-    add("--opt-sdp-attention", action="store_true", help="scaled dot product attention")
-    add("--opt-sdp-no-mem-attention", action="store_true", help="SDP attention without mem-efficient")
-    add("--opt-split-attention", action="store_true", help="accepted for compatibility")
-    add("--disable-opt-split-attention", action="store_true", help="accepted for compatibility")
+    add("--xformers", action="store_true",
+        help="xformers attention where installed (CUDA); else torch SDPA")
+    add("--force-enable-xformers", action="store_true", help="as --xformers")
+    add("--xformers-flash-attention", action="store_true", help="accepted for compatibility")
+    add("--opt-sdp-attention", action="store_true", help="torch scaled dot product attention")
+    add("--opt-sdp-no-mem-attention", action="store_true",
+        help="SDP attention without the memory-efficient kernel (deterministic)")
+    add("--opt-split-attention", action="store_true", help="sliced attention (Doggettx)")
+    add("--opt-split-attention-v1", action="store_true", help="sliced attention (V1)")
+    add("--opt-split-attention-invokeai", action="store_true", help="sliced attention (InvokeAI)")
+    add("--opt-sub-quad-attention", action="store_true",
+        help="sub-quadratic attention (chunked queries and keys)")
+    add("--disable-opt-split-attention", action="store_true",
+        help="the plain, unoptimised attention layer")
     add("--disable-nan-check", action="store_true", help="do not check images/latents for NaNs")
     add("--disable-safe-unpickle", action="store_true",
         help="allow full pickle loading of .ckpt/.pt files (unsafe)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, HashCache, VaeRegistry
-from modules.app.devices import DevicePlan, plan_devices
+from modules.app.devices import DevicePlan, choose_attention, plan_devices
 from modules.app.model_manager import ModelManager
 from modules.app.option_defs import default_option_definitions
 from modules.app.options import Options
@@ -185,6 +185,10 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
 
     manager = ModelManager(checkpoints, device_plan(), checkpoint_dir=paths.ckpt_dir,
                            replan=device_plan,
+                           attention=lambda: choose_attention(
+                               str(options.get("cross_attention_optimization")), args),
+                           cache_limit=lambda: int(options.get("sd_checkpoints_limit")),
+                           keep_in_cpu=lambda: bool(options.get("sd_checkpoints_keep_in_cpu")),
                            allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
                            force_v_prediction=lambda: bool(options.get("sd_v_prediction")))
     limits = ServerLimits(options, args)

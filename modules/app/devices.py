@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from modules.engine.attention import xformers_available
+
 AUTOMATIC, FLOAT32, BFLOAT16 = "Automatic", "float32", "bfloat16"
 CPU_PRECISIONS = (AUTOMATIC, FLOAT32, BFLOAT16)
 CPU_VAE_PRECISIONS = (FLOAT32, BFLOAT16)
@@ -109,3 +111,36 @@ def plan_devices(args: argparse.Namespace, *, cpu_precision: str = FLOAT32,
                                    and not getattr(args, "no_half_vae", False)) \
         else torch.float32
     return DevicePlan(torch.device("cpu"), dtype, vae_dtype)
+
+
+# -- cross-attention choice (A1111's `cross_attention_optimization` and its flags) ------------
+#: flags in A1111's priority order, each with the choice it makes under "Automatic"
+_ATTENTION_FLAGS = (("xformers", "xformers"), ("force_enable_xformers", "xformers"),
+                    ("opt_split_attention", "Doggettx"),
+                    ("opt_sdp_no_mem_attention", "sdp-no-mem"), ("opt_sdp_attention", "sdp"),
+                    ("opt_sub_quad_attention", "sub-quadratic"),
+                    ("opt_split_attention_v1", "V1"),
+                    ("opt_split_attention_invokeai", "InvokeAI"))
+
+
+def attention_choices() -> list[str]:
+    """The setting's choices: "Automatic", the kernels usable here, "None"."""
+    kernels = ["sdp", "sdp-no-mem", "Doggettx", "sub-quadratic", "V1", "InvokeAI"]
+    if xformers_available():
+        kernels.insert(0, "xformers")
+    return [AUTOMATIC, *kernels, "None"]
+
+
+def choose_attention(setting: str, args: argparse.Namespace) -> str:
+    """The attention kernel for the setting: a named one as chosen (SDPA when it is not usable
+    here); "Automatic" follows the first A1111 flag given (--disable-opt-split-attention: the
+    plain layer), else SDPA, the fastest and leanest on current torch."""
+    usable = attention_choices()
+    if setting != AUTOMATIC:
+        return setting if setting in usable else "sdp"
+    if getattr(args, "disable_opt_split_attention", False):
+        return "None"
+    for flag, choice in _ATTENTION_FLAGS:
+        if getattr(args, flag, False) and choice in usable:
+            return choice
+    return "sdp"

@@ -1,7 +1,10 @@
 """Owns the loaded checkpoint: load on demand, switch, keep the previous model when a load fails.
 
-One model is kept in memory (A1111's `sd_checkpoints_limit` default). A new checkpoint is read and
-validated before the old one is released, so a corrupt file leaves the current model usable.
+One model is kept in memory by default. With A1111's `sd_checkpoints_limit` above 1, models
+switched away from stay loaded (up to the limit, least recently used dropped first), so switching
+back takes no load; with `sd_checkpoints_keep_in_cpu` they wait in CPU memory, off the GPU. A new
+checkpoint is read and validated before the old one is released, so a corrupt file leaves the
+current model usable.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import gc
 import logging
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +21,7 @@ import torch
 
 from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, v_prediction_hint
 from modules.app.devices import DevicePlan
+from modules.engine.attention import use_attention
 from modules.engine.checkpoint_io import CheckpointLoadError
 from modules.engine.sd_model import StableDiffusionModel, load_model, load_vae_weights
 
@@ -36,14 +41,18 @@ class LoadedModel:
     info: CheckpointInfo
     model: StableDiffusionModel
     vae_path: str | None = None
-    offloaded: bool = False     # weights parked in CPU memory by unload_to_cpu()
+    offloaded: bool = False     # weights parked in CPU memory (unload_to_cpu, the cache)
+    attention: str = "sdp"      # the attention kernel its layers use
 
 
 class ModelManager:
     def __init__(self, checkpoints: CheckpointRegistry, plan: DevicePlan, *, checkpoint_dir: Path,
                  allow_unsafe_pickle: bool = False,
                  force_v_prediction: Callable[[], bool] = lambda: False,
-                 replan: Callable[[], DevicePlan] | None = None):
+                 replan: Callable[[], DevicePlan] | None = None,
+                 attention: Callable[[], str] = lambda: "sdp",
+                 cache_limit: Callable[[], int] = lambda: 1,
+                 keep_in_cpu: Callable[[], bool] = lambda: True):
         self.checkpoints = checkpoints
         self.plan = plan
         #: the plan again at each load (the precision settings may have changed since)
@@ -51,7 +60,15 @@ class ModelManager:
         self.checkpoint_dir = checkpoint_dir
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.force_v_prediction = force_v_prediction
+        #: the attention kernel for the model's layers (applied at each get())
+        self.attention = attention
+        #: how many checkpoints may be loaded at once, the active one included
+        self.cache_limit = cache_limit
+        #: whether inactive cached models wait in CPU memory instead of on the device
+        self.keep_in_cpu = keep_in_cpu
         self._loaded: LoadedModel | None = None
+        #: inactive loaded models by file name, least recently used first
+        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
         # (checkpoint, VAE) released by unload_to_cpu() on a CPU-only plan, for reload_to_device()
         self._released: tuple[CheckpointInfo, str | None] | None = None
         self._lock = threading.RLock()
@@ -64,6 +81,10 @@ class ModelManager:
 
     def current_checkpoint(self) -> CheckpointInfo | None:
         return self._loaded.info if self._loaded else None
+
+    def cached_checkpoints(self) -> list[CheckpointInfo]:
+        """The checkpoints kept loaded besides the active one, least recently used first."""
+        return [loaded.info for loaded in self._cache.values()]
 
     def demo_model_message(self) -> str:
         return (f"This is the small demo model (simple coloured shapes, 64×64). Put real Stable "
@@ -109,15 +130,21 @@ class ModelManager:
         """The model for `title` (loading it if needed) with `vae_path` applied (None = its own)."""
         with self._lock:
             info = self.resolve(title)
-            if self._loaded is None or self._loaded.info.filename != info.filename:
+            if self._loaded is not None and self._loaded.info.filename == info.filename:
+                loaded = self._loaded
+            elif info.filename in self._cache:
+                loaded = self._take_from_cache(info.filename)
+            else:
                 # no local reference to the old model here: _load releases it before loading
                 loaded = self._load(info)
-            else:
-                loaded = self._loaded
-                if loaded.offloaded:
-                    self._move_to_device(loaded)
+            if loaded.offloaded:
+                self._move_to_device(loaded)
             if loaded.vae_path != vae_path:
                 self._apply_vae(loaded, vae_path)
+            attention = self.attention()
+            if loaded.attention != attention:
+                use_attention(loaded.model, attention)
+                loaded.attention = attention
             return loaded
 
     def _wants_v_prediction(self, info: CheckpointInfo) -> bool | None:
@@ -145,10 +172,13 @@ class ModelManager:
                                vae_dtype=self.plan.vae_dtype,
                                v_prediction=self._wants_v_prediction(info),
                                allow_unsafe_pickle=self.allow_unsafe_pickle,
-                               on_validated=self.unload)
+                               on_validated=self._release_for_load)
         except Exception as error:
             if previous_source is None or self._loaded is not None:
                 raise           # failed before the release: the previous model is still loaded
+            if previous_source[0].filename in self._cache:   # parked, not released
+                self._loaded = self._take_from_cache(previous_source[0].filename)
+                raise
             raise self._restore_after_failed_load(info, previous_source, error) from error
         if self.plan.vae_dtype != self.plan.dtype:
             model.first_stage_model.to(self.plan.vae_dtype)
@@ -186,21 +216,81 @@ class ModelManager:
                          allow_unsafe_pickle=self.allow_unsafe_pickle)
         loaded.vae_path = vae_path
 
+    # -- the checkpoint cache (sd_checkpoints_limit) --------------------------------------------
+    def _cache_slots(self) -> int:
+        """How many inactive models may stay loaded besides the active one."""
+        return max(0, int(self.cache_limit()) - 1)
+
+    def _park(self, loaded: LoadedModel) -> None:
+        if self.keep_in_cpu() and self.plan.device.type != "cpu" and not loaded.offloaded:
+            loaded.model.to("cpu")
+            loaded.offloaded = True
+        self._cache[loaded.info.filename] = loaded
+
+    def _trim_cache(self, slots: int) -> None:
+        while len(self._cache) > slots:
+            dropped = self._cache.popitem(last=False)[1]
+            log.info("Releasing cached checkpoint %s", dropped.info.title)
+            del dropped
+
+    def _take_from_cache(self, filename: str) -> LoadedModel:
+        """Make the cached model of `filename` the active one; the active one takes its place
+        in the cache (or is released when the limit has come down to 1)."""
+        wanted = self._cache.pop(filename)
+        previous, self._loaded = self._loaded, None
+        if previous is not None and self._cache_slots() > 0:
+            self._park(previous)
+        del previous
+        self._trim_cache(self._cache_slots())
+        self._loaded = wanted
+        log.info("Switched to the cached checkpoint %s", wanted.info.title)
+        self._release_device_memory()
+        return wanted
+
+    def _release_for_load(self) -> None:
+        """Run once a new file is validated, before its weights are read: the active model goes
+        to the cache when there is a slot (else it is released), and cached models beyond the
+        slots left for the new one are released."""
+        with self._lock:
+            if self._loaded is not None and self._cache_slots() > 0:
+                self._park(self._loaded)
+                self._loaded = None
+            self._trim_cache(self._cache_slots())
+            self.unload()
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._trim_cache(0)
+            self._release_device_memory()
+
     def unload(self) -> None:
         with self._lock:
             if self._loaded is None:
+                gc.collect()
                 return
             self._loaded = None
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            self._release_device_memory()
+
+    @staticmethod
+    def _release_device_memory() -> None:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # -- /sdapi/v1/unload-checkpoint and reload-checkpoint ---------------------------------------
     def unload_to_cpu(self) -> None:
         """Free the device's memory. On an accelerator the weights move to CPU memory (the next
         job or reload_to_device() moves them back); on a CPU-only plan "moving to the CPU" would
-        free nothing, so the model is released and reload_to_device() reads it again."""
+        free nothing, so the model is released and reload_to_device() reads it again. Cached
+        models go to CPU memory too, or are released on a CPU-only plan."""
         with self._lock:
+            if self.plan.device.type == "cpu":
+                self._trim_cache(0)
+            else:
+                for cached in self._cache.values():
+                    if not cached.offloaded:
+                        cached.model.to("cpu")
+                        cached.offloaded = True
             loaded = self._loaded
             if loaded is None or loaded.offloaded:
                 return

@@ -259,7 +259,7 @@ def _optimization_options() -> dict[str, OptionInfo]:
     s = OPTIMIZATIONS
     return {
         "cross_attention_optimization": _choice("Automatic", "Cross attention optimization",
-                                                ["Automatic", "sdp", "sdp-no-mem", "None"], s),
+                                                devices.attention_choices(), s),
         "s_min_uncond": _slider(0.0, "Negative Guidance minimum sigma", 0.0, 15.0, 0.01, s,
                                 infotext="NGMS"),
         "s_min_uncond_all": _check(False, "Negative Guidance minimum sigma all steps", s,

@@ -111,13 +111,16 @@ class CrossAttention(nn.Module):
         #: per-job transforms of what keys and values are read from (hypernetworks):
         #: (k_source, v_source) → (k_source, v_source); a plain list, not state-dict content
         self.context_hooks: list = []
+        #: the attention kernel (plain attribute, set by attention.use_attention)
+        self.attention_kernel = attention
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         source = x if context is None else context
         source_k = source_v = source
         for hook in self.context_hooks:
             source_k, source_v = hook(source_k, source_v)
-        out = attention(self.to_q(x), self.to_k(source_k), self.to_v(source_v), self.heads)
+        out = self.attention_kernel(self.to_q(x), self.to_k(source_k), self.to_v(source_v),
+                                    self.heads)
         return self.to_out[0](out)
 
 

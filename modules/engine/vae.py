@@ -46,6 +46,8 @@ class AttnBlock(nn.Module):
         make = (lambda: nn.Linear(channels, channels)) if linear else (
             lambda: nn.Conv2d(channels, channels, 1))
         self.q, self.k, self.v, self.proj_out = make(), make(), make(), make()
+        #: the attention kernel (plain attribute, set by attention.use_attention)
+        self.attention_kernel = attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
@@ -53,10 +55,11 @@ class AttnBlock(nn.Module):
         if self.linear:
             tokens = h.flatten(2).transpose(1, 2)                     # [B, HW, C]
             q, k, v = self.q(tokens), self.k(tokens), self.v(tokens)
-            out = self.proj_out(attention(q, k, v, 1))
+            out = self.proj_out(self.attention_kernel(q, k, v, 1))
             out = out.transpose(1, 2).reshape(batch, channels, height, width)
         else:
-            out = self.proj_out(spatial_self_attention(self.q(h), self.k(h), self.v(h)))
+            out = self.proj_out(spatial_self_attention(self.q(h), self.k(h), self.v(h),
+                                                       self.attention_kernel))
         return x + out
 
 

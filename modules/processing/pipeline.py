@@ -27,6 +27,7 @@ from modules.processing.extra_networks import JobNetworks
 from modules.engine.sampling import SamplingInterrupted, SamplingResult, sample
 from modules.engine.tiling import circular_padding
 from modules.engine.tokenizer import get_clip_tokenizer
+from modules.engine.taesd import TAESD_DECODER_STEMS, find_taesd_decoder, load_taesd_decoder
 from modules.processing import script_hooks
 from modules.processing.context import ProcessingContext
 from modules.processing.face_restoration import face_restorer_for_job, restore_faces
@@ -189,6 +190,24 @@ class PipelineRun:
         return decode_latents(model or self.model, latents, self.ctx.memory,
                               upcast_on_nan=bool(self.options.get("auto_vae_precision")))
 
+    def decode_final(self, latents: torch.Tensor) -> torch.Tensor:
+        """A batch's final decode: with the `sd_vae_decode_method` setting at TAESD, the tiny
+        autoencoder from models/VAE-approx (fast, a little less detail), else the full VAE."""
+        if self.options.get("sd_vae_decode_method") != "TAESD":
+            return self.decode(latents)
+        folder = vae_approx_dir(self.ctx.paths)
+        is_sdxl = bool(self.model.config.is_sdxl)
+        path = find_taesd_decoder(folder, is_sdxl=is_sdxl)
+        if path is None:
+            note = (f"VAE Decoder TAESD: no {TAESD_DECODER_STEMS['sdxl' if is_sdxl else 'sd']}"
+                    f".safetensors (or .pth) in {folder}; the full VAE decoded the image")
+            if note not in self.notes:
+                self.notes.append(note)
+            return self.decode(latents)
+        decoder = load_taesd_decoder(path, device=self.model.device)
+        self.extra_params["VAE Decoder"] = "TAESD"
+        return decoder.decode(latents)
+
     def make_rng(self, shape: tuple[int, int, int], seeds: list[int],
                  subseeds: list[int]) -> ImageRNG:
         params = self.params
@@ -328,7 +347,7 @@ def _sample_batches(run: PipelineRun, mode: GenerationMode, face_restorer
             if progress.skipped:          # cleared by next_job() when the next batch starts
                 continue
             pixels = script_hooks.postprocess_batch(
-                params, run.decode(latents), batch_no)
+                params, run.decode_final(latents), batch_no)
             decoded = tensors_to_images(pixels)
         if face_restorer is not None:
             decoded = restore_faces(decoded, ctx, face_restorer, notes=run.notes)
