@@ -2,6 +2,7 @@
 the same full-size SD1.5 weights, in one process, alternating.
 
     venv/bin/python bench/bench_e2e.py [--full] [--precision fp32|bf16] [--pairs 5] [--threads 2]
+                                       [--breakdown]
     venv/bin/python bench/bench_e2e.py --memory [--model sd15|sdxl] [--precision fp32|bf16]
 
 Timing: the project runs as the app does (build_app_context, the FastAPI app under uvicorn on a
@@ -162,6 +163,50 @@ class DiffusersReference:
         return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+# -- where the time goes (--breakdown) ----------------------------------------------------------
+class Stopwatch:
+    """Wall time spent inside given modules' forward calls, by part name (forward hooks)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+
+    def attach(self, part: str, module: torch.nn.Module) -> None:
+        def before(_module, _inputs) -> None:
+            self._started[part] = time.perf_counter()
+
+        def after(_module, _inputs, _output) -> None:
+            elapsed = time.perf_counter() - self._started.pop(part)
+            self.totals[part] = self.totals.get(part, 0.0) + elapsed
+
+        module.register_forward_pre_hook(before)
+        module.register_forward_hook(after)
+
+    def take(self) -> dict[str, float]:
+        totals, self.totals = self.totals, {}
+        return totals
+
+
+def attach_stopwatches(project: "ProjectServer", reference: DiffusersReference
+                       ) -> dict[str, Stopwatch]:
+    model = project.ctx.model_manager.current().model
+    ours, theirs = Stopwatch(), Stopwatch()
+    ours.attach("unet", model.model.diffusion_model)
+    ours.attach("vae", model.first_stage_model.decoder)
+    for encoder, _ in model.text_encoders:
+        ours.attach("text", encoder)
+    theirs.attach("unet", reference.unet)
+    theirs.attach("vae", reference.vae.decoder)
+    theirs.attach("text", reference.text)
+    return {"project": ours, "diffusers": theirs}
+
+
+def describe_parts(total: float, parts: dict[str, float]) -> str:
+    other = total - sum(parts.values())
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in
+                     [*sorted(parts.items()), ("other", other)])
+
+
 # -- runs --------------------------------------------------------------------------------------
 def write_checkpoint(data_dir: Path, model: str) -> Path:
     path = data_dir / "models" / "Stable-diffusion" / f"bench-{model}.safetensors"
@@ -181,6 +226,7 @@ def timing(args: argparse.Namespace) -> None:
                 "diffusers": lambda: reference.txt2img(side, steps)}
         for run in runs.values():                    # warm-up: loads, first-call costs
             run()
+        watches = attach_stopwatches(project, reference) if args.breakdown else {}
         times: dict[str, list[float]] = {name: [] for name in runs}
         for pair in range(args.pairs):
             order = list(runs) if pair % 2 == 0 else list(reversed(runs))
@@ -188,6 +234,8 @@ def timing(args: argparse.Namespace) -> None:
                 start = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - start)
+                if name in watches:
+                    print(f"  {name}: {describe_parts(times[name][-1], watches[name].take())}")
             print(f"pair {pair + 1}: project {times['project'][-1]:.2f}s, "
                   f"diffusers {times['diffusers'][-1]:.2f}s", flush=True)
         project.close()
@@ -238,6 +286,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--memory", action="store_true", help="peak RSS of each side alone")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print the seconds in text encoder, UNet and VAE decoder")
     parser.add_argument("--model", choices=["sd15", "sdxl"], default="sd15")
     parser.add_argument("--child", choices=["project", "diffusers"], help=argparse.SUPPRESS)
     args = parser.parse_args()
