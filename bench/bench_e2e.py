@@ -2,7 +2,7 @@
 the same full-size SD1.5 weights, in one process, alternating.
 
     venv/bin/python bench/bench_e2e.py [--full] [--precision fp32|bf16] [--pairs 5] [--threads 2]
-                                       [--breakdown]
+                                       [--breakdown] [--against-fp32]
     venv/bin/python bench/bench_e2e.py --memory [--model sd15|sdxl] [--precision fp32|bf16]
 
 Timing: the project runs as the app does (build_app_context, the FastAPI app under uvicorn on a
@@ -215,18 +215,26 @@ def write_checkpoint(data_dir: Path, model: str) -> Path:
 
 
 def timing(args: argparse.Namespace) -> None:
+    """Alternating runs of the project and the diffusers reference (or, --against-fp32, of the
+    project at --precision and the project in float32)."""
     side, steps = sizes(args.full)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    other = "project fp32" if args.against_fp32 else "diffusers"
     with tempfile.TemporaryDirectory() as folder:
-        data_dir = Path(folder)
+        data_dir = Path(folder) / "main"
         checkpoint = write_checkpoint(data_dir, "sd15")
         project = ProjectServer(data_dir, args.precision)
-        reference = DiffusersReference(checkpoint, dtype)
+        if args.against_fp32:
+            write_checkpoint(Path(folder) / "fp32", "sd15")
+            reference = ProjectServer(Path(folder) / "fp32", "fp32")
+        else:
+            reference = DiffusersReference(checkpoint, dtype)
         runs = {"project": lambda: project.txt2img(side, steps),
-                "diffusers": lambda: reference.txt2img(side, steps)}
+                other: lambda: reference.txt2img(side, steps)}
         for run in runs.values():                    # warm-up: loads, first-call costs
             run()
-        watches = attach_stopwatches(project, reference) if args.breakdown else {}
+        watches = attach_stopwatches(project, reference) \
+            if args.breakdown and not args.against_fp32 else {}
         times: dict[str, list[float]] = {name: [] for name in runs}
         for pair in range(args.pairs):
             order = list(runs) if pair % 2 == 0 else list(reversed(runs))
@@ -237,13 +245,15 @@ def timing(args: argparse.Namespace) -> None:
                 if name in watches:
                     print(f"  {name}: {describe_parts(times[name][-1], watches[name].take())}")
             print(f"pair {pair + 1}: project {times['project'][-1]:.2f}s, "
-                  f"diffusers {times['diffusers'][-1]:.2f}s", flush=True)
+                  f"{other} {times[other][-1]:.2f}s", flush=True)
         project.close()
+        if args.against_fp32:
+            reference.close()
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"txt2img {side}x{side}, {steps} Euler steps, CFG {CFG}, {args.precision}, "
           f"{torch.get_num_threads()} threads, {args.pairs} pairs")
-    print(f"median: project {medians['project']:.2f}s, diffusers {medians['diffusers']:.2f}s, "
-          f"ratio project / diffusers {medians['project'] / medians['diffusers']:.3f}")
+    print(f"median: project {medians['project']:.2f}s, {other} {medians[other]:.2f}s, "
+          f"ratio project / {other} {medians['project'] / medians[other]:.3f}")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -286,6 +296,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--memory", action="store_true", help="peak RSS of each side alone")
+    parser.add_argument("--against-fp32", action="store_true",
+                        help="compare with the project in float32 instead of diffusers")
     parser.add_argument("--breakdown", action="store_true",
                         help="also print the seconds in text encoder, UNet and VAE decoder")
     parser.add_argument("--model", choices=["sd15", "sdxl"], default="sd15")

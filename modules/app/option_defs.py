@@ -284,7 +284,7 @@ def _optimization_options() -> dict[str, OptionInfo]:
                                  "encoders (Automatic: bfloat16 where the processor computes it "
                                  "natively; applies when a checkpoint is next loaded)",
                                  list(devices.CPU_PRECISIONS), s, component="radio"),
-        "cpu_vae_precision": _choice(devices.FLOAT32, "CPU precision of the VAE when the UNet "
+        "cpu_vae_precision": _choice(devices.BFLOAT16, "CPU precision of the VAE when the UNet "
                                      "runs in bfloat16 (applies when a checkpoint is next "
                                      "loaded)", list(devices.CPU_VAE_PRECISIONS), s,
                                      component="radio"),

@@ -144,13 +144,17 @@ def encoder_token_ids(chunk: PromptChunk, *, eos_id: int, pad_token: int) -> lis
 
 def apply_emphasis(hidden: torch.Tensor, multipliers: torch.Tensor, mode: str) -> torch.Tensor:
     """Scale each token's features by its weight. hidden [B, T, C], multipliers [B, T].
-    "Original" then rescales so the mean over the whole batch is what it was before."""
+    "Original" then rescales so the mean over the whole batch is what it was before (means in
+    float32; a zero mean, as from an all-zero encoder, is left unscaled instead of 0/0)."""
     if mode not in ("Original", "No norm"):
         return hidden
     weighted = hidden * multipliers.to(hidden.dtype).unsqueeze(-1)
     if mode == "No norm":
         return weighted
-    return weighted * (hidden.mean() / weighted.mean())
+    new_mean = weighted.float().mean()
+    if new_mean == 0:
+        return weighted
+    return weighted * (hidden.float().mean() / new_mean)
 
 
 def size_embedding(values: list[float], *, device: torch.device | str) -> torch.Tensor:

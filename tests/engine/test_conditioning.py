@@ -341,3 +341,15 @@ def test_sdxl_with_real_tiny_towers_uses_penultimate_layers_and_big_g_pooled(tok
     torch.testing.assert_close(cond.crossattn[:77, :32], expected_l.hidden[0])
     torch.testing.assert_close(cond.crossattn[:77, 32:], expected_g.hidden[0])
     torch.testing.assert_close(cond.vector[:40], expected_g.pooled[0])
+
+
+def test_original_emphasis_on_an_all_zero_encoder_output_stays_finite():
+    """An all-zero hidden state (a zero-weight encoder) has mean 0: no 0/0 rescale, no NaN."""
+    hidden = torch.zeros(2, 77, 16, dtype=torch.bfloat16)
+    multipliers = torch.ones(2, 77)
+    multipliers[:, 3] = 1.1
+    out = apply_emphasis(hidden, multipliers, "Original")
+    assert torch.equal(out, hidden)
+    nonzero = torch.randn(2, 77, 16)
+    scaled = apply_emphasis(nonzero, multipliers, "Original")
+    torch.testing.assert_close(scaled.mean(), nonzero.mean())

@@ -1,5 +1,5 @@
 """The CPU precision mode: bfloat16 UNet and text encoders where the processor computes bf16
-natively (or when asked), the VAE in float32 unless the setting says bf16, --precision full
+natively (or when asked), the VAE with them unless the setting says float32, --precision full
 and --cpu-precision fp32 keeping float32; the plan is made again at each checkpoint load, and
 the VAE weights are read straight into their own dtype."""
 from __future__ import annotations
@@ -18,11 +18,18 @@ NATIVE = has_native_bf16() and devices.bf16_agrees_with_fp32()
 AUTO = torch.bfloat16 if NATIVE else torch.float32
 
 
+def test_the_default_settings_put_the_vae_in_bf16_with_the_unet(app_ctx):
+    assert app_ctx.options.get("cpu_precision") == "Automatic"
+    assert app_ctx.options.get("cpu_vae_precision") == "bfloat16"
+
+
 @pytest.mark.parametrize("argv, setting, vae_setting, expected", [
     ([], "float32", "float32", (torch.float32, torch.float32)),
     ([], "bfloat16", "float32", (torch.bfloat16, torch.float32)),
     ([], "bfloat16", "bfloat16", (torch.bfloat16, torch.bfloat16)),
     ([], "Automatic", "float32", (AUTO, torch.float32)),
+    ([], "Automatic", "bfloat16", (AUTO, AUTO)),      # the defaults: the VAE follows the UNet
+    ([], "float32", "bfloat16", (torch.float32, torch.float32)),
     (["--cpu-precision", "fp32"], "bfloat16", "float32", (torch.float32, torch.float32)),
     (["--cpu-precision", "bf16"], "float32", "float32", (torch.bfloat16, torch.float32)),
     (["--precision", "full"], "bfloat16", "bfloat16", (torch.float32, torch.float32)),
