@@ -137,6 +137,9 @@ class ModelManager:
             else:
                 # no local reference to the old model here: _load releases it before loading
                 loaded = self._load(info)
+            if len(self._cache) > self._cache_slots():     # the limit was lowered since
+                self._trim_cache(self._cache_slots())
+                self._release_device_memory()
             if loaded.offloaded:
                 self._move_to_device(loaded)
             if loaded.vae_path != vae_path:

@@ -89,6 +89,9 @@ def test_with_a_limit_of_two_switching_back_takes_no_load(app_ctx):
             gc.collect()
             assert sd2() is None
             assert [info.model_name for info in manager.cached_checkpoints()] == ["tiny-sd1"]
+        # the limit back at 1: the next job releases the cached model
+        generate(app_ctx, "tiny-sdxl", prompt="a blue circle", seed=5)
+        assert manager.cached_checkpoints() == []
     finally:
         manager.on_loaded = previous_callback
         manager.clear_cache()
