@@ -187,6 +187,7 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                            replan=device_plan,
                            attention=lambda: choose_attention(
                                str(options.get("cross_attention_optimization")), args),
+                           upcast_attention=lambda: bool(options.get("upcast_attn")),
                            cache_limit=lambda: int(options.get("sd_checkpoints_limit")),
                            keep_in_cpu=lambda: bool(options.get("sd_checkpoints_keep_in_cpu")),
                            allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),

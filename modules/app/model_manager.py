@@ -42,7 +42,8 @@ class LoadedModel:
     model: StableDiffusionModel
     vae_path: str | None = None
     offloaded: bool = False     # weights parked in CPU memory (unload_to_cpu, the cache)
-    attention: str = "sdp"      # the attention kernel its layers use
+    #: the attention kernel its layers use, and whether it is upcast to float32
+    attention: tuple[str, bool] = ("sdp", False)
 
 
 class ModelManager:
@@ -51,6 +52,7 @@ class ModelManager:
                  force_v_prediction: Callable[[], bool] = lambda: False,
                  replan: Callable[[], DevicePlan] | None = None,
                  attention: Callable[[], str] = lambda: "sdp",
+                 upcast_attention: Callable[[], bool] = lambda: False,
                  cache_limit: Callable[[], int] = lambda: 1,
                  keep_in_cpu: Callable[[], bool] = lambda: True):
         self.checkpoints = checkpoints
@@ -62,6 +64,7 @@ class ModelManager:
         self.force_v_prediction = force_v_prediction
         #: the attention kernel for the model's layers (applied at each get())
         self.attention = attention
+        self.upcast_attention = upcast_attention
         #: how many checkpoints may be loaded at once, the active one included
         self.cache_limit = cache_limit
         #: whether inactive cached models wait in CPU memory instead of on the device
@@ -144,9 +147,9 @@ class ModelManager:
                 self._move_to_device(loaded)
             if loaded.vae_path != vae_path:
                 self._apply_vae(loaded, vae_path)
-            attention = self.attention()
+            attention = (self.attention(), bool(self.upcast_attention()))
             if loaded.attention != attention:
-                use_attention(loaded.model, attention)
+                use_attention(loaded.model, attention[0], upcast_to_float32=attention[1])
                 loaded.attention = attention
             return loaded
 

@@ -65,7 +65,7 @@ def spatial_self_attention(q: Tensor, k: Tensor, v: Tensor,
 
 
 def attention_reference(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
-    """Plain softmax(q k^T / sqrt(d)) v in float32, for tests and debugging (slow, O(T^2) memory)."""
+    """Plain softmax(q k^T / sqrt(d)) v in float32, for tests and debugging (O(T^2) memory)."""
     qh, kh, vh = (split_heads(t.float(), heads) for t in (q, k, v))
     weights = torch.softmax(qh @ kh.transpose(-1, -2) * qh.shape[-1] ** -0.5, dim=-1)
     return merge_heads(weights @ vh).to(q.dtype)
@@ -195,9 +195,25 @@ ATTENTION_KERNELS: dict[str, AttentionKernel] = {
 }
 
 
-def use_attention(model: nn.Module, name: str) -> None:
-    """Point every attention layer of `model` (UNet, VAE, ControlNet) at kernel `name`."""
+def upcast(kernel: AttentionKernel) -> AttentionKernel:
+    """`kernel` computed in float32 and returned in the inputs' dtype (A1111's "Upcast cross
+    attention layer to float32": half-precision attention can overflow, e.g. SD2.x in fp16)."""
+    def upcast_kernel(q: Tensor, k: Tensor, v: Tensor, heads: int,
+                      mask: Tensor | None = None) -> Tensor:
+        if q.dtype == torch.float32:
+            return kernel(q, k, v, heads, mask)
+        return kernel(q.float(), k.float(), v.float(), heads, mask).to(q.dtype)
+
+    upcast_kernel.upcasts = kernel
+    return upcast_kernel
+
+
+def use_attention(model: nn.Module, name: str, *, upcast_to_float32: bool = False) -> None:
+    """Point every attention layer of `model` (UNet, VAE, ControlNet) at kernel `name`
+    (computed in float32 with `upcast_to_float32`)."""
     kernel = ATTENTION_KERNELS[name]
+    if upcast_to_float32:
+        kernel = upcast(kernel)
     for module in model.modules():
         if hasattr(module, "attention_kernel"):
             module.attention_kernel = kernel

@@ -85,3 +85,18 @@ def test_a_model_set_to_a_kernel_uses_it_in_every_layer_and_agrees(tiny_checkpoi
                                        atol=1e-4, rtol=1e-4)
             torch.testing.assert_close(model.decode_first_stage(x), default_image,
                                        atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["sdp", "sub-quadratic"])
+def test_upcast_runs_half_precision_attention_in_float32(name):
+    from modules.engine.attention import upcast
+    kernel = ATTENTION_KERNELS[name]
+    q, k, v = qkv(dtype=torch.bfloat16)
+    upcast_out = upcast(kernel)(q, k, v, 4)
+    assert upcast_out.dtype == torch.bfloat16
+    assert torch.equal(upcast_out, kernel(q.float(), k.float(), v.float(), 4).bfloat16())
+    exact = attention_reference(q.float(), k.float(), v.float(), 4)
+    assert (upcast_out.float() - exact).abs().max() <= (kernel(q, k, v, 4).float()
+                                                       - exact).abs().max()
+    q32, k32, v32 = qkv()
+    assert torch.equal(upcast(kernel)(q32, k32, v32, 4), kernel(q32, k32, v32, 4))

@@ -60,6 +60,18 @@ def test_changing_the_setting_applies_at_the_next_job_without_a_reload(app_ctx):
     assert plain.infotexts == chunked.infotexts
 
 
+def test_upcast_attn_wraps_the_chosen_kernel_in_float32(app_ctx):
+    manager = app_ctx.model_manager
+    with app_ctx.options.override({"upcast_attn": True}):
+        processed = generate(app_ctx, "tiny-sd1", prompt="a red square", seed=11)
+        layers = [m for m in manager.current().model.modules()
+                  if hasattr(m, "attention_kernel")]
+        assert all(m.attention_kernel.upcasts is ATTENTION_KERNELS["sdp"] for m in layers)
+    assert processed.images[0].size == (64, 64)
+    generate(app_ctx, "tiny-sd1", prompt="a red square", seed=11)
+    assert all(m.attention_kernel is ATTENTION_KERNELS["sdp"] for m in layers)
+
+
 def loads_counted(manager):
     loads: list[str] = []
     previous = manager.on_loaded
