@@ -140,9 +140,7 @@ class ModelManager:
             else:
                 # no local reference to the old model here: _load releases it before loading
                 loaded = self._load(info)
-            if len(self._cache) > self._cache_slots():     # the limit was lowered since
-                self._trim_cache(self._cache_slots())
-                self._release_device_memory()
+            self._trim_cache(self._cache_slots())          # the limit may have come down
             if loaded.offloaded:
                 self._move_to_device(loaded)
             if loaded.vae_path != vae_path:
@@ -234,10 +232,14 @@ class ModelManager:
         self._cache[loaded.info.filename] = loaded
 
     def _trim_cache(self, slots: int) -> None:
+        """Release the least recently used cached models beyond `slots`."""
+        if len(self._cache) <= slots:
+            return
         while len(self._cache) > slots:
             dropped = self._cache.popitem(last=False)[1]
             log.info("Releasing cached checkpoint %s", dropped.info.title)
             del dropped
+        self._release_device_memory()
 
     def _take_from_cache(self, filename: str) -> LoadedModel:
         """Make the cached model of `filename` the active one; the active one takes its place
@@ -246,11 +248,12 @@ class ModelManager:
         previous, self._loaded = self._loaded, None
         if previous is not None and self._cache_slots() > 0:
             self._park(previous)
-        del previous
-        self._trim_cache(self._cache_slots())
+            previous = None
         self._loaded = wanted
         log.info("Switched to the cached checkpoint %s", wanted.info.title)
-        self._release_device_memory()
+        if previous is not None:      # no slot for it: released
+            del previous
+            self._release_device_memory()
         return wanted
 
     def _release_for_load(self) -> None:
@@ -267,12 +270,10 @@ class ModelManager:
     def clear_cache(self) -> None:
         with self._lock:
             self._trim_cache(0)
-            self._release_device_memory()
 
     def unload(self) -> None:
         with self._lock:
             if self._loaded is None:
-                gc.collect()
                 return
             self._loaded = None
             self._release_device_memory()

@@ -10,6 +10,7 @@ plain `attention_kernel` attribute that `use_attention` sets for a whole model.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -165,7 +166,9 @@ def sub_quadratic_attention(q: Tensor, k: Tensor, v: Tensor, heads: int,
     return merge_heads(out)
 
 
+@functools.lru_cache(maxsize=1)
 def xformers_available() -> bool:
+    """Whether xformers imports (checked once: a failed import is not cached by Python)."""
     try:
         import xformers.ops  # noqa: F401
     except Exception:  # noqa: BLE001 - any import failure means "not usable"

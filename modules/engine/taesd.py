@@ -69,9 +69,14 @@ def taesd_family(is_sdxl: bool) -> str:
     return "sdxl" if is_sdxl else "sd"
 
 
+def taesd_decoder_stem(is_sdxl: bool) -> str:
+    """The decoder file's stem for the architecture ("taesd_decoder" / "taesdxl_decoder")."""
+    return TAESD_DECODER_STEMS[taesd_family(is_sdxl)]
+
+
 def find_taesd_decoder(folder: Path, *, is_sdxl: bool) -> Path | None:
     """The user's TAESD decoder for this architecture in `folder` (models/VAE-approx), if any."""
-    stem = TAESD_DECODER_STEMS[taesd_family(is_sdxl)]
+    stem = taesd_decoder_stem(is_sdxl)
     for extension in TAESD_EXTENSIONS:
         candidate = Path(folder) / f"{stem}{extension}"
         if candidate.is_file():

@@ -27,7 +27,7 @@ from modules.processing.extra_networks import JobNetworks
 from modules.engine.sampling import SamplingInterrupted, SamplingResult, sample
 from modules.engine.tiling import circular_padding
 from modules.engine.tokenizer import get_clip_tokenizer
-from modules.engine.taesd import TAESD_DECODER_STEMS, find_taesd_decoder, load_taesd_decoder
+from modules.engine.taesd import find_taesd_decoder, load_taesd_decoder, taesd_decoder_stem
 from modules.processing import script_hooks
 from modules.processing.context import ProcessingContext
 from modules.processing.face_restoration import face_restorer_for_job, restore_faces
@@ -145,6 +145,8 @@ class PipelineRun:
     batch: BatchWork | None = None
     #: what the user should know about the result (shown with it, as A1111's comments)
     notes: list[str] = field(default_factory=list)
+    #: the TAESD decoder of the final decode (sd_vae_decode_method TAESD), read at first use
+    final_taesd: Any = None
 
     @property
     def model(self):
@@ -195,18 +197,19 @@ class PipelineRun:
         autoencoder from models/VAE-approx (fast, a little less detail), else the full VAE."""
         if self.options.get("sd_vae_decode_method") != "TAESD":
             return self.decode(latents)
-        folder = vae_approx_dir(self.ctx.paths)
-        is_sdxl = bool(self.model.config.is_sdxl)
-        path = find_taesd_decoder(folder, is_sdxl=is_sdxl)
-        if path is None:
-            note = (f"VAE Decoder TAESD: no {TAESD_DECODER_STEMS['sdxl' if is_sdxl else 'sd']}"
-                    f".safetensors (or .pth) in {folder}; the full VAE decoded the image")
-            if note not in self.notes:
-                self.notes.append(note)
-            return self.decode(latents)
-        decoder = load_taesd_decoder(path, device=self.model.device)
+        if self.final_taesd is None:          # read once per job, not per batch
+            folder = vae_approx_dir(self.ctx.paths)
+            is_sdxl = bool(self.model.config.is_sdxl)
+            path = find_taesd_decoder(folder, is_sdxl=is_sdxl)
+            if path is None:
+                note = (f"VAE Decoder TAESD: no {taesd_decoder_stem(is_sdxl)}.safetensors "
+                        f"(or .pth) in {folder}; the full VAE decoded the image")
+                if note not in self.notes:
+                    self.notes.append(note)
+                return self.decode(latents)
+            self.final_taesd = load_taesd_decoder(path, device=self.model.device)
         self.extra_params["VAE Decoder"] = "TAESD"
-        return decoder.decode(latents)
+        return self.final_taesd.decode(latents)
 
     def make_rng(self, shape: tuple[int, int, int], seeds: list[int],
                  subseeds: list[int]) -> ImageRNG:

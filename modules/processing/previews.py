@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules.engine.taesd import TAESDDecoder, find_taesd_decoder, load_taesd_decoder
+from modules.engine.taesd import (TAESDDecoder, find_taesd_decoder, load_taesd_decoder,
+                                  taesd_decoder_stem)
 from modules.processing.images import image_grid
 
 if TYPE_CHECKING:
@@ -108,8 +109,8 @@ class PreviewRenderer:
                 find_taesd_decoder(self.vae_approx_folder, is_sdxl=self.is_sdxl)
             if path is None:
                 self._taesd_missing = True
-                log.warning("TAESD previews: no %s decoder in %s; using 'Approx cheap'",
-                            "taesdxl" if self.is_sdxl else "taesd", self.vae_approx_folder)
+                log.warning("TAESD previews: no %s in %s; using 'Approx cheap'",
+                            taesd_decoder_stem(self.is_sdxl), self.vae_approx_folder)
             else:
                 self._taesd = load_taesd_decoder(path, device=self.device)
         return self._taesd
