@@ -18,16 +18,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     echo "$wanted" > "$stamp"
 fi
 
-# The browser tests (tests/browser) drive Debian's chromium through Playwright.
+# The browser tests (tests/browser) drive Debian's chromium through Playwright; the queue tests
+# (tests/jobs) start their own redis-server on a loopback port and stop it afterwards.
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
-if [ ! -x "$chromium" ]; then
+missing=()
+[ -x "$chromium" ] || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "Installing Debian's chromium for the browser tests..."
-        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
-            || echo "Could not install chromium: the browser tests will be skipped." >&2
+        echo "Installing Debian's ${missing[*]} for the browser and queue tests..."
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" \
+            || echo "Could not install ${missing[*]}: the tests that need them will be skipped." >&2
     else
-        echo "The browser tests need Chromium at $chromium and will be skipped: install it with" \
-             "'sudo apt-get install -y chromium' (Debian/Ubuntu) or set CHROMIUM_PATH." >&2
+        echo "Some tests need ${missing[*]} and will be skipped: install with" \
+             "'sudo apt-get install -y ${missing[*]}' (Debian/Ubuntu); CHROMIUM_PATH names" \
+             "another Chromium." >&2
     fi
 fi
 

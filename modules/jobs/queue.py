@@ -63,6 +63,9 @@ class Job:
         #: set by JobQueue.cancel_job on a running job: its result is discarded when it stops
         self.cancel_requested = False
         self._finished = threading.Event()
+        # None once they have run: later ones run at once
+        self._done_callbacks: list[Callable[["Job"], None]] | None = []
+        self._callbacks_lock = threading.Lock()
 
     @property
     def finished(self) -> bool:
@@ -83,6 +86,14 @@ class Job:
             raise self.error
         return self.result
 
+    def add_done_callback(self, callback: Callable[["Job"], None]) -> None:
+        """Call `callback(job)` once the job has ended (at once when it already has)."""
+        with self._callbacks_lock:
+            if self._done_callbacks is not None:
+                self._done_callbacks.append(callback)
+                return
+        callback(self)
+
     def queue_position(self) -> int | None:
         """1-based position among the waiting jobs; 0 while running; None once finished."""
         return self._queue.position_of(self)
@@ -90,6 +101,15 @@ class Job:
     def _finish(self, state: str, result: Any = None, error: BaseException | None = None) -> None:
         self.state, self.result, self.error = state, result, error
         self.finished_at = time.monotonic()
+        # the callbacks run before waiters wake, so what they record (a job's last event) is
+        # there for anyone who sees the job finished
+        with self._callbacks_lock:
+            callbacks, self._done_callbacks = self._done_callbacks or [], None
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:  # noqa: BLE001 - one listener must not stop the worker
+                log.exception("a done callback of %s failed", self.id)
         self._finished.set()
 
     def __repr__(self) -> str:
