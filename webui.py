@@ -80,6 +80,20 @@ def build_app(ctx):
     return create_ui_app(ctx)
 
 
+def run_worker_process(args: argparse.Namespace) -> int:
+    """`--worker --queue redis://…`: no HTTP server; generate what the queue hands out."""
+    from modules.api.scale_out import run_worker
+    from modules.app.context import build_app_context
+    ctx = build_app_context(args, ROOT)
+    try:
+        select_startup_checkpoint(ctx)
+        if not args.skip_load_model_at_start:
+            preload_checkpoint(ctx)
+        return run_worker(ctx)
+    finally:
+        ctx.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     from modules.app.cmd_args import parse_args
     args, unknown = parse_args(sys.argv[1:] if argv is None else argv)
@@ -87,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         log.warning("Ignoring unknown command-line arguments (flags of extensions that are not "
                     "installed?): %s", " ".join(unknown))
+
+    if (args.worker or args.local_worker) and not args.queue:
+        log.error("--worker and --local-worker take jobs from a queue: "
+                  "add --queue redis://HOST:PORT/DB")
+        return 2
+    if args.worker:
+        return run_worker_process(args)
 
     host, port = server_address(args)
     if port_in_use(host, port):
@@ -100,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     ctx = build_app_context(args, ROOT)
     try:
         select_startup_checkpoint(ctx)
-        if not args.skip_load_model_at_start:
+        generates_here = not args.queue or args.local_worker
+        if generates_here and not args.skip_load_model_at_start:
             preload_checkpoint(ctx)
+        if args.queue:
+            from modules.api.scale_out import attach_queue, start_worker
+            attach_queue(ctx)
+            if args.local_worker:
+                start_worker(ctx)
         app = build_app(ctx)
         log.info("%s on http://%s:%d%s", "API" if args.nowebui else "Web UI", host, port,
                  " (docs at /docs)" if args.nowebui or args.api else "")

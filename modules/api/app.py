@@ -15,6 +15,7 @@ from modules.api.auth import BasicAuthMiddleware, RoutePredicate, api_routes_of,
     parse_credentials
 from modules.api.errors import install_error_handlers
 from modules.api.request_size import MB, RequestSizeLimitMiddleware
+from modules.api.job_handlers import job_service_for
 from modules.api.routes_controlnet import controlnet_router
 from modules.api.routes_generation import Txt2ImgRunner, generation_router
 from modules.api.routes_img2img import img2img_router
@@ -96,11 +97,13 @@ def configure_app(app: FastAPI, ctx: "AppContext", *, ui_mode: bool,
 def register_api_routes(app: FastAPI, ctx: "AppContext", *,
                         txt2img_runner: Txt2ImgRunner | None = None) -> None:
     """The /sdapi/v1 routes. --api-auth is not a router dependency: BasicAuthMiddleware (see
-    configure_app) guards every route, these and any added later, so routers get none."""
-    app.include_router(generation_router(ctx, txt2img_runner=txt2img_runner))
-    app.include_router(img2img_router(ctx))
+    configure_app) guards every route, these and any added later, so routers get none. v1 and
+    v2 generation share one job service (`ctx.job_service`, Redis with --queue)."""
+    jobs = job_service_for(ctx, txt2img_runner=txt2img_runner)
+    app.include_router(generation_router(ctx, txt2img_runner=txt2img_runner, service=jobs))
+    app.include_router(img2img_router(ctx, service=jobs))
     app.include_router(info_router(ctx))
-    app.include_router(jobs_router(ctx, txt2img_runner=txt2img_runner))
+    app.include_router(jobs_router(ctx, service=jobs))
     app.include_router(models_router(ctx))
     app.include_router(merge_router(ctx))
     if getattr(ctx, "controlnet", None) is not None:

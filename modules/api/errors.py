@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules.app.model_manager import NoCheckpointError
 from modules.jobs.queue import QueueFullError
+from modules.jobs.service import DuplicateJobError, JobError, QueueUnavailableError
 from modules.processing.admission import AdmissionError
 from modules.processing.context import UnsupportedRequestError
 from modules.scripting.runner import ScriptRunFailed
@@ -38,6 +39,12 @@ def status_for_exception(error: BaseException) -> int:
         return 422   # above a server limit, or more memory than the machine has
     if isinstance(error, QueueFullError):
         return 429
+    if isinstance(error, JobError):
+        return error.status      # decided where the job failed
+    if isinstance(error, QueueUnavailableError):
+        return 503
+    if isinstance(error, DuplicateJobError):
+        return 409
     if isinstance(error, ScriptRunFailed) and error.bad_input:
         return 422   # the script refused its arguments
     return 500
@@ -50,6 +57,8 @@ def headers_for_exception(error: BaseException) -> dict[str, str] | None:
 
 
 def error_envelope(error: BaseException) -> dict[str, Any]:
+    if isinstance(error, JobError):
+        return error.body
     detail = getattr(error, "detail", None)
     if detail is None and not isinstance(error, StarletteHTTPException):
         # non-HTTP errors: the message is the useful part for a client
@@ -104,7 +113,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_exception_handler(NoCheckpointError, handle_http_exception)
     app.add_exception_handler(UnsupportedRequestError, handle_http_exception)
-    for refusal in (AdmissionError, InsufficientMemoryError, QueueFullError):
+    for refusal in (AdmissionError, InsufficientMemoryError, QueueFullError, JobError,
+                    QueueUnavailableError, DuplicateJobError):
         app.add_exception_handler(refusal, handle_http_exception)
     app.add_exception_handler(Exception, handle_http_exception)
     app.middleware("http")(catch_everything)

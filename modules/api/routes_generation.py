@@ -15,13 +15,14 @@ from modules.api.request_infotext import apply_request_infotext
 from modules.app.options import coerce_value
 from modules.engine.samplers import get_sampler_and_scheduler
 from modules.jobs.progress import JobProgress
-from modules.jobs.queue import Job
+from modules.jobs.service import JobError
 from modules.scripting.runner import ScriptArgsError, ScriptDisabledError
 from modules.processing.images import encode_image_to_base64
 from modules.processing.params import GenerationParams, Processed, ProcessingParams
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
+    from modules.jobs.service import JobService
     from modules.processing.context import ProcessingContext
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,28 @@ def progress_response(ctx: "AppContext", skip_current_image: bool) -> ProgressRe
                             current_task=job.id)
 
 
+def remote_progress_response(service: "JobService",
+                             skip_current_image: bool) -> ProgressResponse:
+    """§4.4 for a queue whose jobs run on workers: the running job that started last."""
+    current = service.current_id()
+    view = service.view(current) if current is not None else None
+    if view is None or not view.progress:
+        return ProgressResponse(progress=0, eta_relative=0, state=JobProgress().state_dict(),
+                                current_task=current)
+    snapshot = view.progress
+    state = JobProgress(job=view.kind).state_dict()
+    state.update(job_count=snapshot["job_count"], job_no=snapshot["job_no"],
+                 sampling_step=snapshot["step"], sampling_steps=snapshot["total"],
+                 interrupted=view.interrupted)
+    fraction = min(0.01 + snapshot["fraction"], 1.0)
+    image = None
+    if not skip_current_image and view.preview:
+        image = view.preview.split(",", 1)[-1]
+    return ProgressResponse(progress=fraction, eta_relative=snapshot.get("eta") or 0.0,
+                            state=state, current_image=image, textinfo=view.textinfo,
+                            current_task=view.id)
+
+
 def script_args_for(ctx: "AppContext", request: Any, *, is_img2img: bool) -> list[Any]:
     """§8.3: the tab's script-args array for the request's script_name / script_args /
     alwayson_scripts; A1111's texts as a 422."""
@@ -166,17 +189,6 @@ def prepare_txt2img_request(ctx: "AppContext", request: StableDiffusionTxt2ImgPr
     return request, params
 
 
-def submit_generation_request(ctx: "AppContext", kind: str, request: Any,
-                              params: ProcessingParams,
-                              runner: Callable[[Any, Any], Processed]) -> Job:
-    """Queue one txt2img / img2img job for an API request (v1 waits for it, v2 does not);
-    settings overrides are checked before it is queued."""
-    overrides = prepare_override_settings(ctx, request.override_settings)
-    job_fn = make_generation_job(ctx, params, overrides,
-                                 request.override_settings_restore_afterwards, runner)
-    return ctx.jobs.submit(kind, job_fn, task_id=request.force_task_id)
-
-
 def generation_response(ctx: "AppContext", request: Any, processed: Processed,
                         parameters: dict[str, Any]) -> TextToImageResponse:
     """A1111's response shape (`parameters` is the request as the response echoes it)."""
@@ -184,37 +196,48 @@ def generation_response(ctx: "AppContext", request: Any, processed: Processed,
     return TextToImageResponse(images=images, parameters=parameters, info=processed.js())
 
 
-def run_generation_request(ctx: "AppContext", kind: str, request: Any, params: ProcessingParams,
-                           runner: Callable[[Any, Any], Processed],
-                           parameters: dict[str, Any]) -> TextToImageResponse:
-    """Queue one txt2img / img2img job for an API request, wait for it, and answer A1111's shape
-    (`parameters` is the request as the response echoes it)."""
-    job = submit_generation_request(ctx, kind, request, params, runner)
-    return generation_response(ctx, request, job.wait(), parameters)
+def run_generation_request(ctx: "AppContext", service: "JobService", kind: str,
+                           request: Any) -> TextToImageResponse:
+    """Queue one prepared txt2img / img2img request, wait for it and answer A1111's shape; a
+    failure answers what it was where it ran (status and envelope)."""
+    from modules.api.job_handlers import generation_spec, is_remote
+    spec = generation_spec(ctx, kind, request, remote=is_remote(service))
+    view = service.wait(service.submit(spec, task_id=request.force_task_id))
+    view.raise_for_failure()
+    if view.result is None:
+        raise JobError(f"Job {view.id} was {view.state}", 409)
+    return TextToImageResponse.model_validate(view.result)
 
 
-def generation_router(ctx: "AppContext", *,
-                      txt2img_runner: Txt2ImgRunner | None = None) -> APIRouter:
+def generation_router(ctx: "AppContext", *, txt2img_runner: Txt2ImgRunner | None = None,
+                      service: "JobService | None" = None) -> APIRouter:
+    from modules.api.job_handlers import job_service_for  # it builds on this module
+    jobs = service or job_service_for(ctx, txt2img_runner=txt2img_runner)
     router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/txt2img", response_model=TextToImageResponse, tags=["generation"])
     def text2imgapi(request: StableDiffusionTxt2ImgProcessingAPI) -> TextToImageResponse:
-        request, params = prepare_txt2img_request(ctx, request)
-        return run_generation_request(ctx, "txt2img", request, params,
-                                      txt2img_runner or default_txt2img_runner(),
-                                      parameters=request.model_dump())
+        request, _ = prepare_txt2img_request(ctx, request)
+        return run_generation_request(ctx, jobs, "txt2img", request)
 
     @router.get("/progress", response_model=ProgressResponse, tags=["progress"])
     def progressapi(skip_current_image: bool = False) -> ProgressResponse:
+        from modules.api.job_handlers import is_remote
+        if is_remote(jobs):
+            return remote_progress_response(jobs, skip_current_image)
         return progress_response(ctx, skip_current_image)
 
     @router.post("/interrupt", tags=["progress"])
     def interruptapi() -> dict:
-        ctx.jobs.interrupt_current()
+        current = jobs.current_id()
+        if current is not None:
+            jobs.interrupt(current)
         return {}
 
     @router.post("/skip", tags=["progress"])
     def skip() -> None:
-        ctx.jobs.skip_current()
+        current = jobs.current_id()
+        if current is not None:
+            jobs.skip(current)
 
     return router

@@ -22,6 +22,7 @@ from modules.processing.params import Img2ImgParams, Processed
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
+    from modules.jobs.service import JobService
     from modules.processing.context import ProcessingContext
 
 Img2ImgRunner = Callable[[Img2ImgParams, "ProcessingContext"], Processed]
@@ -130,15 +131,15 @@ def echoed_parameters(request: StableDiffusionImg2ImgProcessingAPI) -> dict[str,
     return parameters
 
 
-def img2img_router(ctx: "AppContext", *,
-                   img2img_runner: Img2ImgRunner | None = None) -> APIRouter:
+def img2img_router(ctx: "AppContext", *, img2img_runner: Img2ImgRunner | None = None,
+                   service: "JobService | None" = None) -> APIRouter:
+    from modules.api.job_handlers import job_service_for  # it builds on this module
+    jobs = service or job_service_for(ctx, img2img_runner=img2img_runner)
     router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/img2img", response_model=TextToImageResponse, tags=["generation"])
     def img2imgapi(request: StableDiffusionImg2ImgProcessingAPI) -> TextToImageResponse:
-        request, params = prepare_img2img_request(ctx, request)
-        return run_generation_request(ctx, "img2img", request, params,
-                                      img2img_runner or default_img2img_runner(),
-                                      parameters=echoed_parameters(request))
+        request, _ = prepare_img2img_request(ctx, request)
+        return run_generation_request(ctx, jobs, "img2img", request)
 
     return router

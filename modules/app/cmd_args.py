@@ -133,6 +133,18 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
     add("--share", action="store_true", help="accepted; no public tunnel is ever opened")
     add("--ngrok", type=str, default=None, help="accepted; no tunnel is ever opened")
     add("--autolaunch", action="store_true", help="open the UI in the browser at start-up")
+    # several machines: one front, many workers, through Redis (README "Several machines")
+    add("--queue", type=str, default=None, metavar="redis://HOST:PORT/DB",
+        help="queue generation jobs in this Redis for workers instead of running them here")
+    add("--worker", action="store_true",
+        help="run as a generation worker for --queue (no HTTP server)")
+    add("--local-worker", action="store_true",
+        help="with --queue on a front: also run a worker in this process")
+    add("--worker-name", type=str, default=None, help="worker name (default host-pid-random)")
+    add("--worker-heartbeat", type=float, default=5.0,
+        help="seconds without a heartbeat after which a worker's jobs go to another")
+    add("--worker-max-deliveries", type=int, default=3,
+        help="deliveries of a job whose workers keep dying before it goes to the dead letters")
     add("--theme", type=str, default=None, help="UI theme: light or dark")
     add("--gradio-queue", action="store_true", help="accepted for compatibility")
     add("--no-gradio-queue", action="store_true", help="accepted for compatibility")

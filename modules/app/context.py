@@ -52,6 +52,8 @@ class AppContext:
     scripts: ScriptHost = field(default_factory=lambda: ScriptHost(CallbackRegistry()))
     merger: CheckpointMerger | None = None
     controlnet: ControlNetService | None = None
+    #: the API's job service when it is not this process's queue (Redis with --queue)
+    job_service: Any = None
     loras: LoraLibrary | None = None
     embeddings: EmbeddingLibrary | None = None
     hypernetworks: HypernetworkLibrary | None = None
@@ -146,6 +148,8 @@ class AppContext:
 
     def close(self) -> None:
         self.jobs.shutdown()
+        if self.job_service is not None:
+            self.job_service.close()
 
 
 def build_model_registries(args: argparse.Namespace,

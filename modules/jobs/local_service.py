@@ -1,8 +1,9 @@
 """The embedded job service: specs run on this process's JobQueue (the default, no server).
 
 Finished jobs stay readable for a bounded time and count (`JobRetention`); queued and running ones
-are always kept. Jobs the queue runs for other reasons (a UI generation, a model load) are visible
-through `view` / `current_id` too, so A1111's progress routes see whatever holds the device.
+are always kept. The queue also runs other work (a UI generation, a model load): `view` and
+`job_ids` show only the service's jobs, while `current_id`, `interrupt` and `skip` act on
+whatever holds the device, as A1111's progress routes expect.
 """
 from __future__ import annotations
 
@@ -79,13 +80,11 @@ class InProcessJobService:
 
     def view(self, job_id: str) -> JobView | None:
         record = self._record(job_id)
-        if record is not None:
-            return self._view_of(record.job, record)
-        job = self.queue.get(job_id)
-        return None if job is None else self._view_of(job, None)
+        return None if record is None else self._view_of(record.job, record)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobView:
-        job = self._job(job_id)
+        record = self._record(job_id)
+        job = None if record is None else record.job
         if job is None:
             raise KeyError(job_id)
         if not job.wait_finished(timeout):

@@ -62,17 +62,23 @@ def wait_for_state(client, job_id: str, states: tuple[str, ...]) -> dict:
     raise AssertionError(f"{job_id} never reached {states}")
 
 
-def read_events(client, job_id: str) -> list[tuple[str, dict]]:
+def read_events(client, job_id: str, last_event_id: str | None = None,
+                with_ids: bool = False) -> list[tuple]:
     events = []
-    with client.stream("GET", f"/sdapi/v2/jobs/{job_id}/events") as response:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    with client.stream("GET", f"/sdapi/v2/jobs/{job_id}/events", headers=headers) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        name = None
+        name = event_id = None
         for line in response.iter_lines():
-            if line.startswith("event: "):
+            if line.startswith("id: "):
+                event_id = line[len("id: "):]
+            elif line.startswith("event: "):
                 name = line[len("event: "):]
             elif line.startswith("data: "):
-                events.append((name, json.loads(line[len("data: "):])))
+                data = json.loads(line[len("data: "):])
+                events.append((event_id, name, data) if with_ids else (name, data))
+                event_id = None
     return events
 
 
@@ -133,7 +139,21 @@ def test_cancel_running_job_discards_its_result(api):
     again = api.client.delete(f"/sdapi/v2/jobs/{job['id']}")
     assert again.status_code == 200 and again.json()["state"] == "cancelled"
     events = read_events(api.client, job["id"])
-    assert [name for name, _ in events] == ["cancelled"]
+    # a client that connects late gets the whole log: queued, running, ..., cancelled
+    names = [name for name, _ in events]
+    assert names[:2] == ["state", "state"] and names[-1] == "cancelled"
+    assert [data["state"] for _, data in events[:2]] == ["queued", "running"]
+
+
+def test_events_resume_after_last_event_id(api):
+    job = submit(api.client, "resumable", steps=6)
+    wait_for_state(api.client, job["id"], ("done",))
+    events = read_events(api.client, job["id"], with_ids=True)
+    assert all(event_id for event_id, _, _ in events)
+    assert [name for _, name, _ in events][-1] == "done"
+    middle = len(events) // 2
+    resumed = read_events(api.client, job["id"], last_event_id=events[middle][0], with_ids=True)
+    assert resumed == events[middle + 1:]
 
 
 def test_failed_job_reports_error_and_finished_job_cannot_be_cancelled(api):
