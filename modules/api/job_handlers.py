@@ -9,6 +9,7 @@ envelope the v1 route answers, so a failure reads the same from every backend.
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from modules.api.errors import error_envelope, status_for_exception
@@ -27,6 +28,8 @@ from modules.jobs.service import JobError, JobHandler, JobService, JobSpec, erro
 if TYPE_CHECKING:
     from modules.app.context import AppContext
 
+log = logging.getLogger(__name__)
+
 GENERATION_KINDS = ("txt2img", "img2img")
 
 
@@ -44,6 +47,10 @@ def generation_spec(ctx: "AppContext", kind: str, request: Any, *, remote: bool)
         # the file name, not the title: a title gains its hash once the file has been hashed
         checkpoint = info.name if info is not None else None
         payload["checkpoint"] = checkpoint
+        # the front's settings travel with the job: what a client sets on the front (POST
+        # /sdapi/v1/options) applies on every worker alike
+        payload["options"] = {key: value for key, value in ctx.options.data_dict().items()
+                              if key != "sd_model_checkpoint"}
     return JobSpec(kind, payload, checkpoint=checkpoint)
 
 
@@ -82,6 +89,7 @@ def _run_generation(ctx: "AppContext", kind: str, payload: dict[str, Any],
         request, params = prepare_img2img_request(ctx, request)
         runner = img2img_runner or default_img2img_runner()
         parameters = echoed_parameters(request)
+    adopt_front_options(ctx, payload.get("options") or {})
     overrides = prepare_override_settings(ctx, request.override_settings)
     checkpoint = payload.get("checkpoint")
     if checkpoint and "sd_model_checkpoint" not in overrides:
@@ -94,6 +102,17 @@ def _run_generation(ctx: "AppContext", kind: str, payload: dict[str, Any],
                               request.override_settings_restore_afterwards, runner)
     processed = job(progress)
     return generation_response(ctx, request, processed, parameters).model_dump(mode="json")
+
+
+def adopt_front_options(ctx: "AppContext", values: dict[str, Any]) -> None:
+    """A worker takes the front's settings for good (changed ones only, so a model or VAE
+    setting reloads once, not at every job); keys this worker does not know are left out."""
+    for key, value in values.items():
+        try:
+            if ctx.options.get(key) != value:
+                ctx.options.set(key, value, is_api=True)
+        except (KeyError, ValueError) as error:
+            log.debug("front setting %s not taken: %s", key, error)
 
 
 def preview_encoder(ctx: "AppContext") -> Callable[[Any], str]:

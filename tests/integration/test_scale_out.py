@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 import redis
 import requests
 
-from tests.redis_server import start_redis
+from tests.redis_server import RedisServer, start_redis
 from tests.server_process import ROOT, start_app_server, stop_app_server
 
 WORKERS = {"w1": "tiny-sd1", "w2": "tiny-sd1", "w3": "tiny-b"}
@@ -65,7 +66,7 @@ def cluster(tiny_data_dir, tmp_path_factory):
                 assert process.poll() is None, f"worker {name} exited"
             assert time.monotonic() < deadline, "the workers did not load their checkpoints"
             time.sleep(0.3)
-        yield front.base_url, client, redis_server
+        yield Cluster(front.base_url, client, redis_server, workers)
     finally:
         if front is not None:
             stop_app_server(front)
@@ -77,6 +78,14 @@ def cluster(tiny_data_dir, tmp_path_factory):
         redis_server.stop()
 
 
+@dataclass
+class Cluster:
+    base: str                                   # the front's URL
+    client: redis.Redis
+    server: RedisServer
+    workers: dict[str, subprocess.Popen]
+
+
 def request_for(seed: int, **extra) -> dict:
     return {"prompt": f"a cat {seed}", "seed": seed, "steps": 3, "width": 64, "height": 64,
             "sampler_name": "Euler", **extra}
@@ -84,7 +93,7 @@ def request_for(seed: int, **extra) -> dict:
 
 def test_jobs_for_a_checkpoint_go_to_the_worker_that_has_it(cluster):
     """First, while every worker still has its start-up checkpoint."""
-    base, client, _ = cluster
+    base, client = cluster.base, cluster.client
     ids = []
     for seed in range(300, 306):
         answer = requests.post(base + "/sdapi/v2/jobs", timeout=30, json={
@@ -102,7 +111,7 @@ def test_jobs_for_a_checkpoint_go_to_the_worker_that_has_it(cluster):
 
 
 def test_thirty_jobs_from_v1_and_v2_each_run_once(cluster):
-    base, client, _ = cluster
+    base, client = cluster.base, cluster.client
 
     def v1(seed: int) -> dict:
         response = requests.post(base + "/sdapi/v1/txt2img", timeout=300, json=request_for(
@@ -155,7 +164,7 @@ def read_events(url: str, last_event_id: str | None = None) -> list[tuple[str, s
 
 
 def test_events_through_the_front_resume_after_last_event_id(cluster):
-    base, _, _ = cluster
+    base = cluster.base
     answer = requests.post(base + "/sdapi/v2/jobs", timeout=30,
                            json={"type": "txt2img", "request": request_for(400, steps=8)})
     job_id = answer.json()["id"]
@@ -171,8 +180,76 @@ def test_events_through_the_front_resume_after_last_event_id(cluster):
     assert [event for event in resumed if event[0]] == with_ids[middle + 1:]
 
 
+def test_settings_set_on_the_front_apply_on_every_worker(cluster):
+    base, client = cluster.base, cluster.client
+    assert requests.post(base + "/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 2},
+                         timeout=30).status_code == 200
+    try:
+        ids = [requests.post(base + "/sdapi/v2/jobs", timeout=30, json={
+            "type": "txt2img", "request": request_for(seed)}).json()["id"]
+            for seed in range(600, 606)]
+        workers = set()
+        for job_id in ids:
+            deadline = time.monotonic() + 300
+            while client.hget(f"sd:job:{job_id}", "state") not in ("done", "failed"):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+            assert "Clip skip: 2" in json.loads(status["result"]["info"])["infotexts"][0]
+            workers.add(client.hget(f"sd:job:{job_id}", "worker"))
+        assert len(workers) >= 2
+    finally:
+        requests.post(base + "/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 1},
+                      timeout=30)
+
+
+def wait_running(client, job_id: str, step: int) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        progress = client.hget(f"sd:job:{job_id}", "progress")
+        if progress and json.loads(progress)["step"] >= step:
+            return
+        assert time.monotonic() < deadline, "the job did not get going"
+        time.sleep(0.05)
+
+
+def test_cancel_of_a_running_job_stops_it_for_good(cluster):
+    base, client = cluster.base, cluster.client
+    job_id = requests.post(base + "/sdapi/v2/jobs", timeout=30, json={
+        "type": "txt2img", "request": request_for(700, steps=500)}).json()["id"]
+    wait_running(client, job_id, 3)
+    cancelled = requests.delete(f"{base}/sdapi/v2/jobs/{job_id}", timeout=60)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    step = json.loads(client.hget(f"sd:job:{job_id}", "progress") or '{"step": 0}')["step"]
+    assert step < 500
+    time.sleep(4)   # longer than the heartbeat timeout: nothing hands it out again
+    assert client.hget(f"sd:job:{job_id}", "deliveries") == "1"
+    assert requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()["state"] == \
+        "cancelled"
+
+
+def test_a_worker_killed_mid_job_leaves_it_to_another(cluster):
+    base, client = cluster.base, cluster.client
+    processes = cluster.workers
+    job_id = requests.post(base + "/sdapi/v2/jobs", timeout=30, json={
+        "type": "txt2img", "request": request_for(800, steps=500)}).json()["id"]
+    wait_running(client, job_id, 3)
+    victim = client.hget(f"sd:job:{job_id}", "worker")
+    processes[victim].kill()
+    processes[victim].wait()
+    deadline = time.monotonic() + 300
+    while client.hget(f"sd:job:{job_id}", "state") not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+    assert status["state"] == "done"
+    assert json.loads(status["result"]["info"])["seed"] == 800
+    assert client.hget(f"sd:job:{job_id}", "worker") != victim
+    assert client.hget(f"sd:job:{job_id}", "deliveries") == "2"
+
+
 def test_redis_down_is_a_503_and_jobs_flow_when_it_is_back(cluster):
-    base, _, redis_server = cluster
+    base, redis_server = cluster.base, cluster.server
     redis_server.stop()
     try:
         refused = requests.post(base + "/sdapi/v1/txt2img", json=request_for(500), timeout=60)
