@@ -19,7 +19,7 @@ import redis
 import requests
 
 from tests.redis_server import RedisServer, start_redis
-from tests.server_process import ROOT, start_app_server, stop_app_server
+from tests.server_process import ROOT, AppServer, start_app_server, stop_app_server
 
 WORKERS = {"w1": "tiny-sd1", "w2": "tiny-sd1", "w3": "tiny-b"}
 
@@ -66,7 +66,9 @@ def cluster(tiny_data_dir, tmp_path_factory):
                 assert process.poll() is None, f"worker {name} exited"
             assert time.monotonic() < deadline, "the workers did not load their checkpoints"
             time.sleep(0.3)
-        yield Cluster(front.base_url, client, redis_server, workers)
+        cluster = Cluster(front.base_url, client, redis_server, workers, front)
+        yield cluster
+        front = cluster.front
     finally:
         if front is not None:
             stop_app_server(front)
@@ -84,6 +86,15 @@ class Cluster:
     client: redis.Redis
     server: RedisServer
     workers: dict[str, subprocess.Popen]
+    front: AppServer
+
+    def restart_front(self) -> None:
+        data = self.front.data_dir
+        stop_app_server(self.front)
+        self.front = start_app_server(data, args=(
+            "--nowebui", "--queue", self.server.url, "--ckpt",
+            str(data / "models" / "Stable-diffusion" / "tiny-sd1.safetensors")))
+        self.base = self.front.base_url
 
 
 def request_for(seed: int, **extra) -> dict:
@@ -246,6 +257,23 @@ def test_a_worker_killed_mid_job_leaves_it_to_another(cluster):
     assert json.loads(status["result"]["info"])["seed"] == 800
     assert client.hget(f"sd:job:{job_id}", "worker") != victim
     assert client.hget(f"sd:job:{job_id}", "deliveries") == "2"
+
+
+def test_a_restarted_front_keeps_its_queued_jobs(cluster):
+    ids = [requests.post(cluster.base + "/sdapi/v2/jobs", timeout=30, json={
+        "type": "txt2img", "request": request_for(seed, steps=20)}).json()["id"]
+        for seed in range(900, 910)]
+    cluster.restart_front()
+    for seed, job_id in zip(range(900, 910), ids):
+        deadline = time.monotonic() + 300
+        while True:
+            status = requests.get(f"{cluster.base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+            if status["state"] not in ("queued", "running"):
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert status["state"] == "done"
+        assert json.loads(status["result"]["info"])["seed"] == seed
 
 
 def test_redis_down_is_a_503_and_jobs_flow_when_it_is_back(cluster):
