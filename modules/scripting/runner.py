@@ -151,6 +151,17 @@ class ScriptRunner:
                 args[script.args_from + offset] = value
         return args
 
+    def request_fields(self, args: Sequence[Any]) -> tuple[str | None, list[Any],
+                                                            dict[str, Any]]:
+        """The inverse of `request_args`: a UI args array as an API request's (script_name,
+        script_args, alwayson_scripts), so a UI job can travel like an API one."""
+        self.default_args()   # lays out the slices
+        chosen = self.selected(args)
+        script_args = list(args[chosen.args_from:chosen.args_to]) if chosen else []
+        alwayson = {script.title(): {"args": list(args[script.args_from:script.args_to])}
+                    for script in self.alwayson if script.args_to > script.args_from}
+        return (chosen.title() if chosen else None), script_args, alwayson
+
     def selected(self, args: Sequence[Any]) -> Script | None:
         index = int(args[0] or 0) if args else 0
         return self.selectable[index - 1] if 0 < index <= len(self.selectable) else None

@@ -19,6 +19,7 @@ from modules.processing.admission import AdmissionError
 from modules.processing.memory_guard import InsufficientMemoryError
 from modules.ui.prompt_tools import APPLY_STYLE_SYMBOL, CLEAR_PROMPT_SYMBOL, PASTE_SYMBOL, \
     StylesControls, styles_dropdown, styles_editor, token_counter_html
+from modules.ui.remote_jobs import generate_remote, interrupt_remote, remote_service, skip_remote
 from modules.ui.progress import PROGRESS_POLL_SECONDS, ProgressView, finished_outputs, interrupt_job, progress_view, \
     skip_job, stream_job_progress, wait_for_result
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from modules.app.context import AppContext
     from modules.jobs.progress import JobProgress
-    from modules.processing.params import Processed
+    from modules.processing.params import Processed, ProcessingParams
 
 RANDOM_SEED_SYMBOL = "\U0001f3b2"     # 🎲
 REUSE_SEED_SYMBOL = "\u267b\ufe0f"     # ♻️
@@ -256,10 +257,24 @@ def result_panel(tab_id: str) -> ResultPanel:
 
 def wire_stop_buttons(ctx: "AppContext", controls: PromptControls, view: ProgressView) -> None:
     """Interrupt / Skip act on the job this tab started (its id is in the hidden textbox)."""
-    controls.interrupt.click(fn=lambda task_id: interrupt_job(ctx.jobs, task_id) and None,
+    def interrupt(task_id: str | None) -> None:
+        service = remote_service(ctx)
+        if service is not None and task_id and service.view(task_id) is not None:
+            interrupt_remote(service, task_id)
+        else:
+            interrupt_job(ctx.jobs, task_id)
+
+    def skip(task_id: str | None) -> None:
+        service = remote_service(ctx)
+        if service is not None and task_id and service.view(task_id) is not None:
+            skip_remote(service, task_id)
+        else:
+            skip_job(ctx.jobs, task_id)
+
+    controls.interrupt.click(fn=interrupt,
                              inputs=[view.task_id], outputs=[], show_progress="hidden",
                              api_visibility="private", queue=False)
-    controls.skip.click(fn=lambda task_id: skip_job(ctx.jobs, task_id) and None,
+    controls.skip.click(fn=skip,
                         inputs=[view.task_id], outputs=[], show_progress="hidden",
                         api_visibility="private", queue=False)
 
@@ -307,11 +322,16 @@ def generate_in_job(ctx: "AppContext", kind: str, work: Callable[["JobProgress"]
                     *, poll_seconds: float = PROGRESS_POLL_SECONDS,
                     on_error: Callable[[BaseException], None] | None = None,
                     admit: Callable[[], None] | None = None,
+                    remote_params: "ProcessingParams | None" = None,
                     ) -> Iterator[tuple[Any, ...]]:
     """Submit `work` to the job queue and yield ResultPanel.all_outputs updates: progress while
     it runs, then the images (or the error, shown in the tab instead of raised into Gradio).
     `admit()` runs first: a request above a server limit, one that cannot fit in memory, or a
-    full queue is shown as a message and nothing is queued."""
+    full queue is shown as a message and nothing is queued. With a remote queue (--queue),
+    `remote_params` go to the workers instead of `work` running here."""
+    if remote_params is not None and remote_service(ctx) is not None:
+        yield from _generate_remotely(ctx, kind, remote_params, admit, on_error, poll_seconds)
+        return
     try:
         if admit is not None:
             admit()
@@ -328,6 +348,26 @@ def generate_in_job(ctx: "AppContext", kind: str, work: Callable[["JobProgress"]
         yield error_outputs(error) + finished_outputs(job.id)
     else:
         yield processed_outputs(processed) + finished_outputs(job.id)
+
+
+def _generate_remotely(ctx: "AppContext", kind: str, params: "ProcessingParams",
+                       admit: Callable[[], None] | None,
+                       on_error: Callable[[BaseException], None] | None,
+                       poll_seconds: float) -> Iterator[tuple[Any, ...]]:
+    try:
+        if admit is not None:
+            admit()
+        yield from generate_remote(ctx, kind, params, result_count=RESULT_OUTPUT_COUNT,
+                                   infotext_html=infotext_to_html, error_html=error_to_html,
+                                   poll_seconds=poll_seconds)
+    except REFUSALS as error:
+        log.info("%s refused: %s", kind, error)
+        yield error_outputs(str(error)) + ("", "", None)
+    except Exception as error:  # noqa: BLE001 - shown in the tab, never raised into Gradio
+        if on_error is not None:
+            on_error(error)
+        detail = getattr(error, "detail", None)
+        yield error_outputs(str(detail) if detail else error) + ("", "", None)
 
 
 #: what refuses a request before it is queued (shown as the message, without the class name)

@@ -251,6 +251,7 @@ def generate_img2img_live(ctx: "AppContext", runner: Img2ImgRunner | None,
     the tab as a message, never raised into Gradio."""
     extra = {} if poll_seconds is None else {"poll_seconds": poll_seconds}
     mode = int(values.get("mode") or IMG2IMG)
+    remote_params = None   # a batch reads folders on this machine: it runs here
     try:
         if runner is None:
             runner = default_img2img_runner()
@@ -260,7 +261,7 @@ def generate_img2img_live(ctx: "AppContext", runner: Img2ImgRunner | None,
             admit = functools.partial(ctx.admit_generation, template)
         else:
             init_image, mask = init_image_and_mask(mode, values)
-            params = img2img_params_from_ui(values, init_image, mask)
+            params = remote_params = img2img_params_from_ui(values, init_image, mask)
             work = _single_work(ctx, runner, params)
             admit = functools.partial(admit_img2img, ctx, params)
     except (ValueError, ImportError) as error:
@@ -270,7 +271,7 @@ def generate_img2img_live(ctx: "AppContext", runner: Img2ImgRunner | None,
         ctx, "img2img", work,
         on_error=lambda error: log.warning("img2img failed: %s", error,
                                            exc_info=not isinstance(error, ValueError)),
-        admit=admit, **extra)
+        admit=admit, remote_params=remote_params, **extra)
 
 
 def admit_img2img(ctx: "AppContext", params: Img2ImgParams) -> None:

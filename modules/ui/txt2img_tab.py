@@ -122,7 +122,7 @@ def generate_txt2img_live(ctx: "AppContext", runner: Txt2ImgRunner, params: Gene
         ctx, "txt2img", lambda job_progress: runner(params, ctx.processing_context(job_progress)),
         on_error=lambda error: log.warning("txt2img failed: %s", error,
                                            exc_info=not isinstance(error, ValueError)),
-        admit=lambda: ctx.admit_generation(params), **extra)
+        admit=lambda: ctx.admit_generation(params), remote_params=params, **extra)
 
 
 def _hires_accordion(ctx: "AppContext") -> dict[str, Any]:

@@ -151,6 +151,13 @@ def test_runner_args_layout_and_api_requests(registry, tmp_path):
         with pytest.raises(ScriptArgsError, match=message):
             txt2img.request_args(script_name, [], alwayson)
 
+    # a UI args array as request fields (what a UI job sends to a remote worker) and back
+    fields = txt2img.request_fields([1, False, "?!", 3])
+    assert fields == ("Twice", [3], {"Shout": {"args": [False, "?!"]}})
+    assert txt2img.request_args(*fields) == [1, False, "?!", 3]
+    assert txt2img.request_fields([0, True, "!", 5]) == (None, [],
+                                                         {"Shout": {"args": [True, "!"]}})
+
 
 def test_hooks_get_their_slice_and_a_failing_script_does_not_stop_the_others(registry,
                                                                              tmp_path, caplog):
