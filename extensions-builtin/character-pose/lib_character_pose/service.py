@@ -56,6 +56,9 @@ class ServiceSettings:
     openpose_model: str = "auto"        # a ControlNet model name, or "auto" (by control type)
     depth_model: str = "auto"
     depth_module: str = "depth_anything_v2"
+    #: jobs run on workers behind a Redis queue (--queue): batches, which store each image as
+    #: it is made, need the service's own process
+    remote_workers: bool = False
 
 
 @dataclass
@@ -312,6 +315,10 @@ class CharacterService:
         character = self.character(owner, character_id)
         if not pose_ids:
             raise ServiceError(422, "pose_ids is empty")
+        if self.settings().remote_workers:
+            raise ServiceError(501, "Pose batches are not available while jobs run on remote "
+                                    "workers (--queue): render the poses one at a time "
+                                    "instead")
         items = []
         for pose_id in pose_ids:
             units, settings = await self.control_units(client, owner, control=control,

@@ -41,7 +41,8 @@ def current_settings() -> ServiceSettings:
     return ServiceSettings(checkpoint=value("character_pose_checkpoint"),
                            openpose_model=value("character_pose_openpose_model"),
                            depth_model=value("character_pose_depth_model"),
-                           depth_module=value("character_pose_depth_module"))
+                           depth_module=value("character_pose_depth_module"),
+                           remote_workers=bool(getattr(shared.cmd_opts, "queue", None)))
 
 
 def on_ui_settings() -> None:
