@@ -46,6 +46,7 @@ class JobProgress:
         self.id_live_preview = 0
         self._step_listener: StepListener | None = None
         self._listener_failed = False
+        self._request_check: Callable[[], None] | None = None
 
     # -- written by the worker ---------------------------------------------------------------
     def begin(self, job_count: int) -> None:
@@ -71,6 +72,9 @@ class JobProgress:
         """Record that `step` of `total` denoising steps are done; raise SamplingInterrupted when
         interrupted or skipped so the sampler stops here (the caller decodes what it has).
         Otherwise the step listener (live previews) runs; its failures never stop sampling."""
+        check = self._request_check
+        if check is not None:
+            self._run_request_check(check)
         with self._lock:
             self.sampling_steps = int(total)
             self.sampling_step = min(int(step), self.sampling_steps) if total > 0 else int(step)
@@ -94,6 +98,19 @@ class JobProgress:
         with self._lock:
             self._step_listener = listener
             self._listener_failed = False
+
+    def set_request_check(self, check: Callable[[], None] | None) -> None:
+        """Install what runs at the start of every step to pick up stop requests made elsewhere
+        (a remote worker reads the queue's cancel / interrupt / skip keys), so a request takes
+        effect at the next step; it calls interrupt() / skip() itself. Its failures are logged
+        and sampling goes on."""
+        self._request_check = check
+
+    def _run_request_check(self, check: Callable[[], None]) -> None:
+        try:
+            check()
+        except Exception:  # noqa: BLE001 - a lost request check must not stop the job
+            log.debug("request check failed", exc_info=True)
 
     def _notify_listener(self, listener: StepListener, step: int, total: int, latent: Any) -> None:
         try:

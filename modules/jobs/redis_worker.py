@@ -299,9 +299,15 @@ class RedisWorker:
 
         def fn(progress: JobProgress) -> dict[str, Any]:
             apply_requests(progress)  # an interrupt sent while it waited belongs to it
-            with ProgressPump(progress, emit, encode_preview=self._encode_preview,
-                              on_tick=lambda: apply_requests(progress)):
-                return handler(spec.payload, progress)
+            # read at every sampler step, so a request stops the job at the next step; the pump
+            # reads them too, for the parts of a job that are not sampling steps
+            progress.set_request_check(lambda: apply_requests(progress))
+            try:
+                with ProgressPump(progress, emit, encode_preview=self._encode_preview,
+                                  on_tick=lambda: apply_requests(progress)):
+                    return handler(spec.payload, progress)
+            finally:
+                progress.set_request_check(None)
 
         try:
             result = self._executor(spec.kind, job_id, fn)

@@ -45,13 +45,16 @@ def steps_handler(record: Callable[[dict[str, Any]], None] = lambda payload: Non
         steps, delay = int(payload.get("steps", 3)), float(payload.get("delay", 0.02))
         progress.begin(1)
         done = 0
+        finished_at: list[float] = []      # time.monotonic() of each finished step
         try:
             for step in range(steps):
                 time.sleep(delay)
                 progress.on_sampling_step(step + 1, steps)
                 done = step + 1
+                finished_at.append(time.monotonic())
         except SamplingInterrupted as stop:
-            return {"seed": payload.get("seed"), "steps_done": done, "stopped": str(stop)}
+            return {"seed": payload.get("seed"), "steps_done": done, "stopped": str(stop),
+                    "finished_at": finished_at}
         return {"seed": payload.get("seed"), "steps_done": done, "worker": payload.get("_worker")}
 
     return handle

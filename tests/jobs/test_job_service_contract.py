@@ -132,6 +132,20 @@ def test_interrupt_keeps_what_was_made_and_skip_ends_the_batch(backend: Backend)
     assert service.wait(skipped, timeout=10).result["stopped"] == "skipped"
 
 
+def test_a_request_takes_effect_at_the_next_step(backend: Backend) -> None:
+    """Steps of 10 ms, far shorter than the progress poll: the interrupt is still read at the
+    next step (the worker checks the queue's keys at every step)."""
+    service = backend.service
+    job_id = service.submit(steps(11, count=1000, delay=0.01))
+    wait_for(lambda: (service.view(job_id).progress or {}).get("step", 0) >= 5)
+    asked = time.monotonic()
+    assert service.interrupt(job_id)
+    result = service.wait(job_id, timeout=20).result
+    assert result["stopped"] == "interrupted"
+    late = [moment for moment in result["finished_at"] if moment > asked]
+    assert len(late) <= 1, f"{len(late)} steps finished after the request"
+
+
 def test_failure_carries_its_message_and_status(backend: Backend) -> None:
     job_id = backend.service.submit(steps(5, fail="Checkpoint 'x' not found"))
     view = backend.service.wait(job_id, timeout=10)
