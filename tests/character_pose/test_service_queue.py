@@ -1,11 +1,13 @@
 """The character-pose service in front of a Redis queue: the API-only front (`--queue`) draws
 characters and re-poses them on a separate worker process (`launch.py --worker`), through the
-same HTTP API it uses on one machine; pose batches answer a clear 501 there."""
+same HTTP API it uses on one machine; a pose batch is drawn on the worker and its images are
+stored by the front."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -71,7 +73,33 @@ def test_characters_are_drawn_and_reposed_on_the_worker(queued_service):
     history = requests.get(base + f"{API}/characters/{knight['id']}/history", timeout=30).json()
     assert [r["pose_id"] for r in history][-2:] == ["running", "running"]
 
-    batch = requests.post(base + f"{API}/characters/{knight['id']}/poses",
-                          json={"pose_ids": ["standing", "waving"]}, timeout=30)
-    assert batch.status_code == 501
-    assert "--queue" in batch.json()["detail"]
+
+
+def test_a_batch_runs_on_the_worker_and_its_images_land_in_the_history(queued_service):
+    base, client = queued_service
+    knight = requests.post(base + f"{API}/characters", json=CHARACTER, timeout=300).json()
+    queued = requests.post(base + f"{API}/characters/{knight['id']}/poses",
+                           json={"pose_ids": ["standing", "waving"]}, timeout=30)
+    assert queued.status_code == 202, queued.text
+    deadline = time.monotonic() + 300
+    while (status := requests.get(base + queued.json()["status_url"], timeout=30).json()
+           )["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert status["state"] == "done", status
+    assert client.hget(f"sd:job:{status['id']}", "worker") == "gpu-1"
+    images = status["result"]["images"]
+    single = requests.post(base + f"{API}/characters/{knight['id']}/pose",
+                           json={"pose_id": "waving"}, timeout=300).json()
+    assert np.array_equal(pixels(images[1]), pixels(single["image"]))
+    deadline = time.monotonic() + 30
+    while True:     # the front stores the batch's images once it has seen the job end
+        history = requests.get(base + f"{API}/characters/{knight['id']}/history",
+                               timeout=30).json()
+        if len(history) == 3:
+            break
+        assert time.monotonic() < deadline, history
+        time.sleep(0.2)
+    assert sorted(r["pose_id"] for r in history) == ["standing", "waving", "waving"]
+    stored = requests.get(base + history[0]["image_url"], timeout=30)
+    assert stored.status_code == 200

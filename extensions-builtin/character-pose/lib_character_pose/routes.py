@@ -285,7 +285,8 @@ def service_router(service: CharacterService, app_for_calls: Callable[[], Any]) 
         """
         async with client(request) as api:
             queued = await guarded(service.queue_batch(
-                api, owner_of(request), character_id, **body.model_dump()))
+                api, owner_of(request), character_id, follower=lambda: client(request),
+                **body.model_dump()))
         return BatchOut(**queued)
 
     @router.get("/characters/{character_id}/history", response_model=list[RenderOut],

@@ -5,10 +5,12 @@ and / or the depth of a reference image. It talks to the app only through its pu
 /controlnet/* for pose detection and rendering."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
 import json
+import logging
 import secrets
 import threading
 from dataclasses import dataclass
@@ -26,6 +28,9 @@ CONTROLS = ("openpose", "depth", "both")
 NO_PERSON = "no person found"
 BATCH_SCRIPT = "character pose batch"      # the selectable script that runs a batch job
 BLEND_NAME = "anime-blend-7-3"
+FOLLOW_SECONDS = 0.5                       # how often a remote batch's job is looked at
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(RuntimeError):
@@ -108,6 +113,7 @@ class CharacterService:
         self.presets = presets
         self.settings = settings
         self.batches = BatchRegistry()
+        self._followers: set[asyncio.Task] = set()     # kept, so they are not collected
 
     # -- checkpoints and models ----------------------------------------------------------------
     async def checkpoint(self, client: AppClient, wanted: str | None) -> dict[str, Any]:
@@ -309,31 +315,70 @@ class CharacterService:
 
     async def queue_batch(self, client: AppClient, owner: str, character_id: str,
                           pose_ids: list[str], control: str = "openpose",
+                          follower: Callable[[], AppClient] | None = None,
                           **unit_fields: Any) -> dict[str, Any]:
         """One txt2img job (/sdapi/v2/jobs) that draws the character in every pose; the batch
-        script (`scripts/character_pose.py`) runs it and stores each image in the history."""
+        script (`scripts/character_pose.py`) runs it and stores each image in the history.
+        With remote workers (--queue) the job carries the poses themselves and this process
+        stores the images when the job is done (`follower` makes the client that watches it)."""
         character = self.character(owner, character_id)
         if not pose_ids:
             raise ServiceError(422, "pose_ids is empty")
-        if self.settings().remote_workers:
-            raise ServiceError(501, "Pose batches are not available while jobs run on remote "
-                                    "workers (--queue): render the poses one at a time "
-                                    "instead")
+
         items = []
         for pose_id in pose_ids:
             units, settings = await self.control_units(client, owner, control=control,
                                                        pose_id=pose_id, **unit_fields)
             items.append(BatchItem(pose_id, units, settings))
-        token = self.batches.add(Batch(character, control, items))
-        try:
-            status = await client.post("/sdapi/v2/jobs", {"type": "txt2img", "request": {
-                **redraw_request(character), "save_images": False,
-                "script_name": BATCH_SCRIPT, "script_args": [token]}})
-        except BaseException:
-            self.batches.take(token)        # refused (queue full …): nothing will run it
-            raise
+        batch = Batch(character, control, items)
+        if self.settings().remote_workers:
+            status = await self._queue_remote_batch(client, batch, follower)
+        else:
+            token = self.batches.add(batch)
+            try:
+                status = await client.post("/sdapi/v2/jobs", {"type": "txt2img", "request": {
+                    **redraw_request(character), "save_images": False,
+                    "script_name": BATCH_SCRIPT, "script_args": [token]}})
+            except BaseException:
+                self.batches.take(token)        # refused (queue full …): nothing will run it
+                raise
         return {"job_id": status["id"], "status_url": f"/sdapi/v2/jobs/{status['id']}",
                 "poses": pose_ids}
+
+
+    async def _queue_remote_batch(self, client: AppClient, batch: Batch,
+                                  follower: Callable[[], AppClient] | None) -> dict[str, Any]:
+        # the worker only draws (it has no store): the poses travel in the job, and the images
+        # are recorded here from the job's result
+        inline = json.dumps({"items": [{"pose_id": item.pose_id, "units": item.units}
+                                       for item in batch.items]})
+        status = await client.post("/sdapi/v2/jobs", {"type": "txt2img", "request": {
+            **redraw_request(batch.character), "save_images": False,
+            "script_name": BATCH_SCRIPT, "script_args": [inline]}})
+        if follower is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._record_when_done(follower, status["id"], batch))
+            self._followers.add(task)
+            task.add_done_callback(self._followers.discard)
+        return status
+
+    async def _record_when_done(self, follower: Callable[[], AppClient], job_id: str,
+                                batch: Batch) -> None:
+        try:
+            async with follower() as api:
+                while (status := await api.get(f"/sdapi/v2/jobs/{job_id}"))["state"] in (
+                        "queued", "running"):
+                    await asyncio.sleep(FOLLOW_SECONDS)
+            if status["state"] != "done":
+                return
+            result = status["result"]
+            info = json.loads(result["info"])
+            for item, image, infotext, seed in zip(batch.items, result["images"],
+                                                   info["infotexts"], info["all_seeds"]):
+                self.record_render(batch.character, item.pose_id, batch.control,
+                                   item.settings, seed, infotext, image)
+        except Exception:  # noqa: BLE001 - the job's own status tells the client what happened
+            log.exception("character-pose: the images of batch %s were not stored", job_id)
 
 
 def as_png(data: bytes) -> bytes:

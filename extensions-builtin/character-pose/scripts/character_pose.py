@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 from lib_character_pose.poses import load_presets
 from lib_character_pose.routes import service_router
-from lib_character_pose.service import BATCH_SCRIPT, BLEND_NAME, CharacterService, \
+from lib_character_pose.service import BATCH_SCRIPT, BLEND_NAME, BatchItem, CharacterService, \
     ServiceSettings
 from lib_character_pose.store import CharacterStore
 from lib_character_pose.client import AppClient
@@ -100,15 +101,28 @@ class Script(scripts.Script):
         return [token]
 
     def run(self, p, token=""):
+        if token.startswith("{"):
+            # a batch queued for remote workers: the poses come with the job, and the service
+            # that queued it stores the images from the job's result
+            return self.draw(p, [BatchItem(item["pose_id"], item["units"], {})
+                                 for item in json.loads(token)["items"]])
         batch = _services[0].batches.take(token) if _services and token else None
         if batch is None:
             raise ValueError("no character-pose batch with this token: queue batches with "
                              "POST /character-pose/v1/characters/{id}/poses")
         service = _services[0]
+
+        def record(item, processed, image):
+            service.record_render(batch.character, item.pose_id, batch.control, item.settings,
+                                  processed.seed, processed.infotexts[0], png_base64(image))
+        return self.draw(p, batch.items, record)
+
+    def draw(self, p, items, record=None):
+        """Each item's pose in turn with the ControlNet units it carries."""
         controlnet = next(s for s in p.scripts.alwayson if s.title() == "ControlNet")
         slots = controlnet.args_to - controlnet.args_from
         images, infotexts, seeds = [], [], []
-        for item in batch.items:
+        for item in items:
             units = (item.units + [{} for _ in range(slots)])[:slots]
             p.script_args[controlnet.args_from:controlnet.args_to] = units
             processed = process_images(p)
@@ -116,8 +130,8 @@ class Script(scripts.Script):
             images.append(image)
             infotexts.append(processed.infotexts[0])
             seeds.append(processed.seed)
-            service.record_render(batch.character, item.pose_id, batch.control, item.settings,
-                                  processed.seed, processed.infotexts[0], png_base64(image))
+            if record is not None:
+                record(item, processed, image)
         return Processed(p, images, seeds[0], infotexts[0], all_seeds=seeds,
                          infotexts=infotexts)
 
