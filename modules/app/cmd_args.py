@@ -198,7 +198,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def redacted_flags(namespace: argparse.Namespace) -> dict[str, Any]:
     """Every flag destination → value for /sdapi/v1/cmd-flags; set secrets replaced by REDACTED."""
+    from modules.jobs.redis_store import redacted_url   # the queue URL may hold a password
     flags: dict[str, Any] = {}
     for key, value in vars(namespace).items():
         flags[key] = REDACTED if key in SECRET_FLAGS and value else value
+    if flags.get("queue"):
+        flags["queue"] = redacted_url(str(flags["queue"]))
     return flags

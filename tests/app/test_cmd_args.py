@@ -39,10 +39,12 @@ def test_abbreviations_are_not_guessed():
 
 def test_redacted_flags_hide_secrets_but_keep_everything_else():
     ns, _ = parse_args(["--api-auth", "alice:s3cret", "--gradio-auth", "bob:hunter2",
-                        "--tls-keyfile", "/k/key.pem", "--tls-certfile", "/k/cert.pem", "--api"])
+                        "--tls-keyfile", "/k/key.pem", "--tls-certfile", "/k/cert.pem", "--api",
+                        "--queue", "redis://:qu3ue-pass@10.0.0.9:6379/1"])
     flags = redacted_flags(ns)
     text = json.dumps(flags)
     assert "s3cret" not in text and "hunter2" not in text and "key.pem" not in text
+    assert "qu3ue-pass" not in text and flags["queue"] == "redis://***@10.0.0.9:6379/1"
     assert flags["api_auth"] == REDACTED and flags["gradio_auth"] == REDACTED
     assert flags["tls_keyfile"] == REDACTED
     assert flags["tls_certfile"] == "/k/cert.pem" and flags["api"] is True
