@@ -126,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             preload_checkpoint(ctx)
         if args.queue:
             from modules.api.scale_out import attach_queue, start_worker
-            attach_queue(ctx)
+            from modules.jobs.service import QueueUnavailableError
+            try:
+                attach_queue(ctx)
+            except QueueUnavailableError as error:
+                log.error("%s", error)
+                return 1
             if args.local_worker:
                 start_worker(ctx)
         app = build_app(ctx)
