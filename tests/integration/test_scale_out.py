@@ -295,3 +295,15 @@ def test_redis_down_is_a_503_and_jobs_flow_when_it_is_back(cluster):
         assert time.monotonic() < deadline, answer.text
         time.sleep(0.5)
     assert json.loads(answer.json()["info"])["seed"] == 501
+
+
+def test_a_front_whose_queue_cannot_be_reached_says_so(tmp_path):
+    from tests.server_process import free_port
+    url = f"redis://:pa55word@127.0.0.1:{free_port()}/0"
+    finished = subprocess.run(
+        [sys.executable, "launch.py", "--skip-prepare-environment", "--data-dir", str(tmp_path),
+         "--nowebui", "--port", str(free_port()), "--queue", url],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 1
+    output = finished.stdout + finished.stderr
+    assert "cannot be reached" in output and "pa55word" not in output
