@@ -183,6 +183,32 @@ def wait_for_gallery_images(page, tab_id: str, count: int = 1) -> list[tuple[int
         "imgs => imgs.map(img => [img.naturalWidth, img.naturalHeight])")]
 
 
+def interrupt_a_long_txt2img(page) -> list[int]:
+    """Start a long txt2img (150 steps at 192x192: long enough that the click lands early even on
+    a loaded machine), click Interrupt once the bar shows a percentage, wait for the image of the
+    steps done; returns every percentage the progress bar showed."""
+    from playwright.sync_api import expect
+
+    fill_small_generation(page, "txt2img", "a long job", steps=150, seed=3, size=(192, 192))
+    page.evaluate("""() => {
+        window.progressTexts = [];
+        const bar = document.querySelector('#txt2img_progress');
+        new MutationObserver(() => window.progressTexts.push(bar.innerText))
+            .observe(bar, {subtree: true, childList: true, characterData: true});
+    }""")
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function(
+        "() => /([1-9]\\d*)% ETA/.test(document.querySelector('#txt2img_progress').innerText)",
+        timeout=GENERATION_TIMEOUT_MS)
+    page.locator("#txt2img_interrupt").click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 150",
+                                                              timeout=GENERATION_TIMEOUT_MS)
+    assert wait_for_gallery_images(page, "txt2img") == [(192, 192)]
+    expect(page.locator("#txt2img_progress")).to_have_text("")
+    return [int(match) for text in page.evaluate("() => window.progressTexts")
+            for match in re.findall(r"(\d+)%", text)]
+
+
 def download_gallery_image(page, tab_id: str, index: int = 0) -> bytes:
     """The file behind a gallery image, as the browser fetches it (what "save" gives a user)."""
     source = page.locator(f"#{tab_id}_gallery img").nth(index).get_attribute("src")

@@ -4,22 +4,19 @@ the image and its infotext, and Interrupt reaches the job on the worker."""
 from __future__ import annotations
 
 import io
-import re
 
 import pytest
 import redis
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.browser.conftest import (GENERATION_TIMEOUT_MS, UI_TIMEOUT_MS, VIEWPORT,
+from tests.browser.conftest import (UI_TIMEOUT_MS, VIEWPORT, interrupt_a_long_txt2img,
                                     ConsoleErrors, browser_unavailable_reason,
                                     download_gallery_image, fill_small_generation,
                                     generate_and_wait, open_ui, wait_for_gallery_images,
                                     write_tiny_data_dir)
 from tests.redis_server import start_redis
 from tests.server_process import start_app_server, stop_app_server
-
-PERCENT = re.compile(r"(\d+)%")
 
 
 @pytest.fixture(scope="module")
@@ -75,25 +72,7 @@ def test_generate_goes_through_the_queue(queue_page, queue_app):
 
 def test_interrupt_reaches_the_job_on_the_worker(queue_page, queue_app):
     _, client = queue_app
-    page = queue_page
-    fill_small_generation(page, "txt2img", "a long queued job", steps=150, seed=5,
-                          size=(192, 192))
-    page.evaluate("""() => {
-        window.progressTexts = [];
-        const bar = document.querySelector('#txt2img_progress');
-        new MutationObserver(() => window.progressTexts.push(bar.innerText))
-            .observe(bar, {subtree: true, childList: true, characterData: true});
-    }""")
-    page.locator("#txt2img_generate").click()
-    page.wait_for_function(
-        "() => /([1-9]\\d*)% ETA/.test(document.querySelector('#txt2img_progress').innerText)",
-        timeout=GENERATION_TIMEOUT_MS)
-    page.locator("#txt2img_interrupt").click()
-    expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 150",
-                                                              timeout=GENERATION_TIMEOUT_MS)
-    assert wait_for_gallery_images(page, "txt2img") == [(192, 192)]
-    percents = [int(match) for text in page.evaluate("() => window.progressTexts")
-                for match in PERCENT.findall(text)]
+    percents = interrupt_a_long_txt2img(queue_page)
     assert percents and max(percents) < 60, percents
     # the job the worker ran ended early and kept its image
     last = queued_txt2img_jobs(client)[-1]

@@ -8,11 +8,10 @@ import re
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.browser.conftest import GENERATION_TIMEOUT_MS, choose_option, \
+from tests.browser.conftest import choose_option, interrupt_a_long_txt2img, \
     download_gallery_image, fill_small_generation, generate_and_wait, set_number, \
     wait_for_gallery_images
 
-PERCENT = re.compile(r"(\d+)%")
 
 
 def test_generate_shows_the_image_and_its_infotext(page):
@@ -55,27 +54,7 @@ def test_random_seed_is_reported_and_reuse_seed_puts_it_back(page):
 
 
 def test_interrupt_ends_a_long_job_early_with_an_image(page):
-    # 150 steps at 192x192: long enough that the click lands early even on a loaded machine
-    fill_small_generation(page, "txt2img", "a long job", steps=150, seed=3, size=(192, 192))
-    # record every text the progress bar shows, to know how far the job got
-    page.evaluate("""() => {
-        window.progressTexts = [];
-        const bar = document.querySelector('#txt2img_progress');
-        new MutationObserver(() => window.progressTexts.push(bar.innerText))
-            .observe(bar, {subtree: true, childList: true, characterData: true});
-    }""")
-    page.locator("#txt2img_generate").click()
-    page.wait_for_function(
-        "() => /([1-9]\\d*)% ETA/.test(document.querySelector('#txt2img_progress').innerText)",
-        timeout=GENERATION_TIMEOUT_MS)
-    page.locator("#txt2img_interrupt").click()
-
-    expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 150",
-                                                              timeout=GENERATION_TIMEOUT_MS)
-    assert wait_for_gallery_images(page, "txt2img") == [(192, 192)]
-    expect(page.locator("#txt2img_progress")).to_have_text("")
-    percents = [int(match) for text in page.evaluate("() => window.progressTexts")
-                for match in PERCENT.findall(text)]
+    percents = interrupt_a_long_txt2img(page)
     assert percents, "the progress bar never showed a percentage"
     # a full run climbs to 99-100%; an interrupted one stops soon after the click
     assert max(percents) < 60, percents

@@ -14,19 +14,9 @@ import pytest
 import redis
 import requests
 
-from tests.character_pose.test_service_server import API, CHARACTER, pixels
-from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_controlnet
+from tests.character_pose.test_service_server import API, CHARACTER, pixels, write_models
 from tests.redis_server import start_redis
 from tests.server_process import ROOT, start_app_server, stop_app_server
-
-
-def write_models(data) -> None:
-    for folder in ("Stable-diffusion", "ControlNet"):
-        (data / "models" / folder).mkdir(parents=True)
-    write_tiny_checkpoint(data / "models" / "Stable-diffusion" / "tiny.safetensors", "sd1",
-                          seed=1)
-    write_tiny_controlnet(data / "models" / "ControlNet" / "control_tiny_openpose.safetensors",
-                          "sd1", seed=4)
 
 
 @pytest.fixture(scope="module")

@@ -52,15 +52,20 @@ class Service:
                                 **kwargs)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    data = tmp_path_factory.mktemp("character-pose")
+def write_models(data) -> None:
+    """The tiny SD1 checkpoint and the tiny openpose ControlNet the service draws with."""
     for folder in ("Stable-diffusion", "ControlNet"):
         (data / "models" / folder).mkdir(parents=True)
     write_tiny_checkpoint(data / "models" / "Stable-diffusion" / "tiny.safetensors", "sd1",
                           seed=1)
     write_tiny_controlnet(data / "models" / "ControlNet" / "control_tiny_openpose.safetensors",
                           "sd1", seed=4)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    data = tmp_path_factory.mktemp("character-pose")
+    write_models(data)
     running = Service(data)
     running.start()
     yield running

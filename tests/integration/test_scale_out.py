@@ -97,6 +97,17 @@ class Cluster:
         self.base = self.front.base_url
 
 
+def finished_status(base: str, job_id: str, timeout: float = 300) -> dict:
+    """The v2 status of a job once it has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+        if status["state"] not in ("queued", "running"):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+
+
 def request_for(seed: int, **extra) -> dict:
     return {"prompt": f"a cat {seed}", "seed": seed, "steps": 3, "width": 64, "height": 64,
             "sampler_name": "Euler", **extra}
@@ -112,11 +123,7 @@ def test_jobs_for_a_checkpoint_go_to_the_worker_that_has_it(cluster):
                 seed, override_settings={"sd_model_checkpoint": "tiny-b"})})
         ids.append(answer.json()["id"])
     for job_id in ids:
-        deadline = time.monotonic() + 300
-        while client.hget(f"sd:job:{job_id}", "state") not in ("done", "failed"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+        status = finished_status(base, job_id)
         assert json.loads(status["result"]["info"])["sd_model_name"] == "tiny-b"
         assert client.hget(f"sd:job:{job_id}", "worker") == "w3"
 
@@ -141,13 +148,7 @@ def test_thirty_jobs_from_v1_and_v2_each_run_once(cluster):
     assert [info["seed"] for info in infos] == list(range(100, 115))
     assert all(info["sd_model_name"] == "tiny-sd1" for info in infos)
     for seed, job_id in v2_ids.items():
-        deadline = time.monotonic() + 300
-        while True:
-            status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
-            if status["state"] not in ("queued", "running"):
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        status = finished_status(base, job_id)
         assert status["state"] == "done", status
         assert json.loads(status["result"]["info"])["seed"] == seed
     ids = [f"task(v1-{seed})" for seed in range(100, 115)] + list(v2_ids.values())
@@ -201,11 +202,7 @@ def test_settings_set_on_the_front_apply_on_every_worker(cluster):
             for seed in range(600, 606)]
         workers = set()
         for job_id in ids:
-            deadline = time.monotonic() + 300
-            while client.hget(f"sd:job:{job_id}", "state") not in ("done", "failed"):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-            status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+            status = finished_status(base, job_id)
             assert "Clip skip: 2" in json.loads(status["result"]["info"])["infotexts"][0]
             workers.add(client.hget(f"sd:job:{job_id}", "worker"))
         assert len(workers) >= 2
@@ -248,11 +245,7 @@ def test_a_worker_killed_mid_job_leaves_it_to_another(cluster):
     victim = client.hget(f"sd:job:{job_id}", "worker")
     processes[victim].kill()
     processes[victim].wait()
-    deadline = time.monotonic() + 300
-    while client.hget(f"sd:job:{job_id}", "state") not in ("done", "failed"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    status = requests.get(f"{base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
+    status = finished_status(base, job_id)
     assert status["state"] == "done"
     assert json.loads(status["result"]["info"])["seed"] == 800
     assert client.hget(f"sd:job:{job_id}", "worker") != victim
@@ -265,13 +258,7 @@ def test_a_restarted_front_keeps_its_queued_jobs(cluster):
         for seed in range(900, 910)]
     cluster.restart_front()
     for seed, job_id in zip(range(900, 910), ids):
-        deadline = time.monotonic() + 300
-        while True:
-            status = requests.get(f"{cluster.base}/sdapi/v2/jobs/{job_id}", timeout=30).json()
-            if status["state"] not in ("queued", "running"):
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        status = finished_status(cluster.base, job_id)
         assert status["state"] == "done"
         assert json.loads(status["result"]["info"])["seed"] == seed
 
