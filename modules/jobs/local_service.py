@@ -29,7 +29,6 @@ class JobRetention:
 
 @dataclass
 class _Record:
-    spec: JobSpec
     job: Job
     log: EventLog
     preview: str | None = None
@@ -70,7 +69,9 @@ class InProcessJobService:
 
         with self._lock:
             job = self.queue.submit(spec.kind, run, task_id=task_id)
-            record = holder["record"] = _Record(spec, job, log)
+            # the record outlives the job (retention): it keeps no copy of the payload (an
+            # img2img request's images), which only the job's function holds until it ends
+            record = holder["record"] = _Record(job, log)
             self._records[job.id] = record
             self._expire_locked()
         log.append("state", {"state": QUEUED, "position": job.queue_position()})
