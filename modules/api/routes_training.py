@@ -1,18 +1,23 @@
 """POST /sdapi/v1/create/embedding, /create/hypernetwork, /train/embedding, /train/hypernetwork
 (a1111-compat.md §4.6).
 
-Textual-inversion and hypernetwork training are not part of this build yet. A1111 reports every
-failure of these routes inside `info` with status 200 ("create embedding error: ...", "train
-embedding error: ..."), and the clients that call them read `info`; so the missing feature is
-reported the same way: an A1111-shaped answer whose text says what is missing, no file written.
+A1111 reports every failure of these routes inside `info` with status 200 ("create embedding
+error: ...", "train embedding error: ..."), and the clients that call them read `info`; this does
+the same. Creating writes the file in A1111's format (`processing/training_create.py`); an
+embedding is made on the loaded model's text encoders, so it runs as a job on the device.
+Training is not part of this build yet: those routes say so, and nothing is trained.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pathlib import Path
+
 from fastapi import APIRouter, Body
 
 from modules.api.models import CreateResponse, TrainResponse
+from modules.processing import training_create
+from modules.processing.training_create import TrainingInputError
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
@@ -24,18 +29,53 @@ def not_available(what: str, feature: str, done: str) -> str:
     return NOT_AVAILABLE.format(what=what, feature=feature, done=done)
 
 
+def error_text(error: BaseException) -> str:
+    return str(getattr(error, "detail", None) or error) or type(error).__name__
+
+
 def training_router(ctx: "AppContext") -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/create/embedding", response_model=CreateResponse, tags=["training"])
     def create_embedding(args: dict[str, Any] = Body(...)) -> CreateResponse:
-        reason = not_available("Creating an embedding", "textual inversion", "written")
-        return CreateResponse(info=f"create embedding error: {reason}")
+        """`{name, num_vectors_per_token=1, overwrite_old=false, init_text="*"}` → a new
+        embedding in the embeddings folder, made on the loaded checkpoint's text encoders."""
+        def work(progress: Any) -> Path:
+            loaded = ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
+            return training_create.create_embedding(
+                loaded.model, ctx.paths.embeddings_dir, str(args.get("name") or ""),
+                num_vectors_per_token=int(args.get("num_vectors_per_token") or 1),
+                overwrite_old=bool(args.get("overwrite_old")),
+                init_text=str(args.get("init_text", "*") or ""),
+                checkpoint_hash=loaded.info.shorthash, checkpoint_name=loaded.info.model_name)
+        try:
+            path = ctx.jobs.run("create_embedding", work)
+        except Exception as error:  # noqa: BLE001 - A1111 reports it in `info`
+            return CreateResponse(info=f"create embedding error: {error_text(error)}")
+        if ctx.embeddings is not None:
+            ctx.embeddings.refresh()
+        return CreateResponse(info=f"create embedding filename: {path}")
 
     @router.post("/create/hypernetwork", response_model=CreateResponse, tags=["training"])
     def create_hypernetwork(args: dict[str, Any] = Body(...)) -> CreateResponse:
-        reason = not_available("Creating a hypernetwork", "hypernetwork", "written")
-        return CreateResponse(info=f"create hypernetwork error: {reason}")
+        """`{name, enable_sizes=[768, 320, 640, 1024, 1280], overwrite_old, layer_structure
+        ="1, 2, 1", activation_func="linear", weight_init="Normal", add_layer_norm, use_dropout,
+        dropout_structure}` → a new hypernetwork in the hypernetworks folder."""
+        try:
+            path = training_create.create_hypernetwork(
+                ctx.paths.hypernetwork_dir, str(args.get("name") or ""),
+                enable_sizes=args["enable_sizes"] if args.get("enable_sizes") is not None
+                else training_create.DEFAULT_SIZES,
+                overwrite_old=bool(args.get("overwrite_old")),
+                layer_structure=args.get("layer_structure") or "1, 2, 1",
+                activation_func=args.get("activation_func") or "linear",
+                weight_init=args.get("weight_init") or "Normal",
+                add_layer_norm=bool(args.get("add_layer_norm")),
+                use_dropout=bool(args.get("use_dropout")),
+                dropout_structure=args.get("dropout_structure"))
+        except (TrainingInputError, TypeError, ValueError) as error:
+            return CreateResponse(info=f"create hypernetwork error: {error}")
+        return CreateResponse(info=f"create hypernetwork filename: {path}")
 
     @router.post("/train/embedding", response_model=TrainResponse, tags=["training"])
     def train_embedding(args: dict[str, Any] = Body(...)) -> TrainResponse:
