@@ -5,7 +5,8 @@ A1111 reports every failure of these routes inside `info` with status 200 ("crea
 error: ...", "train embedding error: ..."), and the clients that call them read `info`; this does
 the same. Creating writes the file in A1111's format (`processing/training_create.py`); an
 embedding is made on the loaded model's text encoders, so it runs as a job on the device.
-Training is not part of this build yet: those routes say so, and nothing is trained.
+Training an embedding runs as a job (`processing/embedding_training.py`); hypernetwork training
+is not part of this build yet: that route says so, and nothing is trained.
 """
 from __future__ import annotations
 
@@ -16,17 +17,75 @@ from pathlib import Path
 from fastapi import APIRouter, Body
 
 from modules.api.models import CreateResponse, TrainResponse
+from modules.engine.textual_inversion import read_embedding
+from modules.jobs.progress import JobProgress
 from modules.processing import training_create
+from modules.processing.embedding_training import (EmbeddingTrainingRequest, TrainingEnvironment,
+                                                   TrainingResult, log_folder, train_embedding)
+from modules.processing.params import GenerationParams
+from modules.processing.textual_inversion import model_encoders
 from modules.processing.training_create import TrainingInputError
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
 
-NOT_AVAILABLE = "{what} is not available in this build yet (no {feature} support); nothing was {done}"
+NOT_AVAILABLE = ("{what} is not available in this build yet (no {feature} support); nothing "
+                 "was {done}")
 
 
 def not_available(what: str, feature: str, done: str) -> str:
     return NOT_AVAILABLE.format(what=what, feature=feature, done=done)
+
+
+def run_embedding_training(ctx: "AppContext", request: EmbeddingTrainingRequest,
+                           progress: Any) -> TrainingResult:
+    """One training run on the loaded checkpoint, on the job's thread."""
+    loaded = ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
+    if ctx.embeddings is None:
+        raise TrainingInputError("embeddings are not available")
+    known = ctx.embeddings.sets_for(model_encoders(loaded.model))
+    found = known.loaded.get(request.embedding_name)
+    if found is None or found.path is None:
+        other = "it is for another model" if request.embedding_name in known.skipped else \
+            "create it first"
+        raise TrainingInputError(f"embedding {request.embedding_name!r} not found in "
+                                 f"{ctx.paths.embeddings_dir} ({other})")
+    # a fresh copy: the library's object stays as the file was
+    embedding = read_embedding(found.path)
+    embedding.name = found.name
+    try:
+        data_root = ctx.paths.allowed_folder(request.data_root, "dataset folder")
+        log_base = ctx.paths.allowed_folder(request.log_directory or "textual_inversion",
+                                            "log directory")
+    except ValueError as error:
+        raise TrainingInputError(str(error)) from error
+    if not data_root.is_dir():
+        raise TrainingInputError(f"dataset folder {request.data_root!r} does not exist")
+    env = TrainingEnvironment(
+        loaded.model, embedding, data_root, ctx.paths.templates_dir,
+        log_folder(log_base, embedding.name), checkpoint_hash=loaded.info.shorthash,
+        checkpoint_name=loaded.info.model_name,
+        make_preview=lambda prompt, req: preview_image(ctx, prompt, req))
+    try:
+        return train_embedding(env, request, progress)
+    finally:
+        ctx.embeddings.refresh()
+
+
+def preview_image(ctx: "AppContext", prompt: str, request: EmbeddingTrainingRequest) -> Any:
+    """A txt2img picture with the preview settings (the training size unless the preview is
+    set from txt2img), not saved among the outputs."""
+    from modules.processing.txt2img import run_txt2img
+    own = request.preview_from_txt2img
+    params = GenerationParams(
+        prompt=prompt, negative_prompt=request.preview_negative_prompt if own else "",
+        steps=request.preview_steps, sampler_name=request.preview_sampler_name,
+        cfg_scale=request.preview_cfg_scale, seed=request.preview_seed,
+        width=request.preview_width if own else request.training_width,
+        height=request.preview_height if own else request.training_height,
+        do_not_save_samples=True, do_not_save_grid=True)
+    processed = run_txt2img(params, ctx.processing_context(JobProgress(job="train-preview")))
+    return processed.images[0]
 
 
 def error_text(error: BaseException) -> str:
@@ -79,8 +138,18 @@ def training_router(ctx: "AppContext") -> APIRouter:
 
     @router.post("/train/embedding", response_model=TrainResponse, tags=["training"])
     def train_embedding(args: dict[str, Any] = Body(...)) -> TrainResponse:
-        reason = not_available("Training an embedding", "textual inversion training", "trained")
-        return TrainResponse(info=f"train embedding error: {reason}")
+        """A1111's fields (`embedding_name`, `learn_rate`, `data_root`, `steps`, ...); runs as
+        a job (progress, interrupt) and answers when it ends."""
+        try:
+            request = EmbeddingTrainingRequest.from_api(args)
+            result = ctx.jobs.run("train_embedding",
+                                  lambda progress: run_embedding_training(ctx, request,
+                                                                          progress),
+                                  task_id=str(args.get("id_task") or "") or None)
+        except Exception as error:  # noqa: BLE001 - A1111 reports it in `info`
+            return TrainResponse(info=f"train embedding error: {error_text(error)}")
+        return TrainResponse(info=f"train embedding complete: filename: {result.path} "
+                                  f"error: None")
 
     @router.post("/train/hypernetwork", response_model=TrainResponse, tags=["training"])
     def train_hypernetwork(args: dict[str, Any] = Body(...)) -> TrainResponse:

@@ -33,6 +33,8 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
     add("--vae-dir", type=str, default=None, help="directory with VAE files")
     add("--vae-path", type=str, default=None, help="VAE to use for every checkpoint")
     add("--embeddings-dir", type=str, default=None, help="textual inversion embeddings directory")
+    add("--textual-inversion-templates-dir", type=str, default=None,
+        help="prompt templates for training (default textual_inversion_templates)")
     add("--lora-dir", type=str, default=None, help="directory with Lora networks")
     add("--hypernetwork-dir", type=str, default=None, help="hypernetwork directory")
     add("--controlnet-dir", type=str, default=None,

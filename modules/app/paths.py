@@ -45,6 +45,8 @@ class Paths:
     styles_files: tuple[Path, ...]  # --styles-file (repeatable) or (<data>/styles.csv,)
     cache_file: Path                # <data>/cache.json (hashes)
     params_file: Path               # <data>/params.txt (infotext of the last job)
+    #: --textual-inversion-templates-dir or <root>/textual_inversion_templates (prompt templates)
+    templates_dir: Path = Path("textual_inversion_templates")
     #: folders batch jobs may read and write: the data folder and --gradio-allowed-path ones
     allowed_dirs: tuple[Path, ...] = ()
 
@@ -93,6 +95,8 @@ class Paths:
             styles_files=tuple(p for p in styles if p is not None) or (data_dir / "styles.csv",),
             cache_file=data_dir / "cache.json",
             params_file=data_dir / "params.txt",
+            templates_dir=flag("textual_inversion_templates_dir")
+            or root / "textual_inversion_templates",
             allowed_dirs=(data_dir, *(Path(p).expanduser().absolute() for p in
                                       getattr(namespace, "gradio_allowed_path", None) or [])),
         )

@@ -259,6 +259,17 @@ class PromptEncoder:
     # ---------------------------------------------------------------- encoding
     @torch.no_grad()
     def _run_towers(self, texts: tuple[str, ...]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        return self._towers(texts)
+
+    def encode_for_training(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(crossattn [B, T, C], pooled [B, P] or None) of `texts`, uncached and with autograd
+        on, so a loss reaches embedding vectors that require grad (textual-inversion training)."""
+        encoded = self._towers(tuple(texts))
+        crossattn = torch.stack([item[0] for item in encoded])
+        pooled = None if encoded[0][1] is None else torch.stack([item[1] for item in encoded])
+        return crossattn, pooled
+
+    def _towers(self, texts: tuple[str, ...]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """Encode texts as one batch (as A1111 does for the texts of one prompt schedule: emphasis
         renormalises over the batch, shorter texts get empty chunks up to the longest)."""
         chunks_per_text = [self.tokenize(text)[0] for text in texts]
