@@ -12,18 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pathlib import Path
 
 from fastapi import APIRouter, Body
 
 from modules.api.models import CreateResponse, TrainResponse
-from modules.engine.textual_inversion import read_embedding
-from modules.jobs.progress import JobProgress
+from modules.app.training_service import create_embedding_here, run_embedding_training
 from modules.processing import training_create
-from modules.processing.embedding_training import (EmbeddingTrainingRequest, TrainingEnvironment,
-                                                   TrainingResult, log_folder, train_embedding)
-from modules.processing.params import GenerationParams
-from modules.processing.textual_inversion import model_encoders
+from modules.processing.embedding_training import EmbeddingTrainingRequest
 from modules.processing.training_create import TrainingInputError
 
 if TYPE_CHECKING:
@@ -37,57 +32,6 @@ def not_available(what: str, feature: str, done: str) -> str:
     return NOT_AVAILABLE.format(what=what, feature=feature, done=done)
 
 
-def run_embedding_training(ctx: "AppContext", request: EmbeddingTrainingRequest,
-                           progress: Any) -> TrainingResult:
-    """One training run on the loaded checkpoint, on the job's thread."""
-    loaded = ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
-    if ctx.embeddings is None:
-        raise TrainingInputError("embeddings are not available")
-    known = ctx.embeddings.sets_for(model_encoders(loaded.model))
-    found = known.loaded.get(request.embedding_name)
-    if found is None or found.path is None:
-        other = "it is for another model" if request.embedding_name in known.skipped else \
-            "create it first"
-        raise TrainingInputError(f"embedding {request.embedding_name!r} not found in "
-                                 f"{ctx.paths.embeddings_dir} ({other})")
-    # a fresh copy: the library's object stays as the file was
-    embedding = read_embedding(found.path)
-    embedding.name = found.name
-    try:
-        data_root = ctx.paths.allowed_folder(request.data_root, "dataset folder")
-        log_base = ctx.paths.allowed_folder(request.log_directory or "textual_inversion",
-                                            "log directory")
-    except ValueError as error:
-        raise TrainingInputError(str(error)) from error
-    if not data_root.is_dir():
-        raise TrainingInputError(f"dataset folder {request.data_root!r} does not exist")
-    env = TrainingEnvironment(
-        loaded.model, embedding, data_root, ctx.paths.templates_dir,
-        log_folder(log_base, embedding.name), checkpoint_hash=loaded.info.shorthash,
-        checkpoint_name=loaded.info.model_name,
-        make_preview=lambda prompt, req: preview_image(ctx, prompt, req))
-    try:
-        return train_embedding(env, request, progress)
-    finally:
-        ctx.embeddings.refresh()
-
-
-def preview_image(ctx: "AppContext", prompt: str, request: EmbeddingTrainingRequest) -> Any:
-    """A txt2img picture with the preview settings (the training size unless the preview is
-    set from txt2img), not saved among the outputs."""
-    from modules.processing.txt2img import run_txt2img
-    own = request.preview_from_txt2img
-    params = GenerationParams(
-        prompt=prompt, negative_prompt=request.preview_negative_prompt if own else "",
-        steps=request.preview_steps, sampler_name=request.preview_sampler_name,
-        cfg_scale=request.preview_cfg_scale, seed=request.preview_seed,
-        width=request.preview_width if own else request.training_width,
-        height=request.preview_height if own else request.training_height,
-        do_not_save_samples=True, do_not_save_grid=True)
-    processed = run_txt2img(params, ctx.processing_context(JobProgress(job="train-preview")))
-    return processed.images[0]
-
-
 def error_text(error: BaseException) -> str:
     return str(getattr(error, "detail", None) or error) or type(error).__name__
 
@@ -99,20 +43,14 @@ def training_router(ctx: "AppContext") -> APIRouter:
     def create_embedding(args: dict[str, Any] = Body(...)) -> CreateResponse:
         """`{name, num_vectors_per_token=1, overwrite_old=false, init_text="*"}` → a new
         embedding in the embeddings folder, made on the loaded checkpoint's text encoders."""
-        def work(progress: Any) -> Path:
-            loaded = ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
-            return training_create.create_embedding(
-                loaded.model, ctx.paths.embeddings_dir, str(args.get("name") or ""),
+        try:
+            path = ctx.jobs.run("create_embedding", lambda progress: create_embedding_here(
+                ctx, str(args.get("name") or ""),
                 num_vectors_per_token=int(args.get("num_vectors_per_token") or 1),
                 overwrite_old=bool(args.get("overwrite_old")),
-                init_text=str(args.get("init_text", "*") or ""),
-                checkpoint_hash=loaded.info.shorthash, checkpoint_name=loaded.info.model_name)
-        try:
-            path = ctx.jobs.run("create_embedding", work)
+                init_text=str(args.get("init_text", "*") or "")))
         except Exception as error:  # noqa: BLE001 - A1111 reports it in `info`
             return CreateResponse(info=f"create embedding error: {error_text(error)}")
-        if ctx.embeddings is not None:
-            ctx.embeddings.refresh()
         return CreateResponse(info=f"create embedding filename: {path}")
 
     @router.post("/create/hypernetwork", response_model=CreateResponse, tags=["training"])

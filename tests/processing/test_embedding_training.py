@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from modules.api.app import create_api_app
-from modules.api.routes_training import run_embedding_training
+from modules.app.training_service import run_embedding_training
 from modules.app.cmd_args import parse_args
 from modules.app.context import build_app_context
 from modules.engine.conditioning import PromptEncoder

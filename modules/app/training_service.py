@@ -1,0 +1,96 @@
+"""Training work on the app's services (the loaded checkpoint, the embeddings folder, the allowed
+folders, txt2img for previews), shared by the Train tab and /sdapi/v1/create|train/*. Each
+function runs on the job queue's thread."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modules.engine.textual_inversion import read_embedding
+from modules.jobs.progress import JobProgress
+from modules.processing.embedding_training import (EmbeddingTrainingRequest, TrainingEnvironment,
+                                                   TrainingResult, log_folder, train_embedding)
+from modules.processing.params import GenerationParams
+from modules.processing.textual_inversion import model_encoders
+from modules.processing.training_create import TrainingInputError, create_embedding
+
+if TYPE_CHECKING:
+    from modules.app.context import AppContext
+
+
+def create_embedding_here(ctx: "AppContext", name: str, *, num_vectors_per_token: int = 1,
+                          overwrite_old: bool = False, init_text: str = "*") -> Path:
+    """A new embedding for the loaded checkpoint, listed at once."""
+    loaded = ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
+    path = create_embedding(loaded.model, ctx.paths.embeddings_dir, name,
+                            num_vectors_per_token=num_vectors_per_token,
+                            overwrite_old=overwrite_old, init_text=init_text,
+                            checkpoint_hash=loaded.info.shorthash,
+                            checkpoint_name=loaded.info.model_name)
+    if ctx.embeddings is not None:
+        ctx.embeddings.refresh()
+    return path
+
+
+def trainable_embeddings(ctx: "AppContext") -> list[str]:
+    """Names of the embeddings that fit the loaded checkpoint (all readable ones before a load)."""
+    if ctx.embeddings is None:
+        return []
+    loaded = ctx.model_manager.current()
+    if loaded is None:
+        sets = ctx.embeddings.sets_for([])
+        return sorted([*sets.loaded, *sets.skipped])
+    return sorted(ctx.embeddings.sets_for(model_encoders(loaded.model)).loaded)
+
+
+def run_embedding_training(ctx: "AppContext", request: EmbeddingTrainingRequest,
+                           progress: Any) -> TrainingResult:
+    """One training run on the loaded checkpoint, on the job's thread."""
+    loaded = ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
+    if ctx.embeddings is None:
+        raise TrainingInputError("embeddings are not available")
+    known = ctx.embeddings.sets_for(model_encoders(loaded.model))
+    found = known.loaded.get(request.embedding_name)
+    if found is None or found.path is None:
+        other = "it is for another model" if request.embedding_name in known.skipped else \
+            "create it first"
+        raise TrainingInputError(f"embedding {request.embedding_name!r} not found in "
+                                 f"{ctx.paths.embeddings_dir} ({other})")
+    # a fresh copy: the library's object stays as the file was
+    embedding = read_embedding(found.path)
+    embedding.name = found.name
+    try:
+        data_root = ctx.paths.allowed_folder(request.data_root, "dataset folder")
+        log_base = ctx.paths.allowed_folder(request.log_directory or "textual_inversion",
+                                            "log directory")
+    except ValueError as error:
+        raise TrainingInputError(str(error)) from error
+    if not data_root.is_dir():
+        raise TrainingInputError(f"dataset folder {request.data_root!r} does not exist")
+    env = TrainingEnvironment(
+        loaded.model, embedding, data_root, ctx.paths.templates_dir,
+        log_folder(log_base, embedding.name), checkpoint_hash=loaded.info.shorthash,
+        checkpoint_name=loaded.info.model_name,
+        make_preview=lambda prompt, req: preview_image(ctx, prompt, req))
+    try:
+        return train_embedding(env, request, progress)
+    finally:
+        ctx.embeddings.refresh()
+
+
+def preview_image(ctx: "AppContext", prompt: str, request: EmbeddingTrainingRequest) -> Any:
+    """A txt2img picture with the preview settings (the training size unless the preview is
+    set from txt2img), not saved among the outputs."""
+    from modules.processing.txt2img import run_txt2img
+    own = request.preview_from_txt2img
+    params = GenerationParams(
+        prompt=prompt, negative_prompt=request.preview_negative_prompt if own else "",
+        steps=request.preview_steps, sampler_name=request.preview_sampler_name,
+        cfg_scale=request.preview_cfg_scale, seed=request.preview_seed,
+        width=request.preview_width if own else request.training_width,
+        height=request.preview_height if own else request.training_height,
+        do_not_save_samples=True, do_not_save_grid=True)
+    processed = run_txt2img(params, ctx.processing_context(JobProgress(job="train-preview")))
+    return processed.images[0]
+
+
