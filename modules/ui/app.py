@@ -18,7 +18,7 @@ from modules.ui.common import PageLoadRefresh, UiTab
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import Img2ImgRunner, build_img2img_tab
 from modules.ui.extensions_tab import build_extensions_tab
-from modules.ui.later_tabs import build_train_tab
+from modules.ui.train_tab import build_train_tab
 from modules.ui.merger_tab import build_checkpoint_merger_tab, current_title
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.quicksettings import build_quicksettings

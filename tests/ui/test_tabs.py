@@ -1,4 +1,4 @@
-"""Tabs in A1111's order; the tab of a later feature says so; Extensions lists its folders."""
+"""Tabs in A1111's order, the Train tab's sections; Extensions lists its folders."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +10,11 @@ from modules.app.context import build_app_context
 from modules.ui.app import build_ui
 from modules.scripting.host import find_extensions
 from modules.ui.extensions_tab import extensions_table_html
-from modules.ui.later_tabs import TRAIN_NOTICE
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_tabs_in_a1111_order_with_later_features_announced(tmp_path):
+def test_tabs_in_a1111_order(tmp_path):
     (tmp_path / "extensions" / "sd-webui-controlnet").mkdir(parents=True)
     (tmp_path / "extensions" / ".hidden").mkdir()
     args, _ = parse_args(["--data-dir", str(tmp_path), "--skip-load-model-at-start"])
@@ -31,7 +30,9 @@ def test_tabs_in_a1111_order_with_later_features_announced(tmp_path):
                       "Character", "Settings", "Extensions"]
     by_elem = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
     assert by_elem["modelmerger_merge"].value == "Merge"
-    assert by_elem["train_notice"].value == TRAIN_NOTICE
+    assert by_elem["train_create_embedding_button"].value == "Create embedding"
+    assert by_elem["train_train_embedding"].value == "Train Embedding"
+    assert "subject_filewords.txt" in [choice[0] for choice in by_elem["train_template"].choices]
     installed = by_elem["extensions_installed_html"].value
     assert "sd-webui-controlnet" in installed and ".hidden" not in installed
 

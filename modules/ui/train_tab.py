@@ -1,0 +1,199 @@
+"""The Train tab: create an embedding or a hypernetwork, and train an embedding on a folder of
+images, as A1111's tab does. Training runs as a job: the bar shows the step and loss, the live
+preview the latest preview image, and Interrupt stops it at the next step (the embedding file
+keeps its last save)."""
+from __future__ import annotations
+
+import html
+import logging
+from typing import TYPE_CHECKING, Any, Iterator
+
+import gradio as gr
+
+from modules.app.training_service import (create_embedding_here, run_embedding_training,
+                                          trainable_embeddings)
+from modules.engine.embedding_training import CLIP_MODES
+from modules.engine.hypernetwork import ACTIVATIONS
+from modules.engine.training_files import DEFAULT_SIZES, WEIGHT_INITS
+from modules.processing.embedding_training import SAMPLING_METHODS, EmbeddingTrainingRequest
+from modules.processing.training_create import create_hypernetwork
+from modules.ui.progress import PROGRESS_POLL_SECONDS, interrupt_job, progress_view, \
+    stream_job_progress
+
+if TYPE_CHECKING:
+    from modules.app.context import AppContext
+
+log = logging.getLogger(__name__)
+REFRESH_SYMBOL = "\U0001f504"  # 🔄
+
+#: the Train sub-tab's fields, in the order of its inputs
+TRAIN_FIELDS = ("embedding_name", "learn_rate", "batch_size", "gradient_step", "data_root",
+                "log_directory", "template_filename", "training_width", "training_height",
+                "varsize", "steps", "clip_grad_mode", "clip_grad_value", "shuffle_tags",
+                "tag_drop_out", "latent_sampling_method", "create_image_every",
+                "save_embedding_every")
+
+
+def message_html(text: str, *, error: bool = False) -> str:
+    css = "error" if error else "info"
+    return f"<p class='train-{css}'>{html.escape(text)}</p>"
+
+
+def create_embedding_action(ctx: "AppContext", name: str, init_text: str, vectors: float,
+                            overwrite: bool) -> tuple[str, Any]:
+    try:
+        path = ctx.jobs.run("create_embedding", lambda progress: create_embedding_here(
+            ctx, name, num_vectors_per_token=int(vectors), overwrite_old=bool(overwrite),
+            init_text=init_text))
+    except Exception as error:  # noqa: BLE001 - shown in the tab
+        return message_html(f"Could not create the embedding: {error}", error=True), gr.skip()
+    return (message_html(f"Created embedding: {path}"),
+            gr.update(choices=trainable_embeddings(ctx), value=path.stem))
+
+
+def create_hypernetwork_action(ctx: "AppContext", name: str, sizes: list[str], structure: str,
+                               activation: str, weight_init: str, layer_norm: bool,
+                               dropout: bool, dropout_structure: str, overwrite: bool) -> str:
+    try:
+        path = create_hypernetwork(
+            ctx.paths.hypernetwork_dir, name, enable_sizes=[int(size) for size in sizes],
+            overwrite_old=bool(overwrite), layer_structure=structure,
+            activation_func=activation, weight_init=weight_init, add_layer_norm=layer_norm,
+            use_dropout=dropout, dropout_structure=dropout_structure or None)
+    except Exception as error:  # noqa: BLE001 - shown in the tab
+        return message_html(f"Could not create the hypernetwork: {error}", error=True)
+    return message_html(f"Created hypernetwork: {path}")
+
+
+def train_embedding_action(ctx: "AppContext", *values: Any,
+                           poll_seconds: float = PROGRESS_POLL_SECONDS
+                           ) -> Iterator[tuple[Any, ...]]:
+    """Yields (message, last preview, task id, progress bar, live preview) while it trains."""
+    try:
+        request = EmbeddingTrainingRequest.from_api(dict(zip(TRAIN_FIELDS, values)))
+        job = ctx.jobs.submit("train_embedding",
+                              lambda progress: run_embedding_training(ctx, request, progress))
+    except Exception as error:  # noqa: BLE001 - shown in the tab
+        yield message_html(str(error), error=True), gr.skip(), "", "", None
+        return
+    yield from stream_job_progress(job, 2, poll_seconds=poll_seconds)
+    try:
+        result = job.wait()
+    except Exception as error:  # noqa: BLE001 - shown in the tab
+        yield message_html(f"Training failed: {error}", error=True), gr.skip(), job.id, "", None
+        return
+    loss = f", loss {result.losses[-1]:.5f}" if result.losses else ""
+    how = f"interrupted at step {result.step}; the file keeps step {result.last_saved_step}" \
+        if result.interrupted else f"trained to step {result.step}{loss}; saved {result.path}"
+    if result.skipped:
+        how += f" (left out: {'; '.join(result.skipped)})"
+    preview = str(result.previews[-1]) if result.previews else gr.skip()
+    yield message_html(f"{request.embedding_name}: {how}"), preview, job.id, "", None
+
+
+def build_train_tab(ctx: "AppContext") -> None:
+    templates = sorted(path.name for path in ctx.paths.templates_dir.glob("*.txt"))
+    with gr.Tabs(elem_id="train_tabs"):
+        with gr.Tab("Create embedding", id="train_create_embedding",
+                    elem_id="train_create_embedding_tab"):
+            name = gr.Textbox(label="Name", elem_id="train_embedding_name")
+            init_text = gr.Textbox(label="Initialization text", value="*",
+                                   elem_id="train_embedding_init_text")
+            vectors = gr.Slider(1, 75, value=1, step=1, label="Number of vectors per token",
+                                elem_id="train_embedding_vectors")
+            overwrite = gr.Checkbox(label="Overwrite Old Embedding",
+                                    elem_id="train_embedding_overwrite")
+            create = gr.Button("Create embedding", variant="primary",
+                               elem_id="train_create_embedding_button")
+            create_result = gr.HTML(elem_id="train_create_embedding_result")
+        with gr.Tab("Create hypernetwork", id="train_create_hypernetwork",
+                    elem_id="train_create_hypernetwork_tab"):
+            hn_name = gr.Textbox(label="Name", elem_id="train_hypernetwork_name")
+            sizes = gr.CheckboxGroup([str(size) for size in DEFAULT_SIZES],
+                                     value=[str(size) for size in DEFAULT_SIZES],
+                                     label="Modules", elem_id="train_hypernetwork_sizes")
+            structure = gr.Textbox("1, 2, 1", label="Hypernetwork layer structure",
+                                   elem_id="train_hypernetwork_structure")
+            activation = gr.Dropdown(list(ACTIVATIONS), value="linear",
+                                     label="Activation function",
+                                     elem_id="train_hypernetwork_activation")
+            weight_init = gr.Dropdown(list(WEIGHT_INITS), value="Normal",
+                                      label="Layer weights initialization",
+                                      elem_id="train_hypernetwork_weight_init")
+            layer_norm = gr.Checkbox(label="Add layer normalization")
+            dropout = gr.Checkbox(label="Use dropout")
+            dropout_structure = gr.Textbox("0, 0, 0", label="Dropout structure")
+            hn_overwrite = gr.Checkbox(label="Overwrite Old Hypernetwork")
+            hn_create = gr.Button("Create hypernetwork", variant="primary",
+                                  elem_id="train_create_hypernetwork_button")
+            hn_result = gr.HTML(elem_id="train_create_hypernetwork_result")
+        with gr.Tab("Train", id="train_train", elem_id="train_train_tab"):
+            with gr.Row():
+                embedding = gr.Dropdown(trainable_embeddings(ctx), label="Embedding",
+                                        elem_id="train_embedding")
+                refresh = gr.Button(REFRESH_SYMBOL, min_width=40, scale=0,
+                                    elem_id="train_refresh_embeddings")
+            learn_rate = gr.Textbox("0.005", label="Embedding Learning rate",
+                                    elem_id="train_learn_rate")
+            with gr.Row():
+                batch_size = gr.Number(1, label="Batch size", precision=0)
+                gradient_step = gr.Number(1, label="Gradient accumulation steps", precision=0)
+            data_root = gr.Textbox(label="Dataset directory", elem_id="train_dataset_directory")
+            log_directory = gr.Textbox("textual_inversion", label="Log directory",
+                                       elem_id="train_log_directory")
+            template = gr.Dropdown(templates, value="style_filewords.txt"
+                                   if "style_filewords.txt" in templates else None,
+                                   label="Prompt template", elem_id="train_template")
+            with gr.Row():
+                width = gr.Slider(64, 2048, value=512, step=8, label="Width",
+                                  elem_id="train_width")
+                height = gr.Slider(64, 2048, value=512, step=8, label="Height",
+                                   elem_id="train_height")
+            varsize = gr.Checkbox(label="Do not resize images")
+            steps = gr.Number(100000, label="Max steps", precision=0, elem_id="train_steps")
+            with gr.Row():
+                create_image_every = gr.Number(500, precision=0, elem_id="train_image_every",
+                                               label="Save an image to log directory every N "
+                                                     "steps, 0 to disable")
+                save_every = gr.Number(500, precision=0, elem_id="train_save_every",
+                                       label="Save a copy of embedding to log directory every N "
+                                             "steps, 0 to disable")
+            with gr.Row():
+                clip_mode = gr.Radio(list(CLIP_MODES), value="disabled",
+                                     label="Gradient Clipping")
+                clip_value = gr.Textbox("0.1", show_label=False)
+            shuffle_tags = gr.Checkbox(label="Shuffle tags by ',' when creating prompts.")
+            tag_drop_out = gr.Slider(0, 0.99, value=0, step=0.01,
+                                     label="Drop out tags when creating prompts.")
+            sampling = gr.Radio(list(SAMPLING_METHODS), value="once",
+                                label="Choose latent sampling method")
+            with gr.Row():
+                interrupt = gr.Button("Interrupt", elem_id="train_interrupt")
+                train = gr.Button("Train Embedding", variant="primary",
+                                  elem_id="train_train_embedding")
+            view = progress_view("train")
+            train_result = gr.HTML(elem_id="train_result")
+            last_preview = gr.Image(label="Last preview", type="filepath", interactive=False,
+                                    elem_id="train_last_preview", height=256)
+
+    create.click(lambda *v: create_embedding_action(ctx, *v),
+                 inputs=[name, init_text, vectors, overwrite],
+                 outputs=[create_result, embedding], api_visibility="private")
+    hn_create.click(lambda *v: create_hypernetwork_action(ctx, *v),
+                    inputs=[hn_name, sizes, structure, activation, weight_init, layer_norm,
+                            dropout, dropout_structure, hn_overwrite],
+                    outputs=[hn_result], api_visibility="private")
+    refresh.click(lambda current: gr.update(choices=trainable_embeddings(ctx), value=current),
+                  inputs=[embedding], outputs=[embedding], api_visibility="private")
+    train_inputs = [embedding, learn_rate, batch_size, gradient_step, data_root, log_directory,
+                    template, width, height, varsize, steps, clip_mode, clip_value,
+                    shuffle_tags, tag_drop_out, sampling, create_image_every, save_every]
+
+    def run_training(*values: Any) -> Iterator[tuple[Any, ...]]:
+        yield from train_embedding_action(ctx, *values)
+
+    train.click(run_training, inputs=train_inputs,
+                outputs=[train_result, last_preview, *view.outputs], api_visibility="private")
+    interrupt.click(lambda task_id: interrupt_job(ctx.jobs, task_id) and None,
+                    inputs=[view.task_id], outputs=[], show_progress="hidden",
+                    api_visibility="private", queue=False)
