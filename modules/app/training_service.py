@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from modules.engine.textual_inversion import read_embedding
 from modules.jobs.progress import JobProgress
-from modules.processing.embedding_training import (EmbeddingTrainingRequest, TrainingEnvironment,
-                                                   TrainingResult, log_folder, train_embedding)
+from modules.processing.embedding_training import (EmbeddingTrainee, EmbeddingTrainingRequest,
+                                                   TrainingResult, TrainingRun, log_folder,
+                                                   train_embedding)
 from modules.processing.params import GenerationParams
 from modules.processing.textual_inversion import model_encoders
 from modules.processing.training_create import TrainingInputError, create_embedding
@@ -67,13 +68,13 @@ def run_embedding_training(ctx: "AppContext", request: EmbeddingTrainingRequest,
         raise TrainingInputError(str(error)) from error
     if not data_root.is_dir():
         raise TrainingInputError(f"dataset folder {request.data_root!r} does not exist")
-    env = TrainingEnvironment(
-        loaded.model, embedding, data_root, ctx.paths.templates_dir,
-        log_folder(log_base, embedding.name), checkpoint_hash=loaded.info.shorthash,
-        checkpoint_name=loaded.info.model_name,
-        make_preview=lambda prompt, req: preview_image(ctx, prompt, req))
+    trainee = EmbeddingTrainee(embedding, loaded.model, checkpoint_hash=loaded.info.shorthash,
+                               checkpoint_name=loaded.info.model_name)
+    run = TrainingRun(loaded.model, data_root, ctx.paths.templates_dir,
+                      log_folder(log_base, embedding.name),
+                      make_preview=lambda prompt, req: preview_image(ctx, prompt, req))
     try:
-        return train_embedding(env, request, progress)
+        return train_embedding(trainee, run, request, progress)
     finally:
         ctx.embeddings.refresh()
 
