@@ -5,8 +5,7 @@ A1111 reports every failure of these routes inside `info` with status 200 ("crea
 error: ...", "train embedding error: ..."), and the clients that call them read `info`; this does
 the same. Creating writes the file in A1111's format (`processing/training_create.py`); an
 embedding is made on the loaded model's text encoders, so it runs as a job on the device.
-Training an embedding runs as a job (`processing/embedding_training.py`); hypernetwork training
-is not part of this build yet: that route says so, and nothing is trained.
+Training (an embedding or a hypernetwork) runs as a job through `app/training_service.py`.
 """
 from __future__ import annotations
 
@@ -16,21 +15,15 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Body
 
 from modules.api.models import CreateResponse, TrainResponse
-from modules.app.training_service import create_embedding_here, run_embedding_training
+from modules.app.training_service import (create_embedding_here, run_embedding_training,
+                                          run_hypernetwork_training)
+from modules.processing.hypernetwork_training import DEFAULT_RATE as HYPERNETWORK_RATE
 from modules.processing import training_create
 from modules.processing.embedding_training import EmbeddingTrainingRequest
 from modules.processing.training_create import TrainingInputError
 
 if TYPE_CHECKING:
     from modules.app.context import AppContext
-
-NOT_AVAILABLE = ("{what} is not available in this build yet (no {feature} support); nothing "
-                 "was {done}")
-
-
-def not_available(what: str, feature: str, done: str) -> str:
-    return NOT_AVAILABLE.format(what=what, feature=feature, done=done)
-
 
 def error_text(error: BaseException) -> str:
     return str(getattr(error, "detail", None) or error) or type(error).__name__
@@ -91,7 +84,19 @@ def training_router(ctx: "AppContext") -> APIRouter:
 
     @router.post("/train/hypernetwork", response_model=TrainResponse, tags=["training"])
     def train_hypernetwork(args: dict[str, Any] = Body(...)) -> TrainResponse:
-        reason = not_available("Training a hypernetwork", "hypernetwork training", "trained")
-        return TrainResponse(info=f"train hypernetwork error: {reason}")
+        """A1111's fields (`hypernetwork_name`, `learn_rate` (0.00001), `data_root`, `steps`,
+        ...); runs as a job and answers when it ends (A1111's wording, "train embedding")."""
+        try:
+            request = EmbeddingTrainingRequest.from_api(args)
+            if "learn_rate" not in args:
+                request.learn_rate = HYPERNETWORK_RATE
+            result = ctx.jobs.run("train_hypernetwork",
+                                  lambda progress: run_hypernetwork_training(ctx, request,
+                                                                             progress),
+                                  task_id=str(args.get("id_task") or "") or None)
+        except Exception as error:  # noqa: BLE001 - A1111 reports it in `info`
+            return TrainResponse(info=f"train hypernetwork error: {error_text(error)}")
+        return TrainResponse(info=f"train embedding complete: filename: {result.path} "
+                                  f"error: None")
 
     return router

@@ -6,11 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modules.engine.checkpoint_io import CheckpointLoadError
+from modules.engine.hypernetwork import HypernetworkError
 from modules.engine.textual_inversion import read_embedding
 from modules.jobs.progress import JobProgress
 from modules.processing.embedding_training import (EmbeddingTrainee, EmbeddingTrainingRequest,
                                                    TrainingResult, TrainingRun, log_folder,
                                                    train_embedding)
+from modules.processing.training_loop import TrainingRequest
+from modules.processing.hypernetwork_training import HypernetworkTrainee, train_hypernetwork
 from modules.processing.params import GenerationParams
 from modules.processing.textual_inversion import model_encoders
 from modules.processing.training_create import TrainingInputError, create_embedding
@@ -60,14 +64,7 @@ def run_embedding_training(ctx: "AppContext", request: EmbeddingTrainingRequest,
     # a fresh copy: the library's object stays as the file was
     embedding = read_embedding(found.path)
     embedding.name = found.name
-    try:
-        data_root = ctx.paths.allowed_folder(request.data_root, "dataset folder")
-        log_base = ctx.paths.allowed_folder(request.log_directory or "textual_inversion",
-                                            "log directory")
-    except ValueError as error:
-        raise TrainingInputError(str(error)) from error
-    if not data_root.is_dir():
-        raise TrainingInputError(f"dataset folder {request.data_root!r} does not exist")
+    data_root, log_base = _checked_folders(ctx, request)
     trainee = EmbeddingTrainee(embedding, loaded.model, checkpoint_hash=loaded.info.shorthash,
                                checkpoint_name=loaded.info.model_name)
     run = TrainingRun(loaded.model, data_root, ctx.paths.templates_dir,
@@ -77,6 +74,42 @@ def run_embedding_training(ctx: "AppContext", request: EmbeddingTrainingRequest,
         return train_embedding(trainee, run, request, progress)
     finally:
         ctx.embeddings.refresh()
+
+
+def run_hypernetwork_training(ctx: "AppContext", request: TrainingRequest,
+                              progress: Any) -> TrainingResult:
+    """One hypernetwork training run on the loaded checkpoint, on the job's thread; previews
+    draw with the hypernetwork as last saved (`<hypernet:name:1>`)."""
+    loaded = ctx.model_manager.get(ctx.options.get("sd_model_checkpoint") or None)
+    path = ctx.hypernetworks.find(request.hypernetwork_name) if ctx.hypernetworks else None
+    if path is None:
+        raise TrainingInputError(f"hypernetwork {request.hypernetwork_name!r} not found in "
+                                 f"{ctx.paths.hypernetwork_dir} (create it first)")
+    data_root, log_base = _checked_folders(ctx, request, default_log="textual_inversion")
+    try:
+        trainee = HypernetworkTrainee(path, loaded.model, checkpoint_hash=loaded.info.shorthash,
+                                      checkpoint_name=loaded.info.model_name)
+    except (CheckpointLoadError, HypernetworkError) as error:
+        raise TrainingInputError(f"{path.name}: {error}") from error
+    tag = f" <hypernet:{path.stem}:1>"
+    run = TrainingRun(loaded.model, data_root, ctx.paths.templates_dir,
+                      log_folder(log_base, trainee.name),
+                      make_preview=lambda prompt, req: preview_image(ctx, prompt + tag, req))
+    return train_hypernetwork(trainee, run, request, progress)
+
+
+def _checked_folders(ctx: "AppContext", request: TrainingRequest,
+                     default_log: str = "textual_inversion") -> tuple[Path, Path]:
+    """(dataset folder, log folder), both inside the allowed folders."""
+    try:
+        data_root = ctx.paths.allowed_folder(request.data_root, "dataset folder")
+        log_base = ctx.paths.allowed_folder(request.log_directory or default_log,
+                                            "log directory")
+    except ValueError as error:
+        raise TrainingInputError(str(error)) from error
+    if not data_root.is_dir():
+        raise TrainingInputError(f"dataset folder {request.data_root!r} does not exist")
+    return data_root, log_base
 
 
 def preview_image(ctx: "AppContext", prompt: str, request: EmbeddingTrainingRequest) -> Any:

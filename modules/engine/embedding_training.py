@@ -1,9 +1,9 @@
-"""Textual-inversion training, the arithmetic part: the learning-rate schedule, the denoising
-loss, and the optimizer over an embedding's vectors (the model itself stays frozen).
+"""Training's arithmetic (textual inversion and hypernetworks): the learning-rate schedule, the
+denoising loss, and the optimizer over the trained tensors (the model itself stays frozen).
 
 Each step noises the training latents at random timesteps, asks the UNet for the noise (or `v`)
-conditioned on prompts that contain the embedding, and moves only the embedding's vectors
-(AdamW, no weight decay, as A1111) along the gradient of the mean squared error.
+and moves only the trained tensors (an embedding's vectors, a hypernetwork's MLPs; AdamW without
+weight decay, as A1111) along the gradient of the mean squared error.
 """
 from __future__ import annotations
 
@@ -81,21 +81,16 @@ def diffusion_loss(model: Any, latents: Tensor, crossattn: Tensor, vector: Tenso
     return F.mse_loss(output.float(), target)
 
 
-class EmbeddingOptimizer:
-    """AdamW over an embedding's vectors, which it swaps for trainable float32 leaves (the
-    Embedding object keeps working in prompts: the conditioning reads those leaves)."""
+class ParameterOptimizer:
+    """AdamW (no weight decay, as A1111) over trained tensors, with A1111's gradient clipping."""
 
-    def __init__(self, embedding: Embedding, learning_rate: float, *,
+    def __init__(self, parameters: list[Tensor], learning_rate: float, *,
                  clip_mode: str = "disabled", clip_value: float = 0.1,
                  state: dict | None = None) -> None:
         if clip_mode not in CLIP_MODES:
             raise ValueError(f"gradient clipping must be one of {', '.join(CLIP_MODES)}")
-        self.embedding = embedding
-        self.parameters = {key: nn.Parameter(value.detach().float().clone())
-                           for key, value in embedding.vectors.items()}
-        embedding.vectors = dict(self.parameters)
-        self.optimizer = torch.optim.AdamW(list(self.parameters.values()), lr=learning_rate,
-                                           weight_decay=0.0)
+        self.trained = parameters
+        self.optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
         if state is not None:
             self.optimizer.load_state_dict(state)
         self.clip_mode, self.clip_value = clip_mode, float(clip_value)
@@ -106,16 +101,27 @@ class EmbeddingOptimizer:
 
     def step(self) -> None:
         """Apply the accumulated gradient (clipped as configured) and clear it."""
-        parameters = list(self.parameters.values())
         if self.clip_mode == "value":
-            nn.utils.clip_grad_value_(parameters, self.clip_value)
+            nn.utils.clip_grad_value_(self.trained, self.clip_value)
         elif self.clip_mode == "norm":
-            nn.utils.clip_grad_norm_(parameters, self.clip_value)
+            nn.utils.clip_grad_norm_(self.trained, self.clip_value)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict:
         return self.optimizer.state_dict()
+
+
+class EmbeddingOptimizer(ParameterOptimizer):
+    """The optimizer over an embedding's vectors, which it swaps for trainable float32 leaves
+    (the Embedding object keeps working in prompts: the conditioning reads those leaves)."""
+
+    def __init__(self, embedding: Embedding, learning_rate: float, **options: Any) -> None:
+        self.embedding = embedding
+        self.parameters = {key: nn.Parameter(value.detach().float().clone())
+                           for key, value in embedding.vectors.items()}
+        embedding.vectors = dict(self.parameters)
+        super().__init__(list(self.parameters.values()), learning_rate, **options)
 
     def snapshot(self) -> dict[str, Tensor]:
         """The vectors now, detached (what a save writes)."""

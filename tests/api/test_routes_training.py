@@ -1,8 +1,7 @@
 """create/embedding and create/hypernetwork write A1111-format files that the loaders read back
 and the listings show at once; failures answer A1111's shape `{info: "<action> error: ..."}`
-(status 200, as A1111 reports every failure of these routes) and write nothing. Hypernetwork
-training says it is not in this build yet; embedding training has its own tests
-(tests/processing/test_embedding_training.py)."""
+(status 200, as A1111 reports every failure of these routes) and write nothing. Training has its
+own tests (tests/processing/test_embedding_training.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -142,21 +141,6 @@ def test_a_name_never_leaves_the_folder(api):
     assert answer["info"] == \
         f"create hypernetwork filename: {data / 'models' / 'hypernetworks' / 'escape.pt'}"
     assert [path.name for path in written_files(data)] == ["escape.pt"]
-
-
-@pytest.mark.parametrize("route, payload, prefix, missing", [
-    ("train/hypernetwork", {"id_task": "t", "hypernetwork_name": "fox", "steps": 10},
-     "train hypernetwork error: ", "hypernetwork training"),
-])
-def test_training_routes_report_the_missing_feature(api, route, payload, prefix, missing):
-    client, _, data = api
-    response = client.post(f"/sdapi/v1/{route}", json=payload)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert list(body) == ["info"]
-    assert body["info"].startswith(prefix)
-    assert f"no {missing} support" in body["info"]
-    assert written_files(data) == []
 
 
 def test_training_routes_need_a_json_object(api):

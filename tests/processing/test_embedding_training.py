@@ -181,3 +181,48 @@ def test_learning_rate_schedules():
     for bad in ("", "0", "0.1:10, 0.2:5", "0.1, 0.2:50"):
         with pytest.raises(ValueError):
             RateSchedule.parse(bad, 100)
+
+
+def hypernetwork_loss(ctx, network) -> float:
+    from modules.engine.hypernetwork import HypernetworkPatch
+    model = ctx.model_manager.current().model
+    encoder = PromptEncoder(model, get_clip_tokenizer())
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad(), HypernetworkPatch(model.unet, [(network, 1.0)]):
+        crossattn, _ = encoder.encode_for_training(["a photo of a cup"])
+        losses = [float(diffusion_loss(model, latents, crossattn, None,
+                                       torch.Generator().manual_seed(seed))) for seed in range(8)]
+    return float(np.mean(losses))
+
+
+def test_a_hypernetwork_trains_resumes_and_previews_through_the_api(app):
+    from modules.engine.hypernetwork import read_hypernetwork
+    ctx, client, data = app
+    assert client.post("/sdapi/v1/create/hypernetwork", json={
+        "name": "tinyhn", "enable_sizes": [32, 64], "layer_structure": "1, 2, 1"}).json()[
+        "info"].startswith("create hypernetwork filename")
+    path = ctx.paths.hypernetwork_dir / "tinyhn.pt"
+    before = read_hypernetwork(path)
+    answer = client.post("/sdapi/v1/train/hypernetwork", json={
+        "hypernetwork_name": "tinyhn", "learn_rate": "0.002", "data_root": "dataset",
+        "training_width": 64, "training_height": 64, "steps": 12, "create_image_every": 6,
+        "save_embedding_every": 6, "template_filename": "hypernetwork.txt",
+        "preview_steps": 2}).json()
+    assert answer == {"info": f"train embedding complete: filename: {path} error: None"}
+    after = read_hypernetwork(path)
+    assert after.step == 12 and sorted(after.layers) == [32, 64]
+    assert not torch.equal(before.layers[32][0][0].weight, after.layers[32][0][0].weight)
+    assert hypernetwork_loss(ctx, after) < hypernetwork_loss(ctx, before)
+    previews = sorted(p.name for p in (data / "textual_inversion").rglob("images/tinyhn-*.png"))
+    assert previews == ["tinyhn-12.png", "tinyhn-6.png"]
+    assert path.with_name("tinyhn.pt.optim").is_file()
+    resumed = client.post("/sdapi/v1/train/hypernetwork", json={
+        "hypernetwork_name": "tinyhn", "data_root": "dataset", "training_width": 64,
+        "training_height": 64, "steps": 14, "create_image_every": 0,
+        "save_embedding_every": 0, "template_filename": "hypernetwork.txt"}).json()
+    assert resumed["info"].startswith("train embedding complete")
+    assert read_hypernetwork(path).step == 14
+    missing = client.post("/sdapi/v1/train/hypernetwork", json={
+        "hypernetwork_name": "nobody", "data_root": "dataset"}).json()
+    assert missing["info"].startswith("train hypernetwork error: ") and \
+        "not found" in missing["info"]
