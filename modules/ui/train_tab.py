@@ -1,5 +1,5 @@
-"""The Train tab: create an embedding or a hypernetwork, and train an embedding on a folder of
-images, as A1111's tab does. Training runs as a job: the bar shows the step and loss, the live
+"""The Train tab: create an embedding or a hypernetwork, and train either on a folder of images,
+as A1111's tab does. Training runs as a job: the bar shows the step and loss, the live
 preview the latest preview image, and Interrupt stops it at the next step (the embedding file
 keeps its last save)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import gradio as gr
 
 from modules.app.training_service import (create_embedding_here, run_embedding_training,
-                                          trainable_embeddings)
+                                          run_hypernetwork_training, trainable_embeddings)
 from modules.engine.embedding_training import CLIP_MODES
 from modules.engine.hypernetwork import ACTIVATIONS
 from modules.engine.training_files import DEFAULT_SIZES, WEIGHT_INITS
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 REFRESH_SYMBOL = "\U0001f504"  # 🔄
 
 #: the Train sub-tab's fields, in the order of its inputs
-TRAIN_FIELDS = ("embedding_name", "learn_rate", "batch_size", "gradient_step", "data_root",
+TRAIN_FIELDS = ("embedding_name", "hypernetwork_name", "learn_rate", "hypernetwork_learn_rate",
+                "batch_size", "gradient_step", "data_root",
                 "log_directory", "template_filename", "training_width", "training_height",
                 "varsize", "steps", "clip_grad_mode", "clip_grad_value", "shuffle_tags",
                 "tag_drop_out", "latent_sampling_method", "create_image_every",
@@ -51,9 +52,15 @@ def create_embedding_action(ctx: "AppContext", name: str, init_text: str, vector
             gr.update(choices=trainable_embeddings(ctx), value=path.stem))
 
 
+def hypernetwork_names(ctx: "AppContext") -> list[str]:
+    library = getattr(ctx, "hypernetworks", None)
+    return sorted(path.stem for path in library.files()) if library is not None else []
+
+
 def create_hypernetwork_action(ctx: "AppContext", name: str, sizes: list[str], structure: str,
                                activation: str, weight_init: str, layer_norm: bool,
-                               dropout: bool, dropout_structure: str, overwrite: bool) -> str:
+                               dropout: bool, dropout_structure: str,
+                               overwrite: bool) -> tuple[str, Any]:
     try:
         path = create_hypernetwork(
             ctx.paths.hypernetwork_dir, name, enable_sizes=[int(size) for size in sizes],
@@ -61,18 +68,22 @@ def create_hypernetwork_action(ctx: "AppContext", name: str, sizes: list[str], s
             activation_func=activation, weight_init=weight_init, add_layer_norm=layer_norm,
             use_dropout=dropout, dropout_structure=dropout_structure or None)
     except Exception as error:  # noqa: BLE001 - shown in the tab
-        return message_html(f"Could not create the hypernetwork: {error}", error=True)
-    return message_html(f"Created hypernetwork: {path}")
+        return message_html(f"Could not create the hypernetwork: {error}", error=True), gr.skip()
+    return (message_html(f"Created hypernetwork: {path}"),
+            gr.update(choices=hypernetwork_names(ctx), value=path.stem))
 
 
-def train_embedding_action(ctx: "AppContext", *values: Any,
-                           poll_seconds: float = PROGRESS_POLL_SECONDS
-                           ) -> Iterator[tuple[Any, ...]]:
-    """Yields (message, last preview, task id, progress bar, live preview) while it trains."""
+def train_action(ctx: "AppContext", kind: str, *values: Any,
+                 poll_seconds: float = PROGRESS_POLL_SECONDS) -> Iterator[tuple[Any, ...]]:
+    """Train the chosen embedding or hypernetwork (`kind`); yields (message, last preview, task
+    id, progress bar, live preview) while it trains."""
     try:
-        request = EmbeddingTrainingRequest.from_api(dict(zip(TRAIN_FIELDS, values)))
-        job = ctx.jobs.submit("train_embedding",
-                              lambda progress: run_embedding_training(ctx, request, progress))
+        fields = dict(zip(TRAIN_FIELDS, values))
+        if kind == "hypernetwork":
+            fields["learn_rate"] = fields.pop("hypernetwork_learn_rate")
+        request = EmbeddingTrainingRequest.from_api(fields)
+        run = run_hypernetwork_training if kind == "hypernetwork" else run_embedding_training
+        job = ctx.jobs.submit(f"train_{kind}", lambda progress: run(ctx, request, progress))
     except Exception as error:  # noqa: BLE001 - shown in the tab
         yield message_html(str(error), error=True), gr.skip(), "", "", None
         return
@@ -88,7 +99,8 @@ def train_embedding_action(ctx: "AppContext", *values: Any,
     if result.skipped:
         how += f" (left out: {'; '.join(result.skipped)})"
     preview = str(result.previews[-1]) if result.previews else gr.skip()
-    yield message_html(f"{request.embedding_name}: {how}"), preview, job.id, "", None
+    name = request.hypernetwork_name if kind == "hypernetwork" else request.embedding_name
+    yield message_html(f"{name}: {how}"), preview, job.id, "", None
 
 
 def build_train_tab(ctx: "AppContext") -> None:
@@ -131,10 +143,15 @@ def build_train_tab(ctx: "AppContext") -> None:
             with gr.Row():
                 embedding = gr.Dropdown(trainable_embeddings(ctx), label="Embedding",
                                         elem_id="train_embedding")
+                hypernetwork = gr.Dropdown(hypernetwork_names(ctx), label="Hypernetwork",
+                                           elem_id="train_hypernetwork")
                 refresh = gr.Button(REFRESH_SYMBOL, min_width=40, scale=0,
                                     elem_id="train_refresh_embeddings")
-            learn_rate = gr.Textbox("0.005", label="Embedding Learning rate",
-                                    elem_id="train_learn_rate")
+            with gr.Row():
+                learn_rate = gr.Textbox("0.005", label="Embedding Learning rate",
+                                        elem_id="train_learn_rate")
+                hn_learn_rate = gr.Textbox("0.00001", label="Hypernetwork Learning rate",
+                                           elem_id="train_hypernetwork_learn_rate")
             with gr.Row():
                 batch_size = gr.Number(1, label="Batch size", precision=0)
                 gradient_step = gr.Number(1, label="Gradient accumulation steps", precision=0)
@@ -169,6 +186,8 @@ def build_train_tab(ctx: "AppContext") -> None:
                                 label="Choose latent sampling method")
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id="train_interrupt")
+                train_hn = gr.Button("Train Hypernetwork", variant="primary",
+                                     elem_id="train_train_hypernetwork")
                 train = gr.Button("Train Embedding", variant="primary",
                                   elem_id="train_train_embedding")
             view = progress_view("train")
@@ -182,18 +201,27 @@ def build_train_tab(ctx: "AppContext") -> None:
     hn_create.click(lambda *v: create_hypernetwork_action(ctx, *v),
                     inputs=[hn_name, sizes, structure, activation, weight_init, layer_norm,
                             dropout, dropout_structure, hn_overwrite],
-                    outputs=[hn_result], api_visibility="private")
-    refresh.click(lambda current: gr.update(choices=trainable_embeddings(ctx), value=current),
-                  inputs=[embedding], outputs=[embedding], api_visibility="private")
-    train_inputs = [embedding, learn_rate, batch_size, gradient_step, data_root, log_directory,
-                    template, width, height, varsize, steps, clip_mode, clip_value,
-                    shuffle_tags, tag_drop_out, sampling, create_image_every, save_every]
+                    outputs=[hn_result, hypernetwork], api_visibility="private")
+    refresh.click(lambda current, current_hn: (
+        gr.update(choices=trainable_embeddings(ctx), value=current),
+        gr.update(choices=hypernetwork_names(ctx), value=current_hn)),
+        inputs=[embedding, hypernetwork], outputs=[embedding, hypernetwork],
+        api_visibility="private")
+    train_inputs = [embedding, hypernetwork, learn_rate, hn_learn_rate, batch_size,
+                    gradient_step, data_root, log_directory, template, width, height,
+                    varsize, steps, clip_mode, clip_value, shuffle_tags, tag_drop_out,
+                    sampling, create_image_every, save_every]
 
-    def run_training(*values: Any) -> Iterator[tuple[Any, ...]]:
-        yield from train_embedding_action(ctx, *values)
+    def run_embedding(*values: Any) -> Iterator[tuple[Any, ...]]:
+        yield from train_action(ctx, "embedding", *values)
 
-    train.click(run_training, inputs=train_inputs,
-                outputs=[train_result, last_preview, *view.outputs], api_visibility="private")
+    def run_hypernetwork(*values: Any) -> Iterator[tuple[Any, ...]]:
+        yield from train_action(ctx, "hypernetwork", *values)
+
+    for button, run in ((train, run_embedding), (train_hn, run_hypernetwork)):
+        button.click(run, inputs=train_inputs,
+                     outputs=[train_result, last_preview, *view.outputs],
+                     api_visibility="private")
     interrupt.click(lambda task_id: interrupt_job(ctx.jobs, task_id) and None,
                     inputs=[view.task_id], outputs=[], show_progress="hidden",
                     api_visibility="private", queue=False)
