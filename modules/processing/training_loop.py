@@ -289,7 +289,7 @@ def run_training(trainee: Trainee, run: TrainingRun, request: TrainingRequest, r
                     loss = diffusion_loss(model, latents.to(model.device), crossattn, vector,
                                           generator)
                     (loss / request.gradient_step).backward()
-                    step_loss += float(loss) / request.gradient_step
+                    step_loss += loss.item() / request.gradient_step
             optimizer.step()
             step += 1
             result.losses.append(step_loss)
