@@ -16,6 +16,7 @@ from modules.processing.embedding_training import (EmbeddingTrainee, EmbeddingTr
 from modules.processing.training_loop import TrainingRequest
 from modules.processing.hypernetwork_training import HypernetworkTrainee, train_hypernetwork
 from modules.processing.params import GenerationParams
+from modules.processing.preprocess import PreprocessRequest, PreprocessResult, preprocess
 from modules.processing.textual_inversion import model_encoders
 from modules.processing.training_create import TrainingInputError, create_embedding
 
@@ -110,6 +111,32 @@ def _checked_folders(ctx: "AppContext", request: TrainingRequest,
     if not data_root.is_dir():
         raise TrainingInputError(f"dataset folder {request.data_root!r} does not exist")
     return data_root, log_base
+
+
+def preprocess_captioners(ctx: "AppContext") -> dict[str, Any]:
+    """BLIP's caption and DeepBooru's tags, for those whose weights are installed."""
+    interrogators = ctx.interrogators
+    captioners: dict[str, Any] = {}
+    if interrogators is None:
+        return captioners
+    if interrogators.blip_folder() is not None:
+        captioners["BLIP"] = lambda image: interrogators.caption(image)
+    if interrogators.deepbooru_file() is not None:
+        captioners["DeepBooru"] = lambda image: interrogators.interrogate(image, "deepdanbooru")
+    return captioners
+
+
+def run_preprocess(ctx: "AppContext", source: str, destination: str,
+                   request: PreprocessRequest, progress: Any) -> PreprocessResult:
+    """The Train tab's preprocessing, both folders inside the allowed ones."""
+    try:
+        source_dir = ctx.paths.allowed_folder(source, "source folder")
+        target_dir = ctx.paths.allowed_folder(destination, "destination folder")
+    except ValueError as error:
+        raise TrainingInputError(str(error)) from error
+    if not source_dir.is_dir():
+        raise TrainingInputError(f"source folder {source!r} does not exist")
+    return preprocess(source_dir, target_dir, request, preprocess_captioners(ctx), progress)
 
 
 def preview_image(ctx: "AppContext", prompt: str, request: EmbeddingTrainingRequest) -> Any:

@@ -188,12 +188,19 @@ class Interrogators:
             return format_tags(self._deepbooru().probabilities(image), self.options)
         return self._clip_prompt(image)
 
-    def _clip_prompt(self, image: Image.Image) -> str:
+    def caption(self, image: Image.Image) -> str:
+        """BLIP's caption alone (preprocessing for training uses it without CLIP's ranking)."""
+        if self.blip_folder() is None:
+            raise InterrogatorMissingError(f"no BLIP captioning model in {self.blip_dir}")
         options = self.options
-        caption = self._blip().caption(
-            image, num_beams=int(options.get("interrogate_clip_num_beams") or 1),
+        return self._blip().caption(
+            image.convert("RGB"), num_beams=int(options.get("interrogate_clip_num_beams") or 1),
             min_length=int(options.get("interrogate_clip_min_length") or 1),
             max_length=int(options.get("interrogate_clip_max_length") or 48))
+
+    def _clip_prompt(self, image: Image.Image) -> str:
+        options = self.options
+        caption = self.caption(image)
         ranker = self._clip()
         features = ranker.image_features(image)
         skip = frozenset(name.strip() for name in

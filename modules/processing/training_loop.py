@@ -117,11 +117,16 @@ def read_image(path: Path) -> Image.Image:
 
 
 def caption_of(path: Path) -> str:
-    """The image's `.txt` beside it, else its file name (a leading "00012-" and underscores
-    dropped, as A1111 reads file words)."""
+    """The image's `.txt` beside it, else the words of its file name."""
     text = path.with_suffix(".txt")
     if text.is_file():
         return text.read_text(encoding="utf-8", errors="replace").strip()
+    return file_words(path)
+
+
+def file_words(path: Path) -> str:
+    """A file name as a caption: a leading "00012-" and underscores dropped (A1111's file
+    words)."""
     stem = path.stem
     head, dash, rest = stem.partition("-")
     if dash and head.isdigit():

@@ -1,7 +1,7 @@
-"""The Train tab: create an embedding or a hypernetwork, and train either on a folder of images,
-as A1111's tab does. Training runs as a job: the bar shows the step and loss, the live
-preview the latest preview image, and Interrupt stops it at the next step (the embedding file
-keeps its last save)."""
+"""The Train tab: create an embedding or a hypernetwork, preprocess a folder of pictures, and
+train either on a folder of images, as A1111's tab does. Training runs as a job: the bar shows the
+step and loss, the live preview the latest preview image, and Interrupt stops it at the next step
+(the file keeps its last save)."""
 from __future__ import annotations
 
 import html
@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 import gradio as gr
 
 from modules.app.training_service import (create_embedding_here, run_embedding_training,
-                                          run_hypernetwork_training, trainable_embeddings)
+                                          run_hypernetwork_training, run_preprocess,
+                                          trainable_embeddings)
 from modules.engine.embedding_training import CLIP_MODES
 from modules.engine.hypernetwork import ACTIVATIONS
 from modules.engine.training_files import DEFAULT_SIZES, WEIGHT_INITS
 from modules.processing.embedding_training import SAMPLING_METHODS, EmbeddingTrainingRequest
+from modules.processing.preprocess import CAPTION_MODES, PreprocessRequest
 from modules.processing.training_create import create_hypernetwork
 from modules.ui.progress import PROGRESS_POLL_SECONDS, interrupt_job, progress_view, \
     stream_job_progress
@@ -71,6 +73,23 @@ def create_hypernetwork_action(ctx: "AppContext", name: str, sizes: list[str], s
         return message_html(f"Could not create the hypernetwork: {error}", error=True), gr.skip()
     return (message_html(f"Created hypernetwork: {path}"),
             gr.update(choices=hypernetwork_names(ctx), value=path.stem))
+
+
+def preprocess_action(ctx: "AppContext", source: str, destination: str, *values: Any) -> str:
+    names = ("width", "height", "existing_captions", "flip", "split", "split_threshold",
+             "overlap_ratio", "focal_crop", "focal_face_weight", "focal_entropy_weight",
+             "focal_edges_weight", "caption_blip", "caption_deepbooru")
+    try:
+        fields = dict(zip(names, values))
+        fields["width"], fields["height"] = int(fields["width"]), int(fields["height"])
+        request = PreprocessRequest(**fields)
+        result = ctx.jobs.run("preprocess", lambda progress: run_preprocess(
+            ctx, source or "", destination or "", request, progress))
+    except Exception as error:  # noqa: BLE001 - shown in the tab
+        return message_html(f"Preprocessing failed: {error}", error=True)
+    text = f"Preprocessing finished: {len(result.written)} pictures in {destination}"
+    extra = [*result.notes, *(f"left out {entry}" for entry in result.skipped)]
+    return message_html(text + (f" ({'; '.join(extra)})" if extra else ""))
 
 
 def train_action(ctx: "AppContext", kind: str, *values: Any,
@@ -139,6 +158,35 @@ def build_train_tab(ctx: "AppContext") -> None:
             hn_create = gr.Button("Create hypernetwork", variant="primary",
                                   elem_id="train_create_hypernetwork_button")
             hn_result = gr.HTML(elem_id="train_create_hypernetwork_result")
+        with gr.Tab("Preprocess images", id="train_preprocess", elem_id="train_preprocess_tab"):
+            source = gr.Textbox(label="Source directory", elem_id="train_preprocess_source")
+            destination = gr.Textbox(label="Destination directory",
+                                     elem_id="train_preprocess_destination")
+            with gr.Row():
+                pp_width = gr.Slider(64, 2048, value=512, step=8, label="Width",
+                                     elem_id="train_preprocess_width")
+                pp_height = gr.Slider(64, 2048, value=512, step=8, label="Height",
+                                      elem_id="train_preprocess_height")
+            existing = gr.Dropdown(list(CAPTION_MODES), value="ignore",
+                                   label="Existing Caption txt Action")
+            with gr.Row():
+                pp_flip = gr.Checkbox(label="Create flipped copies")
+                pp_split = gr.Checkbox(label="Split oversized images")
+                pp_focal = gr.Checkbox(label="Auto focal point crop")
+                pp_blip = gr.Checkbox(label="Use BLIP for caption")
+                pp_booru = gr.Checkbox(label="Use deepbooru for caption")
+            with gr.Row():
+                pp_threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="Split image threshold")
+                pp_overlap = gr.Slider(0, 0.9, value=0.2, step=0.05,
+                                       label="Split image overlap ratio")
+            with gr.Row():
+                pp_face = gr.Slider(0, 1, value=0.9, step=0.05, label="Focal point face weight")
+                pp_entropy = gr.Slider(0, 1, value=0.15, step=0.05,
+                                       label="Focal point entropy weight")
+                pp_edges = gr.Slider(0, 1, value=0.5, step=0.05,
+                                     label="Focal point edges weight")
+            run_pp = gr.Button("Preprocess", variant="primary", elem_id="train_preprocess_run")
+            pp_result = gr.HTML(elem_id="train_preprocess_result")
         with gr.Tab("Train", id="train_train", elem_id="train_train_tab"):
             with gr.Row():
                 embedding = gr.Dropdown(trainable_embeddings(ctx), label="Embedding",
@@ -207,6 +255,11 @@ def build_train_tab(ctx: "AppContext") -> None:
         gr.update(choices=hypernetwork_names(ctx), value=current_hn)),
         inputs=[embedding, hypernetwork], outputs=[embedding, hypernetwork],
         api_visibility="private")
+    run_pp.click(lambda *v: preprocess_action(ctx, *v),
+                 inputs=[source, destination, pp_width, pp_height, existing, pp_flip, pp_split,
+                         pp_threshold, pp_overlap, pp_focal, pp_face, pp_entropy, pp_edges,
+                         pp_blip, pp_booru],
+                 outputs=[pp_result], api_visibility="private")
     train_inputs = [embedding, hypernetwork, learn_rate, hn_learn_rate, batch_size,
                     gradient_step, data_root, log_directory, template, width, height,
                     varsize, steps, clip_mode, clip_value, shuffle_tags, tag_drop_out,

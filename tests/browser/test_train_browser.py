@@ -1,5 +1,6 @@
-"""The Train tab in the browser: create an embedding, train it for a few steps on a small folder,
-watch the step and loss in the progress bar, and see the preview image."""
+"""The Train tab in the browser: create an embedding, preprocess a small folder of pictures,
+train the embedding for a few steps on it, watch the step and loss in the progress bar, and see
+the preview image."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,11 +14,12 @@ from tests.browser.conftest import GENERATION_TIMEOUT_MS, set_number
 PHOTOS = Path(skimage.__file__).parent / "data"
 
 
-def test_create_an_embedding_and_train_it_with_previews(page, app_server):
-    dataset = app_server.data_dir / "train-set"
-    dataset.mkdir(exist_ok=True)
+def test_create_preprocess_and_train_an_embedding_with_previews(page, app_server):
+    raw = app_server.data_dir / "raw-pictures"
+    raw.mkdir(exist_ok=True)
     for name in ("astronaut.png", "coffee.png"):
-        Image.open(PHOTOS / name).resize((80, 80)).save(dataset / name)
+        Image.open(PHOTOS / name).resize((120, 80)).save(raw / name)
+    dataset = app_server.data_dir / "train-set"
     page.locator("#tab_train-button").click()
     page.locator("#train_embedding_name textarea").fill("browserfox")
     page.locator("#train_embedding_init_text textarea").fill("a fox")
@@ -25,6 +27,18 @@ def test_create_an_embedding_and_train_it_with_previews(page, app_server):
     expect(page.locator("#train_create_embedding_result")).to_contain_text(
         "Created embedding:")
     expect(page.locator("#train_create_embedding_result")).to_contain_text("browserfox.pt")
+
+    page.locator("#train_preprocess_tab-button").click()
+    page.locator("#train_preprocess_source textarea").fill(str(raw))
+    page.locator("#train_preprocess_destination textarea").fill(str(dataset))
+    set_number(page, "train_preprocess_width", 64)
+    set_number(page, "train_preprocess_height", 64)
+    page.locator("#train_preprocess_run").click()
+    expect(page.locator("#train_preprocess_result")).to_contain_text(
+        "Preprocessing finished: 2 pictures")
+    assert sorted(p.name for p in dataset.iterdir()) == [
+        "00000-0-astronaut.png", "00000-0-astronaut.txt", "00001-0-coffee.png",
+        "00001-0-coffee.txt"]
 
     page.locator("#train_train_tab-button").click()
     expect(page.locator("#train_embedding input")).to_have_value("browserfox")
