@@ -67,36 +67,31 @@ def training_router(ctx: "AppContext") -> APIRouter:
             return CreateResponse(info=f"create hypernetwork error: {error}")
         return CreateResponse(info=f"create hypernetwork filename: {path}")
 
+    def train(kind: str, args: dict[str, Any], run: Any) -> TrainResponse:
+        """Run one training job and answer as A1111 does (its success text says "train
+        embedding" for hypernetworks too)."""
+        try:
+            request = EmbeddingTrainingRequest.from_api(args)
+            if kind == "hypernetwork" and "learn_rate" not in args:
+                request.learn_rate = HYPERNETWORK_RATE
+            result = ctx.jobs.run(f"train_{kind}",
+                                  lambda progress: run(ctx, request, progress),
+                                  task_id=str(args.get("id_task") or "") or None)
+        except Exception as error:  # noqa: BLE001 - A1111 reports it in `info`
+            return TrainResponse(info=f"train {kind} error: {error_text(error)}")
+        return TrainResponse(info=f"train embedding complete: filename: {result.path} "
+                                  f"error: None")
+
     @router.post("/train/embedding", response_model=TrainResponse, tags=["training"])
     def train_embedding(args: dict[str, Any] = Body(...)) -> TrainResponse:
         """A1111's fields (`embedding_name`, `learn_rate`, `data_root`, `steps`, ...); runs as
         a job (progress, interrupt) and answers when it ends."""
-        try:
-            request = EmbeddingTrainingRequest.from_api(args)
-            result = ctx.jobs.run("train_embedding",
-                                  lambda progress: run_embedding_training(ctx, request,
-                                                                          progress),
-                                  task_id=str(args.get("id_task") or "") or None)
-        except Exception as error:  # noqa: BLE001 - A1111 reports it in `info`
-            return TrainResponse(info=f"train embedding error: {error_text(error)}")
-        return TrainResponse(info=f"train embedding complete: filename: {result.path} "
-                                  f"error: None")
+        return train("embedding", args, run_embedding_training)
 
     @router.post("/train/hypernetwork", response_model=TrainResponse, tags=["training"])
     def train_hypernetwork(args: dict[str, Any] = Body(...)) -> TrainResponse:
         """A1111's fields (`hypernetwork_name`, `learn_rate` (0.00001), `data_root`, `steps`,
-        ...); runs as a job and answers when it ends (A1111's wording, "train embedding")."""
-        try:
-            request = EmbeddingTrainingRequest.from_api(args)
-            if "learn_rate" not in args:
-                request.learn_rate = HYPERNETWORK_RATE
-            result = ctx.jobs.run("train_hypernetwork",
-                                  lambda progress: run_hypernetwork_training(ctx, request,
-                                                                             progress),
-                                  task_id=str(args.get("id_task") or "") or None)
-        except Exception as error:  # noqa: BLE001 - A1111 reports it in `info`
-            return TrainResponse(info=f"train hypernetwork error: {error_text(error)}")
-        return TrainResponse(info=f"train embedding complete: filename: {result.path} "
-                                  f"error: None")
+        ...); runs as a job and answers when it ends."""
+        return train("hypernetwork", args, run_hypernetwork_training)
 
     return router
