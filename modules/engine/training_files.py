@@ -24,6 +24,9 @@ from modules.engine.textual_inversion import MAX_VECTORS, SINGLE, Embedding
 PLACEHOLDER_TOKEN = 265
 WEIGHT_INITS = ("Normal", "KaimingUniform", "KaimingNormal", "XavierUniform", "XavierNormal")
 DEFAULT_SIZES = (768, 320, 640, 1024, 1280)
+MAX_WIDTH = 4096          # context widths of real models are 320 ... 2048
+MAX_LAYER_FACTOR = 16.0   # a layer at most 16x its width
+MAX_LAYERS = 16
 
 
 def spread_vectors(token_vectors: Tensor, count: int) -> Tensor:
@@ -84,6 +87,10 @@ def parse_layer_structure(value: Any) -> list[float]:
         raise ValueError(f"layer structure {value!r} is not a list of numbers") from error
     if len(structure) < 2 or structure[0] != 1 or structure[-1] != 1:
         raise ValueError(f"layer structure {structure} must start and end with 1")
+    if len(structure) > MAX_LAYERS or not all(0 < value <= MAX_LAYER_FACTOR
+                                              for value in structure):
+        raise ValueError(f"layer structure {structure}: at most {MAX_LAYERS} layers, each "
+                         f"above 0 and at most {MAX_LAYER_FACTOR:g} times the width")
     return structure
 
 
@@ -130,6 +137,8 @@ def new_hypernetwork_data(name: str, *, sizes: Iterable[int] = DEFAULT_SIZES,
     widths = sorted({int(size) for size in sizes})
     if not widths:
         raise ValueError("choose at least one context width (768, 320, 640, 1024, 1280)")
+    if not all(0 < width <= MAX_WIDTH for width in widths):
+        raise ValueError(f"context widths must be from 1 to {MAX_WIDTH}")
     generator = torch.Generator().manual_seed(seed)
     activation = None if activation_func in (None, "", "linear") else activation_func
     data: dict[Any, Any] = {}

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SAMPLING_METHODS = ("once", "deterministic", "random")
 OPTIMIZER_SUFFIX = ".optim"
+MAX_SIDE = 2048
+MAX_IMAGES_PER_STEP = 64
+MAX_PREVIEW_STEPS = 150
 
 
 @dataclass
@@ -209,6 +212,13 @@ def check_request(request: TrainingRequest) -> None:
         raise TrainingInputError("width and height must be multiples of 8, at least 64")
     if not 0 <= request.tag_drop_out < 1:
         raise TrainingInputError("tag dropout must be from 0 to below 1")
+    # what one step or preview may ask of the machine
+    if max(request.training_width, request.training_height, request.preview_width,
+           request.preview_height) > MAX_SIDE or request.batch_size * request.gradient_step > \
+            MAX_IMAGES_PER_STEP or not 1 <= request.preview_steps <= MAX_PREVIEW_STEPS:
+        raise TrainingInputError(f"sides up to {MAX_SIDE} px, batch size x gradient "
+                                 f"accumulation up to {MAX_IMAGES_PER_STEP}, preview steps "
+                                 f"1 to {MAX_PREVIEW_STEPS}")
 
 
 

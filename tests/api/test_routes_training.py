@@ -125,6 +125,8 @@ def test_create_hypernetwork_writes_a_file_the_loader_reads(api):
     ({"name": "fox", "activation_func": "sparkle"}, "unknown activation function"),
     ({"name": "fox", "enable_sizes": []}, "at least one context width"),
     ({"name": "///"}, "Give a name"),
+    ({"name": "fox", "enable_sizes": [10**9]}, "context widths must be from 1 to"),
+    ({"name": "fox", "layer_structure": "1, 1000, 1"}, "at most 16 layers, each"),
 ])
 def test_create_hypernetwork_refuses_bad_input_and_writes_nothing(api, payload, message):
     client, _, data = api

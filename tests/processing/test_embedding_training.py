@@ -160,6 +160,8 @@ def test_mixed_modes_and_unreadable_files(app):
     ({"template_filename": "../x.txt"}, "give the name of a .txt file"),
     ({"learn_rate": "fast"}, "is not 'rate' or 'rate:step'"),
     ({"latent_sampling_method": "sometimes"}, "latent sampling method"),
+    ({"training_width": 8192}, "sides up to 2048 px"),
+    ({"batch_size": 64, "gradient_step": 64}, "sides up to 2048 px"),
 ])
 def test_bad_input_is_a_clear_message(app, fields, message):
     ctx, client, data = app
