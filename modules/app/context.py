@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.app.checkpoints import CheckpointInfo, CheckpointRegistry, HashCache, VaeRegistry
+from modules.app.image_index import ImageIndex
 from modules.app.devices import DevicePlan, choose_attention, plan_devices
 from modules.app.model_manager import ModelManager
 from modules.app.option_defs import default_option_definitions
@@ -54,6 +55,8 @@ class AppContext:
     controlnet: ControlNetService | None = None
     #: the API's job service when it is not this process's queue (Redis with --queue)
     job_service: Any = None
+    #: the image browser's index of the outputs folder (SQLite in the data folder)
+    image_index: ImageIndex | None = None
     loras: LoraLibrary | None = None
     embeddings: EmbeddingLibrary | None = None
     hypernetworks: HypernetworkLibrary | None = None
@@ -148,6 +151,8 @@ class AppContext:
 
     def close(self) -> None:
         self.jobs.shutdown()
+        if self.image_index is not None:
+            self.image_index.close()
         if self.job_service is not None:
             self.job_service.close()
 
@@ -231,7 +236,21 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                                                                 manager.plan.device))
     context.scripts = load_app_scripts(context)
     manager.on_loaded = lambda model: context.scripts.callbacks.run("model_loaded", model)
+    context.image_index = ImageIndex(paths.data_dir / "image-index.sqlite3", paths.outputs_dir)
+    context.scripts.callbacks.add("image_saved", lambda params: index_saved_image(
+        context.image_index, params.filename), name="image browser index")
     return context
+
+
+def index_saved_image(index: ImageIndex | None, filename: str) -> None:
+    """A picture the app has just saved joins the image browser's index (files outside the
+    outputs folder are not browsed)."""
+    if index is None:
+        return
+    try:
+        index.add(filename)
+    except (ValueError, OSError) as error:
+        log.debug("not indexed: %s (%s)", filename, error)
 
 
 def extension_loading_mode(args: argparse.Namespace, options: Options) -> str:

@@ -18,6 +18,7 @@ from modules.ui.common import PageLoadRefresh, UiTab
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import Img2ImgRunner, build_img2img_tab
 from modules.ui.extensions_tab import build_extensions_tab
+from modules.ui.image_browser_tab import build_image_browser_tab
 from modules.ui.train_tab import build_train_tab
 from modules.ui.merger_tab import build_checkpoint_merger_tab, current_title
 from modules.ui.pnginfo_tab import build_pnginfo_tab
@@ -47,6 +48,8 @@ def default_tabs(*, txt2img_runner: Txt2ImgRunner | None = None,
         UiTab("pnginfo", "PNG Info", lambda ctx: build_pnginfo_tab(ctx, send_to)),
         UiTab("modelmerger", "Checkpoint Merger", build_checkpoint_merger_tab),
         UiTab("train", "Train", build_train_tab),
+        UiTab("image_browser", "Image Browser",
+              lambda ctx: build_image_browser_tab(ctx, send_to)),
         UiTab("settings", "Settings", lambda ctx: build_settings_tab(ctx, page_load)),
         UiTab("extensions", "Extensions", build_extensions_tab),
     ]

@@ -27,7 +27,7 @@ def test_tabs_in_a1111_order(tmp_path):
     labels = [tab.label for tab in main_tabs.children if isinstance(tab, gr.Tab)]
     # extensions' tabs (the built-in character-pose service's "Character") before Settings
     assert labels == ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train",
-                      "Character", "Settings", "Extensions"]
+                      "Image Browser", "Character", "Settings", "Extensions"]
     by_elem = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
     assert by_elem["modelmerger_merge"].value == "Merge"
     assert by_elem["train_create_embedding_button"].value == "Create embedding"
