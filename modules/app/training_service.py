@@ -40,7 +40,7 @@ def create_embedding_here(ctx: "AppContext", name: str, *, num_vectors_per_token
 
 def trainable_embeddings(ctx: "AppContext") -> list[str]:
     """Names of the embeddings that fit the loaded checkpoint (all readable ones before a load)."""
-    if ctx.embeddings is None:
+    if getattr(ctx, "embeddings", None) is None:
         return []
     loaded = ctx.model_manager.current()
     if loaded is None:
