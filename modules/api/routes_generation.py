@@ -211,8 +211,9 @@ def run_generation_request(ctx: "AppContext", service: "JobService", kind: str,
 
 def generation_router(ctx: "AppContext", *, txt2img_runner: Txt2ImgRunner | None = None,
                       service: "JobService | None" = None) -> APIRouter:
-    from modules.api.job_handlers import job_service_for  # it builds on this module
+    from modules.api.job_handlers import is_remote, job_service_for  # they build on this module
     jobs = service or job_service_for(ctx, txt2img_runner=txt2img_runner)
+    remote = is_remote(jobs)
     router = APIRouter(prefix="/sdapi/v1")
 
     @router.post("/txt2img", response_model=TextToImageResponse, tags=["generation"])
@@ -222,8 +223,7 @@ def generation_router(ctx: "AppContext", *, txt2img_runner: Txt2ImgRunner | None
 
     @router.get("/progress", response_model=ProgressResponse, tags=["progress"])
     def progressapi(skip_current_image: bool = False) -> ProgressResponse:
-        from modules.api.job_handlers import is_remote
-        if is_remote(jobs):
+        if remote:
             return remote_progress_response(jobs, skip_current_image)
         return progress_response(ctx, skip_current_image)
 

@@ -11,10 +11,9 @@ from modules.engine.hypernetwork import HypernetworkError
 from modules.engine.textual_inversion import read_embedding
 from modules.jobs.progress import JobProgress
 from modules.processing.embedding_training import (EmbeddingTrainee, EmbeddingTrainingRequest,
-                                                   TrainingResult, TrainingRun, log_folder,
-                                                   train_embedding)
-from modules.processing.training_loop import TrainingRequest
-from modules.processing.hypernetwork_training import HypernetworkTrainee, train_hypernetwork
+                                                   TrainingResult, TrainingRun, log_folder)
+from modules.processing.training_loop import TrainingRequest, run_training
+from modules.processing.hypernetwork_training import HypernetworkTrainee
 from modules.processing.params import GenerationParams
 from modules.processing.preprocess import PreprocessRequest, PreprocessResult, preprocess
 from modules.processing.textual_inversion import model_encoders
@@ -72,7 +71,7 @@ def run_embedding_training(ctx: "AppContext", request: EmbeddingTrainingRequest,
                       log_folder(log_base, embedding.name),
                       make_preview=lambda prompt, req: preview_image(ctx, prompt, req))
     try:
-        return train_embedding(trainee, run, request, progress)
+        return run_training(trainee, run, request, progress)
     finally:
         ctx.embeddings.refresh()
 
@@ -96,7 +95,7 @@ def run_hypernetwork_training(ctx: "AppContext", request: TrainingRequest,
     run = TrainingRun(loaded.model, data_root, ctx.paths.templates_dir,
                       log_folder(log_base, trainee.name),
                       make_preview=lambda prompt, req: preview_image(ctx, prompt + tag, req))
-    return train_hypernetwork(trainee, run, request, progress)
+    return run_training(trainee, run, request, progress)
 
 
 def _checked_folders(ctx: "AppContext", request: TrainingRequest,

@@ -29,10 +29,9 @@ class JobRetention:
 
 @dataclass
 class _Record:
-    job: Job
     log: EventLog
+    job: Job = field(init=False)     # set once queued, before the record is listed
     preview: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class InProcessJobService:
@@ -57,26 +56,25 @@ class InProcessJobService:
             raise ValueError(f"No handler for jobs of kind {spec.kind!r}")
         if task_id and (self._record(task_id) is not None or self.queue.get(task_id) is not None):
             raise DuplicateJobError(f"Job {task_id} already exists")
-        log = EventLog()
-        holder: dict[str, _Record] = {}
+        # the record outlives the job (retention): it keeps no copy of the payload (an img2img
+        # request's images), which only the job's function holds until it ends
+        record = _Record(EventLog())
+        log = record.log
+        # first in the log: the worker may start the job before submit() returns
+        log.append("state", {"state": QUEUED})
 
         def run(progress: JobProgress) -> dict[str, Any]:
             log.append("state", {"state": RUNNING, "position": 0})
-            with ProgressPump(progress, lambda event, data: self._emit(holder["record"], event,
-                                                                      data),
+            with ProgressPump(progress, lambda event, data: self._emit(record, event, data),
                               encode_preview=self._encode_preview):
                 return handler(spec.payload, progress)
 
         with self._lock:
-            job = self.queue.submit(spec.kind, run, task_id=task_id)
-            # the record outlives the job (retention): it keeps no copy of the payload (an
-            # img2img request's images), which only the job's function holds until it ends
-            record = holder["record"] = _Record(job, log)
+            job = record.job = self.queue.submit(spec.kind, run, task_id=task_id)
             self._records[job.id] = record
             self._expire_locked()
-        log.append("state", {"state": QUEUED, "position": job.queue_position()})
-        job.add_done_callback(lambda finished: log.append(
-            finished.state, final_event_data(self._view_of(finished, record))))
+        job.add_done_callback(lambda finished: log.append(finished.state, final_event_data(
+            finished.id, finished.state, self._view_of(finished, record).error)))
         return job.id
 
     def view(self, job_id: str) -> JobView | None:

@@ -17,7 +17,8 @@ from modules.jobs.queue import QueueFullError, create_task_id
 from modules.jobs.redis_store import (CANCEL, EVENTS_MAXLEN, GROUP, RedisKeys, dumps,
                                       redacted_url, stream_id_or_start)
 from modules.jobs.service import (CANCELLED, DONE, FAILED, QUEUED, RUNNING, DuplicateJobError,
-                                  JobEvent, JobSpec, JobView, QueueUnavailableError)
+                                  JobEvent, JobSpec, JobView, QueueUnavailableError,
+                                  final_event_data)
 
 CONNECT_TIMEOUT_SECONDS = 2.0
 WAIT_POLL_SECONDS = 1.0
@@ -146,7 +147,7 @@ class RedisJobService:
 
     def cancel(self, job_id: str) -> bool:
         keys = self.keys
-        data = dumps({"id": job_id, "state": CANCELLED})
+        data = dumps(final_event_data(job_id, CANCELLED))
         with reachable(self.url):
             outcome = self._cancel(keys=[keys.job(job_id), keys.queued, keys.events(job_id)],
                                    args=[job_id, time.time(), data, self.retention_seconds,
@@ -202,14 +203,6 @@ class RedisJobService:
                 events.append(JobEvent(entry_id, fields.get("event", ""),
                                        json.loads(fields.get("data") or "{}")))
         return events
-
-    def workers(self) -> list[dict[str, Any]]:
-        """The live workers' heartbeats (name, checkpoint, job)."""
-        keys = self.keys
-        with reachable(self.url):
-            names = sorted(self._client.smembers(keys.workers))
-            beats = self._client.mget([keys.worker(name) for name in names]) if names else []
-        return [json.loads(beat) for beat in beats if beat]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         with reachable(self.url):

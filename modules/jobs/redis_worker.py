@@ -30,7 +30,8 @@ from modules.jobs.redis_service import connect, ensure_group
 from modules.jobs.redis_store import (END, EVENTS_MAXLEN, FINISH, GROUP, START, RedisKeys, dumps,
                                       redacted_url)
 from modules.jobs.service import (CANCELLED, DONE, FAILED, RUNNING, JobError, JobHandler, JobSpec,
-                                  PreviewEncoder, ProgressPump, error_message)
+                                  PreviewEncoder, ProgressPump, error_message,
+                                  final_event_data)
 
 log = logging.getLogger(__name__)
 
@@ -337,13 +338,11 @@ class RedisWorker:
         self._finish(keys=[keys.job(job_id), keys.events(job_id), keys.result(job_id),
                            keys.running],
                      args=[job_id, dumps(result), time.time(), self.retention_seconds,
-                           EVENTS_MAXLEN, dumps({"id": job_id, "state": DONE})])
+                           EVENTS_MAXLEN, dumps(final_event_data(job_id, DONE))])
 
     def _end_job(self, job_id: str, state: str, error: JobError | None = None) -> None:
         keys = self.keys
-        data: dict[str, Any] = {"id": job_id, "state": state}
-        if error is not None:
-            data["error"] = str(error)
+        data = final_event_data(job_id, state, str(error) if error is not None else None)
         self._end(keys=[keys.job(job_id), keys.events(job_id), keys.running, keys.queued],
                   args=[job_id, state, time.time(), self.retention_seconds, EVENTS_MAXLEN,
                         dumps(data), str(error) if error is not None else "",

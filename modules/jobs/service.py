@@ -253,9 +253,10 @@ class ProgressPump:
         self._emit("progress", progress_event(snapshot, preview))
 
 
-def final_event_data(view: JobView) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": view.id, "state": view.state}
-    if view.error:
-        data["error"] = view.error
+def final_event_data(job_id: str, state: str, error: str | None = None) -> dict[str, Any]:
+    """The data of a job's last event (`done` / `failed` / `cancelled`), on every backend."""
+    data: dict[str, Any] = {"id": job_id, "state": state}
+    if error:
+        data["error"] = error
     return data
 

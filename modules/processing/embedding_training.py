@@ -17,10 +17,10 @@ from modules.engine.tokenizer import get_clip_tokenizer
 from modules.engine.training_files import save_embedding
 from modules.processing.training_create import TrainingInputError
 from modules.processing.training_loop import (SAMPLING_METHODS, TrainingRequest, TrainingResult,
-                                              TrainingRun, log_folder, run_training)
+                                              TrainingRun, encode_texts, log_folder)
 
 __all__ = ["SAMPLING_METHODS", "EmbeddingTrainee", "EmbeddingTrainingRequest", "TrainingResult",
-           "TrainingRun", "log_folder", "train_embedding"]
+           "TrainingRun", "log_folder"]
 
 #: the request of both trainings, under the name the embedding route has always used
 EmbeddingTrainingRequest = TrainingRequest
@@ -43,29 +43,19 @@ class EmbeddingTrainee:
         self._optimizer: EmbeddingOptimizer | None = None
         self._encoder: PromptEncoder | None = None
 
-    def make_optimizer(self, request: TrainingRequest):
-        def factory(rate: float, state: dict | None) -> EmbeddingOptimizer:
-            try:
-                clip_value = float(request.clip_grad_value or 0.1)
-                self._optimizer = EmbeddingOptimizer(self.embedding, rate,
-                                                     clip_mode=request.clip_grad_mode,
-                                                     clip_value=clip_value, state=state)
-            except ValueError as error:
-                raise TrainingInputError(str(error)) from error
-            tokenizer = get_clip_tokenizer()
-            self._encoder = PromptEncoder(self.model, tokenizer, embeddings=EmbeddingVocabulary
-                                          .build([self.embedding], tokenizer.encode))
-            return self._optimizer
-        return factory
+    def make_optimizer(self, rate: float, state: dict | None, *, clip_mode: str,
+                       clip_value: float) -> EmbeddingOptimizer:
+        self._optimizer = EmbeddingOptimizer(self.embedding, rate, clip_mode=clip_mode,
+                                             clip_value=clip_value, state=state)
+        tokenizer = get_clip_tokenizer()
+        self._encoder = PromptEncoder(self.model, tokenizer, embeddings=EmbeddingVocabulary
+                                      .build([self.embedding], tokenizer.encode))
+        return self._optimizer
 
     def encode(self, texts: list[str], width: int,
                height: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         assert self._encoder is not None
-        crossattn, pooled = self._encoder.encode_for_training(texts)
-        if pooled is None:
-            return crossattn, None
-        return crossattn, torch.stack([self._encoder.make_vector(p, width=width, height=height)
-                                       for p in pooled])
+        return encode_texts(self._encoder, texts, width, height)
 
     def active(self) -> ContextManager[Any]:
         return contextlib.nullcontext()
@@ -75,9 +65,3 @@ class EmbeddingTrainee:
         self.embedding.step = step
         save_embedding(Embedding(self.name, self._optimizer.snapshot(), step=step), target,
                        checkpoint_hash=self.checkpoint_hash, checkpoint_name=self.checkpoint_name)
-
-
-def train_embedding(trainee: EmbeddingTrainee, run: TrainingRun, request: TrainingRequest,
-                    progress: Any) -> TrainingResult:
-    return run_training(trainee, run, request, request.learn_rate,
-                        trainee.make_optimizer(request), progress)

@@ -17,8 +17,7 @@ from modules.engine.hypernetwork import HypernetworkPatch, hypernetwork_from_dat
 from modules.engine.tokenizer import get_clip_tokenizer
 from modules.engine.training_files import save_hypernetwork
 from modules.processing.training_create import TrainingInputError
-from modules.processing.training_loop import (TrainingRequest, TrainingResult, TrainingRun,
-                                              run_training)
+from modules.processing.training_loop import encode_texts
 
 #: A1111's default learning rate for hypernetworks
 DEFAULT_RATE = "0.00001"
@@ -47,25 +46,17 @@ class HypernetworkTrainee:
         self._optimizer: ParameterOptimizer | None = None
         self._encoder = PromptEncoder(self.model, get_clip_tokenizer())
 
-    def make_optimizer(self, request: TrainingRequest):
-        def factory(rate: float, state: dict | None) -> ParameterOptimizer:
-            try:
-                self._optimizer = ParameterOptimizer(
-                    [p for mlp in self.mlps for p in mlp.parameters()], rate,
-                    clip_mode=request.clip_grad_mode,
-                    clip_value=float(request.clip_grad_value or 0.1), state=state)
-            except ValueError as error:
-                raise TrainingInputError(str(error)) from error
-            return self._optimizer
-        return factory
+    def make_optimizer(self, rate: float, state: dict | None, *, clip_mode: str,
+                       clip_value: float) -> ParameterOptimizer:
+        self._optimizer = ParameterOptimizer([p for mlp in self.mlps for p in mlp.parameters()],
+                                             rate, clip_mode=clip_mode, clip_value=clip_value,
+                                             state=state)
+        return self._optimizer
 
     def encode(self, texts: list[str], width: int,
                height: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.no_grad():      # the text encoder is not trained here
-            crossattn, pooled = self._encoder.encode_for_training(texts)
-            vector = None if pooled is None else torch.stack(
-                [self._encoder.make_vector(p, width=width, height=height) for p in pooled])
-        return crossattn, vector
+            return encode_texts(self._encoder, texts, width, height)
 
     def active(self) -> ContextManager[Any]:
         for mlp in self.mlps:
@@ -97,9 +88,3 @@ class _Training:
         self.patch.__exit__(*exc_info)
         for mlp in self.mlps:
             mlp.eval()
-
-
-def train_hypernetwork(trainee: HypernetworkTrainee, run: TrainingRun, request: TrainingRequest,
-                       progress: Any) -> TrainingResult:
-    return run_training(trainee, run, request, request.learn_rate,
-                        trainee.make_optimizer(request), progress)

@@ -230,6 +230,8 @@ class Trainee(Protocol):
     start_step: int
     kind: str                      # "embeddings" / "hypernetworks": the log folder's copies
 
+    def make_optimizer(self, rate: float, state: dict | None, *, clip_mode: str,
+                       clip_value: float) -> Any: ...
     def encode(self, texts: list[str], width: int, height: int) -> tuple[torch.Tensor,
                                                                         torch.Tensor | None]: ...
     def active(self) -> ContextManager[Any]: ...
@@ -247,15 +249,15 @@ class TrainingRun:
     make_preview: Callable[[str, TrainingRequest], Image.Image] | None = None
 
 
-def run_training(trainee: Trainee, run: TrainingRun, request: TrainingRequest, rate_text: str,
-                 optimizer_factory: Callable[[float, dict | None], Any],
+def run_training(trainee: Trainee, run: TrainingRun, request: TrainingRequest,
                  progress: Any) -> TrainingResult:
     check_request(request)
     model = run.model
     templates = read_templates(run.templates_dir, request.template_filename)
     start = trainee.start_step
     try:
-        schedule = RateSchedule.parse(rate_text, request.steps)
+        schedule = RateSchedule.parse(request.learn_rate, request.steps)
+        clip_value = float(request.clip_grad_value or 0.1)
     except ValueError as error:
         raise TrainingInputError(str(error)) from error
     if start >= schedule.end:
@@ -263,8 +265,13 @@ def run_training(trainee: Trainee, run: TrainingRun, request: TrainingRequest, r
                                  f"raise the steps above it to train on")
     samples, skipped = load_dataset(run.data_root, model, request)
     optim_path = trainee.path.with_name(trainee.path.name + OPTIMIZER_SUFFIX)
-    optimizer = optimizer_factory(schedule.rate_at(start) or 0.0,
-                                  _saved_optimizer_state(optim_path, start))
+    try:
+        optimizer = trainee.make_optimizer(schedule.rate_at(start) or 0.0,
+                                           _saved_optimizer_state(optim_path, start),
+                                           clip_mode=request.clip_grad_mode,
+                                           clip_value=clip_value)
+    except ValueError as error:
+        raise TrainingInputError(str(error)) from error
     rng = random.Random(request.seed + start)
     generator = torch.Generator().manual_seed(request.seed + start)
     result = TrainingResult(trainee.path, start, start, skipped=skipped)
@@ -324,6 +331,16 @@ def run_training(trainee: Trainee, run: TrainingRun, request: TrainingRequest, r
         return result
     save(step)
     return result
+
+
+def encode_texts(encoder: Any, texts: list[str], width: int,
+                 height: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(crossattn, SDXL's vector or None) of training prompts, autograd on."""
+    crossattn, pooled = encoder.encode_for_training(texts)
+    if pooled is None:
+        return crossattn, None
+    return crossattn, torch.stack([encoder.make_vector(p, width=width, height=height)
+                                   for p in pooled])
 
 
 def _latent_of(sample: TrainingSample, model: Any, generator: torch.Generator) -> torch.Tensor:

@@ -257,19 +257,19 @@ def result_panel(tab_id: str) -> ResultPanel:
 
 def wire_stop_buttons(ctx: "AppContext", controls: PromptControls, view: ProgressView) -> None:
     """Interrupt / Skip act on the job this tab started (its id is in the hidden textbox)."""
-    def interrupt(task_id: str | None) -> None:
-        service = remote_service(ctx)
-        if service is not None and task_id and service.view(task_id) is not None:
-            interrupt_remote(service, task_id)
-        else:
-            interrupt_job(ctx.jobs, task_id)
+    def acting_on(remote: Callable[[Any, str], bool],
+                  local: Callable[[Any, str | None], bool]) -> Callable[[str | None], None]:
+        """The tab's job through the remote queue when it went there, else on this process."""
+        def act(task_id: str | None) -> None:
+            service = remote_service(ctx)
+            if service is not None and task_id and service.view(task_id) is not None:
+                remote(service, task_id)
+            else:
+                local(ctx.jobs, task_id)
+        return act
 
-    def skip(task_id: str | None) -> None:
-        service = remote_service(ctx)
-        if service is not None and task_id and service.view(task_id) is not None:
-            skip_remote(service, task_id)
-        else:
-            skip_job(ctx.jobs, task_id)
+    interrupt = acting_on(interrupt_remote, interrupt_job)
+    skip = acting_on(skip_remote, skip_job)
 
     controls.interrupt.click(fn=interrupt,
                              inputs=[view.task_id], outputs=[], show_progress="hidden",

@@ -3,8 +3,6 @@ an API request (images and script inputs as base64), and the tab follows the job
 service: queue place, progress, live preview, then the images, or the error as a message."""
 from __future__ import annotations
 
-import base64
-import io
 import json
 import logging
 import time
@@ -18,7 +16,7 @@ from modules.api.job_handlers import generation_spec
 from modules.api.models import StableDiffusionImg2ImgProcessingAPI, \
     StableDiffusionTxt2ImgProcessingAPI
 from modules.jobs.service import CANCELLED, DONE, QUEUED, JobService, JobView
-from modules.processing.images import encode_image_to_base64
+from modules.processing.images import decode_base64_to_image, encode_image_to_base64
 from modules.ui.progress import PROGRESS_POLL_SECONDS, ProgressSnapshot, progress_bar_html
 
 if TYPE_CHECKING:
@@ -83,16 +81,12 @@ def follow_remote(service: JobService, job_id: str, *,
         preview = None
         if view.preview and view.preview != last_preview:
             last_preview = view.preview
-            preview = decode_data_url(view.preview)
+            preview = decode_base64_to_image(view.preview)
         yield ProgressSnapshot(
             fraction=float(progress.get("fraction") or 0.0), eta_seconds=progress.get("eta"),
             queue_position=view.position if view.state == QUEUED else 0,
             textinfo=view.textinfo, preview=preview, preview_id=0)
         time.sleep(poll_seconds)
-
-
-def decode_data_url(url: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[-1]))).copy()
 
 
 def result_outputs(view: JobView, infotext_html: Callable[[str], str],
@@ -107,7 +101,7 @@ def result_outputs(view: JobView, infotext_html: Callable[[str], str],
     infotexts = info.get("infotexts") or []
     images = []
     for index, encoded in enumerate(view.result.get("images") or []):
-        image = decode_data_url(encoded)
+        image = decode_base64_to_image(encoded)
         if index < len(infotexts):
             image.info["parameters"] = infotexts[index]
         images.append(image)
