@@ -47,6 +47,9 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
                          ("dat", "DAT"), ("hat", "HAT")):
         add(f"--{kind}-models-path", type=str, default=None,
             help=f"upscaler model files (default: models/{folder})")
+    add("--ldsr-models-path", type=str, default=None,
+        help="LDSR weights (model.ckpt or model.safetensors) and project.yaml "
+        "(default: models/LDSR)")
     for kind, folder in (("codeformer", "Codeformer"), ("gfpgan", "GFPGAN")):
         add(f"--{kind}-models-path", type=str, default=None,
             help=f"face restoration weights (default: models/{folder})")

@@ -26,6 +26,7 @@ from modules.scripting.host import ScriptHost, find_extensions, load_script_host
 from modules.processing.styles import StyleDatabase
 from modules.processing.face_restoration import FaceRestorers
 from modules.processing.interrogation import Interrogators
+from modules.processing.ldsr_upscaler import register_ldsr
 from modules.processing.model_upscalers import register_model_upscalers
 from modules.processing.upscalers import UpscalerRegistry
 from modules.merger.request import MergeRequest
@@ -214,6 +215,8 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
     register_model_upscalers(context.upscalers, paths.upscaler_dirs, options,
                              device=manager.plan.device, dtype=manager.plan.auxiliary_dtype,
                              allow_unsafe_pickle=unsafe_pickles)
+    register_ldsr(context.upscalers, paths.ldsr_dir, options, device=manager.plan.device,
+                  dtype=manager.plan.auxiliary_dtype, allow_unsafe_pickle=unsafe_pickles)
     context.face_restorers = FaceRestorers(paths.face_restorer_dirs, device=manager.plan.device,
                                            dtype=manager.plan.auxiliary_dtype,
                                            allow_unsafe_pickle=unsafe_pickles)

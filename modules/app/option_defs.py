@@ -144,6 +144,8 @@ def _system_options(upscaler_names: ChoiceSource | None) -> dict[str, OptionInfo
         **{f"{kind}_tile_overlap": _slider(8, f"Tile overlap for {label} upscalers, pixels",
                                            0, 48, 1, UPSCALING)
            for kind, label, _ in _TILED_UPSCALERS},
+        "ldsr_steps": _slider(100, "LDSR processing steps. Lower = faster", 1, 200, 1, UPSCALING),
+        "ldsr_cached": _check(False, "Cache LDSR model in memory", UPSCALING),
         "face_restoration": _check(False, "Restore faces", FACE_RESTORATION,
                                    infotext="Face restoration"),
         "face_restoration_model": _choice("CodeFormer", "Face restoration model",

@@ -31,6 +31,7 @@ class Paths:
     esrgan_dir: Path                # --esrgan-models-path or <models>/ESRGAN
     #: upscaler model folders: (kind, folder), kind = the models/ folder name
     upscaler_dirs: tuple[tuple[str, Path], ...]
+    ldsr_dir: Path                  # --ldsr-models-path or <models>/LDSR
     blip_dir: Path                  # <models>/BLIP (a transformers BLIP folder)
     clip_interrogate_dir: Path      # --clip-models-path or <models>/interrogate
     interrogate_dir: Path           # <models>/interrogate (category lists)
@@ -80,6 +81,7 @@ class Paths:
                 (kind, flag(f"{kind.lower()}_models_path") or models_dir / kind)
                 for kind in ("ESRGAN", "RealESRGAN", "SwinIR", "Swin2SR", "ScuNET", "DAT",
                              "HAT")),
+            ldsr_dir=flag("ldsr_models_path") or models_dir / "LDSR",
             blip_dir=models_dir / "BLIP",
             clip_interrogate_dir=flag("clip_models_path") or models_dir / "interrogate",
             interrogate_dir=models_dir / "interrogate",

@@ -27,6 +27,9 @@ class UNetConfig:
     num_head_channels: int = -1       # SD2.x / SDXL: 64
     use_linear_in_transformer: bool = False   # SD2.x / SDXL use Linear proj_in/proj_out
     adm_in_channels: int | None = None        # SDXL: 2816 base, 2560 refiner (label_emb)
+    # "spatial": SpatialTransformer blocks with cross-attention (every SD model); "self": LDM's
+    # older self-attention-only `AttentionBlock` (use_spatial_transformer=False: LDSR)
+    attention_block: str = "spatial"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class VAEConfig:
     num_res_blocks: int = 2
     # mid-block attention q/k/v/proj_out stored as 1x1 convs (LDM) or as linears (diffusers-converted)
     attn_linear: bool = False
+    # the encoder's output holds a mean and a log-variance (KL); a VQ first stage has one latent
+    double_z: bool = True
     scaling_factor: float = 0.18215  # SDXL: 0.13025
 
 

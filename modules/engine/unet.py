@@ -205,6 +205,34 @@ class SpatialTransformer(nn.Module):
         return tokens.view(batch, height, width, channels).permute(0, 3, 1, 2) + x
 
 
+class AttentionBlock(nn.Module):
+    """LDM's self-attention block of UNets without text context (LDSR): `norm`, `qkv` and
+    `proj_out` as 1-d convolutions, residual. The qkv channels are laid out per head (q, k, v of
+    head 0, then head 1, ...), the "legacy" order of `QKVAttentionLegacy`."""
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv1d(channels, channels * 3, 1)
+        self.proj_out = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        flat = x.reshape(batch, channels, height * width)
+        # the 1-d convs run as linears over tokens, so each head's q / k / v is a view whose
+        # last axis is contiguous (what SDPA's fused CPU kernel needs)
+        tokens = self.norm(flat).transpose(1, 2)
+        qkv = F.linear(tokens, self.qkv.weight.squeeze(-1), self.qkv.bias)
+        head_width = channels // self.heads
+        q, k, v = qkv.view(batch, -1, self.heads, 3 * head_width).transpose(1, 2) \
+            .split(head_width, dim=-1)
+        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2) \
+            .reshape(batch, -1, channels)
+        projected = F.linear(attended, self.proj_out.weight.squeeze(-1), self.proj_out.bias)
+        return (flat + projected.transpose(1, 2)).reshape(batch, channels, height, width)
+
+
 class TimestepEmbedSequential(nn.Sequential):
     """One `input_blocks.N` / `middle_block` / `output_blocks.N` entry: layers fed the embedding
     (ResBlock) or the text context (SpatialTransformer) as each needs."""
@@ -293,8 +321,10 @@ class UNetEncoder(nn.Module):
         self.middle_block = TimestepEmbedSequential(*middle)
         self.middle_channels = ch
 
-    def transformer(self, channels: int, depth: int) -> SpatialTransformer:
+    def transformer(self, channels: int, depth: int) -> nn.Module:
         heads, dim_head = heads_for(channels, self.config)
+        if self.config.attention_block == "self":
+            return AttentionBlock(channels, heads)
         return SpatialTransformer(channels, heads, dim_head, depth, self.config.context_dim,
                                   self.config.use_linear_in_transformer)
 
@@ -344,7 +374,7 @@ class UNetModel(UNetEncoder):
         self,
         x: Tensor,
         timesteps: Tensor,
-        context: Tensor,
+        context: Tensor | None,
         y: Tensor | None = None,
         control: Sequence[Tensor] | None = None,
     ) -> Tensor:
@@ -354,7 +384,7 @@ class UNetModel(UNetEncoder):
         added to the middle output and to the skips. Returns [B, out_channels, H, W]."""
         dtype = self.input_blocks[0][0].weight.dtype
         silu_emb = self.embed(timesteps, y, dtype)
-        context = context.to(dtype)
+        context = context.to(dtype) if context is not None else None
         residuals = list(control) if control is not None else None
 
         h = x.to(dtype=dtype, memory_format=torch.channels_last)

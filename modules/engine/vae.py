@@ -130,8 +130,9 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList(levels)
         self.mid = MidBlock(block_in, config.attn_linear)
         self.norm_out = _group_norm(block_in)
-        # "double_z": mean and log-variance of the latent distribution
-        self.conv_out = nn.Conv2d(block_in, 2 * config.z_channels, 3, padding=1)
+        # "double_z": mean and log-variance of the latent distribution (KL), else the latent (VQ)
+        z_outputs = 2 * config.z_channels if config.double_z else config.z_channels
+        self.conv_out = nn.Conv2d(block_in, z_outputs, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)

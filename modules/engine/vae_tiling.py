@@ -44,7 +44,7 @@ def _ramp(length: int, ramp: int, ramp_start: bool, ramp_end: bool) -> torch.Ten
     return weights
 
 
-def _blend_tiles(source: torch.Tensor, tile: int, overlap: int, scale: float,
+def blend_tiles(source: torch.Tensor, tile: int, overlap: int, scale: float,
                  out_channels: int, run_tile) -> torch.Tensor:
     """Run `run_tile` over overlapping tiles of `source` [B, C, H, W] and blend the results,
     which are `scale` times the tile's size, into one [B, out_channels, H*scale, W*scale]."""
@@ -76,7 +76,7 @@ def decode_tiled(vae: AutoencoderKL, latents: torch.Tensor, *, tile: int = DEFAU
     """`vae.decode(latents)` in tiles of `tile` latent cells overlapping by `overlap`; float32."""
     if latents.shape[-2] <= tile and latents.shape[-1] <= tile:
         return vae.decode(latents).float()
-    return _blend_tiles(latents, tile, overlap, LATENT_FACTOR, vae.config.out_channels,
+    return blend_tiles(latents, tile, overlap, LATENT_FACTOR, vae.config.out_channels,
                         vae.decode)
 
 
@@ -88,6 +88,6 @@ def encode_tiled(vae: AutoencoderKL, images: torch.Tensor,
     latent distributions are blended, then sampled once for the whole image (float32)."""
     if images.shape[-2] <= tile and images.shape[-1] <= tile:
         return vae.encode(images, generator=generator).float()
-    moments = _blend_tiles(images, tile, overlap, 1 / LATENT_FACTOR, 2 * vae.config.embed_dim,
+    moments = blend_tiles(images, tile, overlap, 1 / LATENT_FACTOR, 2 * vae.config.embed_dim,
                            vae.encode_moments)
     return vae.sample_latents(moments, generator)

@@ -12,7 +12,7 @@ import torch
 
 from modules.demo.shapes_dataset import random_scene, render_scene
 from modules.engine.sd_model import load_model
-from modules.engine.vae_tiling import _blend_tiles, decode_tiled, encode_tiled, tile_starts
+from modules.engine.vae_tiling import blend_tiles, decode_tiled, encode_tiled, tile_starts
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "Stable-diffusion" / \
     "demo-shapes.safetensors"
@@ -37,14 +37,14 @@ def test_blended_tiles_reassemble_a_tile_wise_function_exactly():
     def upsample(tile: torch.Tensor) -> torch.Tensor:       # what a decoder does to the size
         return torch.nn.functional.interpolate(tile, scale_factor=8, mode="nearest")[:, :3]
 
-    assert torch.allclose(_blend_tiles(latents, 16, 4, 8, 3, upsample), upsample(latents),
+    assert torch.allclose(blend_tiles(latents, 16, 4, 8, 3, upsample), upsample(latents),
                           atol=1e-6)
     images = torch.rand(1, 3, 400, 560)
 
     def pool(tile: torch.Tensor) -> torch.Tensor:            # what an encoder does to the size
         return torch.nn.functional.avg_pool2d(tile, 8).repeat(1, 2, 1, 1)
 
-    assert torch.allclose(_blend_tiles(images, 128, 32, 1 / 8, 6, pool), pool(images),
+    assert torch.allclose(blend_tiles(images, 128, 32, 1 / 8, 6, pool), pool(images),
                           atol=1e-6)
 
 
