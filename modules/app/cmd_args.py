@@ -47,6 +47,9 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
                          ("dat", "DAT"), ("hat", "HAT")):
         add(f"--{kind}-models-path", type=str, default=None,
             help=f"upscaler model files (default: models/{folder})")
+    add("--xlmr-tokenizer-dir", type=str, default=None,
+        help="xlm-roberta-large's sentencepiece.bpe.model, the tokenizer of Alt-Diffusion "
+        "checkpoints (default: models/xlm-roberta-large)")
     add("--ldsr-models-path", type=str, default=None,
         help="LDSR weights (model.ckpt or model.safetensors) and project.yaml "
         "(default: models/LDSR)")

@@ -201,7 +201,8 @@ def build_app_context(args: argparse.Namespace, root: Path) -> AppContext:
                            cache_limit=lambda: int(options.get("sd_checkpoints_limit")),
                            keep_in_cpu=lambda: bool(options.get("sd_checkpoints_keep_in_cpu")),
                            allow_unsafe_pickle=bool(getattr(args, "disable_safe_unpickle", False)),
-                           force_v_prediction=lambda: bool(options.get("sd_v_prediction")))
+                           force_v_prediction=lambda: bool(options.get("sd_v_prediction")),
+                           tokenizer_dir=paths.xlmr_tokenizer_dir)
     limits = ServerLimits(options, args)
     jobs = JobQueue(max_waiting=lambda: int(limits.value("limit_queue_size")),
                     time_limit=lambda: limits.value("limit_job_seconds"))

@@ -54,8 +54,11 @@ class ModelManager:
                  attention: Callable[[], str] = lambda: "sdp",
                  upcast_attention: Callable[[], bool] = lambda: False,
                  cache_limit: Callable[[], int] = lambda: 1,
-                 keep_in_cpu: Callable[[], bool] = lambda: True):
+                 keep_in_cpu: Callable[[], bool] = lambda: True,
+                 tokenizer_dir: Path | None = None):
         self.checkpoints = checkpoints
+        #: where Alt-Diffusion checkpoints find the xlm-roberta-large tokenizer
+        self.tokenizer_dir = tokenizer_dir
         self.plan = plan
         #: the plan again at each load (the precision settings may have changed since)
         self.replan = replan
@@ -176,7 +179,8 @@ class ModelManager:
                                vae_dtype=self.plan.vae_dtype,
                                v_prediction=self._wants_v_prediction(info),
                                allow_unsafe_pickle=self.allow_unsafe_pickle,
-                               on_validated=self._release_for_load)
+                               on_validated=self._release_for_load,
+                               tokenizer_dir=self.tokenizer_dir)
         except Exception as error:
             if previous_source is None or self._loaded is not None:
                 raise           # failed before the release: the previous model is still loaded

@@ -32,6 +32,8 @@ class Paths:
     #: upscaler model folders: (kind, folder), kind = the models/ folder name
     upscaler_dirs: tuple[tuple[str, Path], ...]
     ldsr_dir: Path                  # --ldsr-models-path or <models>/LDSR
+    #: --xlmr-tokenizer-dir or <models>/xlm-roberta-large (Alt-Diffusion's tokenizer)
+    xlmr_tokenizer_dir: Path
     blip_dir: Path                  # <models>/BLIP (a transformers BLIP folder)
     clip_interrogate_dir: Path      # --clip-models-path or <models>/interrogate
     interrogate_dir: Path           # <models>/interrogate (category lists)
@@ -82,6 +84,7 @@ class Paths:
                 for kind in ("ESRGAN", "RealESRGAN", "SwinIR", "Swin2SR", "ScuNET", "DAT",
                              "HAT")),
             ldsr_dir=flag("ldsr_models_path") or models_dir / "LDSR",
+            xlmr_tokenizer_dir=flag("xlmr_tokenizer_dir") or models_dir / "xlm-roberta-large",
             blip_dir=models_dir / "BLIP",
             clip_interrogate_dir=flag("clip_models_path") or models_dir / "interrogate",
             interrogate_dir=models_dir / "interrogate",

@@ -228,6 +228,9 @@ class PromptEncoder:
     # ---------------------------------------------------------------- which layers, per family
     def _encoder_calls(self, encoders: list[tuple[nn.Module, TextEncoderConfig]]) -> list[_EncoderCall]:
         family = self.family
+        if encoders[0][1].kind == "xlm_roberta":
+            # Alt-Diffusion: always the projection of the last layer (no clip skip)
+            return [_EncoderCall(*encoders[0], layer=-1, final_norm=False)]
         if family == "sd1":
             # clip skip N: hidden state of layer -N, then the final LayerNorm
             return [_EncoderCall(*encoders[0], layer=-self.clip_skip, final_norm=True)]

@@ -51,9 +51,10 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
-    """One CLIP text tower. kind 'clip_l' = transformers CLIPTextModel layout
-    (`transformer.text_model.*`), kind 'open_clip' = OpenCLIP layout (`model.*`)."""
-    kind: str                         # "clip_l" | "open_clip"
+    """One text tower. kind 'clip_l' = transformers CLIPTextModel layout
+    (`transformer.text_model.*`), kind 'open_clip' = OpenCLIP layout (`model.*`), kind
+    'xlm_roberta' = Alt-Diffusion's XLM-R with a projection (`roberta.*`, `transformation.*`)."""
+    kind: str                         # "clip_l" | "open_clip" | "xlm_roberta"
     width: int = 768
     layers: int = 12
     heads: int = 12
@@ -65,6 +66,10 @@ class TextEncoderConfig:
     # which hidden layer SD conditions on by default: -1 last (SD1), -2 penultimate (SD2, SDXL)
     default_layer: int = -1
     pad_token: int = 49407             # SD1 pads with EOS; OpenCLIP pads with 0
+    # xlm_roberta only: the file keeps RoBERTa's pooler (unused); AltDiffusion-m18 conditions on
+    # `transformation_pre` of the penultimate layer
+    pooler: bool = False
+    pre_transformation: bool = False
 
 
 @dataclass(frozen=True)

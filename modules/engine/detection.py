@@ -16,6 +16,10 @@ SD1_CLIP_PREFIX = "cond_stage_model."
 SDXL_EMBEDDER_PREFIX = "conditioner.embedders."
 CLIP_L_BODY = "transformer.text_model."
 OPEN_CLIP_BODY = "model."
+XLMR_BODY = "roberta."
+XLMR_HEAD_WIDTH = 64
+XLMR_PAD_TOKEN = 1
+ALT_M18_PROJECTION = 1024      # A1111: a 1024-wide projection is AltDiffusion-m18 (SD2 UNet)
 
 SD_SCALING_FACTOR = 0.18215
 SDXL_SCALING_FACTOR = 0.13025
@@ -194,6 +198,27 @@ def _detect_open_clip(state_dict: StateDict, prefix: str, default_layer: int) ->
     )
 
 
+def _detect_xlm_roberta(state_dict: StateDict, prefix: str) -> TextEncoderConfig:
+    p = f"{prefix}{XLMR_BODY}"
+    vocab_size, width = _shape(state_dict, f"{p}embeddings.word_embeddings.weight")
+    pre_transformation = f"{prefix}transformation_pre.weight" in state_dict
+    projection = "transformation_pre" if pre_transformation else "transformation"
+    return TextEncoderConfig(
+        kind="xlm_roberta",
+        width=width,
+        layers=len(_indices(state_dict, f"{p}encoder.layer.")),
+        heads=max(1, width // XLMR_HEAD_WIDTH),
+        intermediate=_shape(state_dict, f"{p}encoder.layer.0.intermediate.dense.weight")[0],
+        vocab_size=vocab_size,
+        max_positions=_shape(state_dict, f"{p}embeddings.position_embeddings.weight")[0],
+        projection_dim=_shape(state_dict, f"{prefix}{projection}.weight")[0],
+        act="gelu",
+        pad_token=XLMR_PAD_TOKEN,
+        pooler=f"{p}pooler.dense.weight" in state_dict,
+        pre_transformation=pre_transformation,
+    )
+
+
 def _detect_family(state_dict: StateDict) -> str:
     first_embedder = f"{SDXL_EMBEDDER_PREFIX}0."
     if _has_prefix(state_dict, f"{first_embedder}{CLIP_L_BODY}"):
@@ -203,6 +228,10 @@ def _detect_family(state_dict: StateDict) -> str:
         return "sdxl"
     if _has_prefix(state_dict, f"{first_embedder}{OPEN_CLIP_BODY}"):
         return "sdxl_refiner"
+    if _has_prefix(state_dict, f"{SD1_CLIP_PREFIX}{XLMR_BODY}"):
+        # Alt-Diffusion: the UNet is SD1's, or SD2's for m18 (A1111 tells them by the width)
+        encoder = _detect_xlm_roberta(state_dict, SD1_CLIP_PREFIX)
+        return "sd2" if encoder.projection_dim == ALT_M18_PROJECTION else "sd1"
     if _has_prefix(state_dict, f"{SD1_CLIP_PREFIX}{OPEN_CLIP_BODY}"):
         return "sd2"
     if _has_prefix(state_dict, f"{SD1_CLIP_PREFIX}{CLIP_L_BODY}"):
@@ -213,6 +242,8 @@ def _detect_family(state_dict: StateDict) -> str:
 
 def _detect_text_encoders(state_dict: StateDict,
                           family: str) -> tuple[tuple[str, TextEncoderConfig], ...]:
+    if _has_prefix(state_dict, f"{SD1_CLIP_PREFIX}{XLMR_BODY}"):
+        return ((SD1_CLIP_PREFIX, _detect_xlm_roberta(state_dict, SD1_CLIP_PREFIX)),)
     if family == "sd1":
         return ((SD1_CLIP_PREFIX, _detect_clip_l(state_dict, SD1_CLIP_PREFIX, -1)),)
     if family == "sd2":

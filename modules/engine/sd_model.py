@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from collections.abc import Callable, Mapping
 
 from typing import Any
@@ -26,6 +27,8 @@ from modules.engine.detection import (
     detect_vae_config, extract_vae_state_dict,
 )
 from modules.engine.text_encoders import CLIPTextEncoder, OpenCLIPTextEncoder
+from modules.engine.xlm_roberta import TokenizerFilesError, XLMRobertaTextEncoder, \
+    XLMRobertaTokenizer
 from modules.engine.unet import UNetModel
 from modules.engine.vae import AutoencoderKL
 
@@ -55,11 +58,13 @@ def ldm_alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
 
 
-def build_text_encoder(config: TextEncoderConfig) -> CLIPTextEncoder | OpenCLIPTextEncoder:
+def build_text_encoder(config: TextEncoderConfig) -> nn.Module:
     if config.kind == "clip_l":
         return CLIPTextEncoder(config)
     if config.kind == "open_clip":
         return OpenCLIPTextEncoder(config)
+    if config.kind == "xlm_roberta":
+        return XLMRobertaTextEncoder(config)
     raise ValueError(f"unknown text encoder kind {config.kind!r}")
 
 
@@ -100,6 +105,8 @@ class StableDiffusionModel(nn.Module):
             self.cond_stage_model = encoders[0]
         # not a buffer: it is not stored in the model's state dict, and stays float32 on the CPU
         self.alphas_cumprod = ldm_alphas_cumprod()
+        #: the model's own prompt tokenizer when it is not CLIP's (Alt-Diffusion's XLM-R)
+        self.tokenizer: XLMRobertaTokenizer | None = None
 
     @property
     def text_encoders(self) -> list[tuple[nn.Module, TextEncoderConfig]]:
@@ -259,11 +266,33 @@ def _initialise_missing_optional_weights(model: StableDiffusionModel) -> None:
             encoder.reset_logit_scale()
 
 
+def _own_tokenizer(config: ModelConfig, path: StrPath,
+                   tokenizer_dir: StrPath | None) -> XLMRobertaTokenizer | None:
+    """Alt-Diffusion's XLM-R tokenizer from `tokenizer_dir` (checked before any weight is read,
+    so a missing file leaves a previous model loaded); None for CLIP models."""
+    encoder_config = config.text_encoders[0][1]
+    if encoder_config.kind != "xlm_roberta":
+        return None
+    if tokenizer_dir is None:
+        raise CheckpointLoadError(path, "an Alt-Diffusion checkpoint needs the xlm-roberta-large "
+                                        "tokenizer folder, and none was given")
+    try:
+        tokenizer = XLMRobertaTokenizer.from_folder(Path(tokenizer_dir))
+    except TokenizerFilesError as error:
+        raise CheckpointLoadError(path, str(error)) from error
+    if tokenizer.vocab_size != encoder_config.vocab_size:
+        raise CheckpointLoadError(path, f"the tokenizer in {tokenizer_dir} has "
+                                        f"{tokenizer.vocab_size} ids but the text encoder "
+                                        f"{encoder_config.vocab_size}: not this model's tokenizer")
+    return tokenizer
+
+
 def load_model(path: StrPath, *, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32, v_prediction: bool | None = None,
                allow_unsafe_pickle: bool = False,
                vae_path: StrPath | None = None, vae_dtype: torch.dtype | None = None,
-               on_validated: Callable[[], None] | None = None) -> StableDiffusionModel:
+               on_validated: Callable[[], None] | None = None,
+               tokenizer_dir: StrPath | None = None) -> StableDiffusionModel:
     """Read, detect and strictly load a checkpoint; optionally replace its VAE from `vae_path`.
 
     The file's header (names, shapes, dtypes) is checked first: any missing, unexpected,
@@ -282,6 +311,7 @@ def load_model(path: StrPath, *, device: torch.device | str = "cpu",
         model = StableDiffusionModel(config)
     _check_weights_fit(model, header, path, optional_suffixes=OPTIONAL_WEIGHT_SUFFIXES)
     del header
+    model.tokenizer = _own_tokenizer(config, path, tokenizer_dir)
     if on_validated is not None:
         on_validated()
     # the VAE is read straight into its own dtype (not rounded through the UNet's first)

@@ -162,7 +162,8 @@ class PipelineRun:
 
     def make_encoder(self, model) -> PromptEncoder:
         opts = self.options
-        return PromptEncoder(model, get_clip_tokenizer(), emphasis=opts.get("emphasis"),
+        return PromptEncoder(model, model.tokenizer or get_clip_tokenizer(),
+                             emphasis=opts.get("emphasis"),
                              clip_skip=self.clip_skip,
                              comma_padding_backtrack=opts.get("comma_padding_backtrack"),
                              sdxl_clip_l_skip=bool(opts.get("sdxl_clip_l_skip")),

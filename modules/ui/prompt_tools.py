@@ -51,9 +51,10 @@ class TokenCounter:
         return token_count, target_token_count(token_count)
 
 
-def token_counter_for_options(options: Any) -> TokenCounter:
-    """A counter following the current settings (emphasis mode, comma backtrack)."""
-    return TokenCounter(get_clip_tokenizer(), emphasis=str(options.get("emphasis")),
+def token_counter_for_options(options: Any, tokenizer: Any = None) -> TokenCounter:
+    """A counter following the current settings (emphasis mode, comma backtrack), with CLIP's
+    tokenizer unless the loaded model brings its own (Alt-Diffusion)."""
+    return TokenCounter(tokenizer or get_clip_tokenizer(), emphasis=str(options.get("emphasis")),
                         comma_padding_backtrack=int(options.get("comma_padding_backtrack")))
 
 
@@ -79,9 +80,13 @@ def token_counter_update(ctx: "AppContext", prompt: str, steps: float | None,
     params = BeforeTokenCounterParams(prompt or "", int(steps or 0), [], is_positive)
     ctx.scripts.callbacks.run("before_token_counter", params)
     prompt = params.prompt
+    loaded = ctx.model_manager.current() if ctx.model_manager is not None else None
     try:
+        counter = token_counter_for_options(ctx.options,
+                                            getattr(loaded.model, "tokenizer", None)
+                                            if loaded else None)
         tokens, limit = count_ui_prompt_tokens(
-            token_counter_for_options(ctx.options), prompt, steps, is_positive=is_positive,
+            counter, prompt, steps, is_positive=is_positive,
             strip_comments=bool(ctx.options.get("enable_prompt_comments")))
     except Exception as error:  # noqa: BLE001 - a counter must never break typing
         log.warning("token counter failed: %s", error)

@@ -17,6 +17,8 @@ from modules.engine.sd_model import StableDiffusionModel, ldm_alphas_cumprod
 from modules.engine.vae import AutoencoderKL
 
 KINDS = ("sd1", "sd1_inpaint", "sd2_v", "sdxl", "sdxl_refiner")
+# "alt" (Alt-Diffusion: SD1 UNet, XLM-R text tower) needs the tokenizer of tests/alt_diffusion_files
+TINY_XLMR_VOCAB = 122                  # the tiny sentencepiece model's 120 pieces + <s>/<mask>
 SDXL_SIZE_EMBEDDING_WIDTH = 256        # each SDXL size/crop/aesthetic value: 256-dim Fourier
 WEIGHT_NOISE = 0.02                    # added to every weight so zero-initialised layers are live
 
@@ -67,6 +69,17 @@ def tiny_model_config(kind: str) -> ModelConfig:
                        channel_mult=(1, 1, 2), num_res_blocks=1, transformer_depth=(1, 1, 0),
                        transformer_depth_middle=1, context_dim=clip.width, sd1_heads=True),
             vae=_vae(0.18215), text_encoders=(("cond_stage_model.", clip),))
+    if kind == "alt":
+        # one head: the head count is not in the shapes, detection assumes XLM-R's 64 wide
+        xlmr = TextEncoderConfig(kind="xlm_roberta", width=48, layers=2, heads=1,
+                                 intermediate=96, vocab_size=TINY_XLMR_VOCAB, max_positions=514,
+                                 projection_dim=32, act="gelu", pad_token=1, pooler=True)
+        return ModelConfig(
+            family="sd1",
+            unet=_unet(model_channels=32, channel_mult=(1, 1, 2), num_res_blocks=1,
+                       transformer_depth=(1, 1, 0), transformer_depth_middle=1,
+                       context_dim=xlmr.projection_dim, sd1_heads=True),
+            vae=_vae(0.18215), text_encoders=(("cond_stage_model.", xlmr),))
     if kind == "sd2_v":
         open_clip = _open_clip(32, 32)
         return ModelConfig(
@@ -137,6 +150,8 @@ def _extra_keys(kind: str) -> dict[str, torch.Tensor]:
     if kind.startswith("sd1"):
         extras["cond_stage_model.transformer.text_model.embeddings.position_ids"] = \
             torch.arange(77)[None]
+    if kind == "alt":       # transformers < 4.31 stored RoBERTa's position ids too
+        extras["cond_stage_model.roberta.embeddings.position_ids"] = torch.arange(514)[None]
     return extras
 
 
