@@ -1,6 +1,7 @@
 """A1111 compatibility view: `modules.shared` as extensions import it — `opts` (the settings,
 with add_option), `cmd_opts` (the parsed flags), `state` (the running job), `sd_model` (the
-loaded model), `OptionInfo`, `device`, `prompt_styles`, `sd_upscalers`, `latent_upscale_modes`;
+loaded model), `OptionInfo`, `device`, `prompt_styles`, `sd_upscalers`, `latent_upscale_modes`,
+`interrogator`;
 and ours, `controlnet` (the built-in ControlNet's models and preprocessors).
 The application binds them at start-up (bind()); our own
 code never reads them: it gets what it needs passed in."""
@@ -38,6 +39,8 @@ def __getattr__(name: str) -> Any:
         from modules.processing.upscalers import latent_upscale_modes
         return {mode.name: {"mode": mode.mode, "antialias": mode.antialias}
                 for mode in latent_upscale_modes()}
+    if name == "interrogator":           # A1111's InterrogateModels; ours: clip_model()
+        return getattr(_context, "interrogators", None)
     if name == "controlnet":             # ours: the built-in ControlNet (models, preprocessors)
         return getattr(_context, "controlnet", None)
     if name == "device":

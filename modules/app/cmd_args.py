@@ -47,6 +47,9 @@ def add_path_flags(parser: argparse.ArgumentParser) -> None:
                          ("dat", "DAT"), ("hat", "HAT")):
         add(f"--{kind}-models-path", type=str, default=None,
             help=f"upscaler model files (default: models/{folder})")
+    add("--aesthetic_embeddings-dir", type=str, default=None,
+        help="aesthetic embeddings (.pt) of the aesthetic-gradients extension "
+        "(default: models/aesthetic_embeddings)")
     add("--xlmr-tokenizer-dir", type=str, default=None,
         help="xlm-roberta-large's sentencepiece.bpe.model, the tokenizer of Alt-Diffusion "
         "checkpoints (default: models/xlm-roberta-large)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -33,6 +33,8 @@ SIZE_EMBEDDING_DIM = 256           # SDXL embeds each size / crop / score value 
 REFINER_POSITIVE_AESTHETIC = 6.0   # A1111 opts.sdxl_refiner_high_aesthetic_score
 REFINER_NEGATIVE_AESTHETIC = 2.5   # A1111 opts.sdxl_refiner_low_aesthetic_score
 DEFAULT_SDXL_SIZE = 1024           # A1111's size when a caller gives none
+
+OutputHook = Callable[[torch.Tensor, torch.Tensor, TextEncoderConfig], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,8 @@ class PromptEncoder:
                  sdxl_clip_l_skip: bool = False, sdxl_crop_top: int = 0, sdxl_crop_left: int = 0,
                  refiner_positive_aesthetic: float = REFINER_POSITIVE_AESTHETIC,
                  refiner_negative_aesthetic: float = REFINER_NEGATIVE_AESTHETIC,
-                 embeddings: EmbeddingVocabulary | None = None) -> None:
+                 embeddings: EmbeddingVocabulary | None = None,
+                 output_hook: OutputHook | None = None) -> None:
         if emphasis not in EMPHASIS_MODES:
             raise ValueError(f"emphasis must be one of {EMPHASIS_MODES}, got {emphasis!r}")
         if clip_skip < 1:
@@ -219,6 +222,9 @@ class PromptEncoder:
         self.refiner_aesthetic = (refiner_positive_aesthetic, refiner_negative_aesthetic)
         self._calls = self._encoder_calls(list(model.text_encoders))
         self.embeddings = embeddings
+        #: (chunk ids [B, 77], features [B, 77, C], tower config) → features, after emphasis:
+        #: how a job changes what a text tower gives (aesthetic gradients)
+        self.output_hook = output_hook
         #: the textual-inversion embeddings the encoded prompts used (for `TI hashes`)
         self.used_embeddings: dict[str, Embedding] = {}
         # (texts, zeroed) -> per text (crossattn [T, C], pooled [P] | None)
@@ -297,7 +303,10 @@ class PromptEncoder:
                 output = call.encoder.encode(ids, layer=call.layer, final_norm=call.final_norm,
                                              **extra)
                 multipliers = torch.tensor([chunk.multipliers for chunk in batch], device=device)
-                per_chunk.append(apply_emphasis(output.hidden, multipliers, self.emphasis))
+                hidden = apply_emphasis(output.hidden, multipliers, self.emphasis)
+                if self.output_hook is not None:
+                    hidden = self.output_hook(ids, hidden, call.config)
+                per_chunk.append(hidden)
                 if index == 0 and call.config.kind == "open_clip":
                     pooled = output.pooled   # SDXL's pooled text embedding: bigG, first chunk
             # --medvram may keep the towers elsewhere: results go where the UNet is

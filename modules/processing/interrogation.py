@@ -169,6 +169,14 @@ class Interrogators:
         return self._get("blip", folder,
                          lambda path: BlipCaptioner(path, self.device, self.dtype))
 
+    def clip_model(self) -> ClipRanker:
+        """The CLIP of models/interrogate (--clip-models-path), loaded once: also what
+        aesthetic gradients use. InterrogationError naming the folder when there is none."""
+        if self.clip_file() is None:
+            raise InterrogationError(f"no CLIP checkpoint (OpenAI / open_clip layout, e.g. "
+                                     f"ViT-L-14, as .safetensors or .pt) in {self.clip_dir}")
+        return self._clip()
+
     def _clip(self) -> ClipRanker:
         return self._get("clip", self.clip_file(), lambda path: ClipRanker(
             read_weights_file(path, allow_unsafe_pickle=self.allow_unsafe_pickle), self.device, self.dtype))

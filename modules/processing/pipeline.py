@@ -174,7 +174,16 @@ class PipelineRun:
                              refiner_negative_aesthetic=float(
                                  opts.get("sdxl_refiner_low_aesthetic_score")),
                              embeddings=self.ctx.embeddings.vocabulary_for(model)
-                             if self.ctx.embeddings is not None else None)
+                             if self.ctx.embeddings is not None else None,
+                             output_hook=self.text_encoder_output_hook)
+
+    def text_encoder_output_hook(self, tokens: torch.Tensor, features: torch.Tensor,
+                                 encoder_config) -> torch.Tensor:
+        """What the scripts of the job registered in `p.text_encoder_output_hooks` (read at
+        each encoding: the `process` hooks run after the encoder is made)."""
+        for hook in getattr(self.params, "text_encoder_output_hooks", None) or ():
+            features = hook(tokens, features, encoder_config)
+        return features
 
     def conditioning(self, prompts: list[str], negative_prompts: list[str], steps: int, *,
                      width: int, height: int, encoder: PromptEncoder | None = None,

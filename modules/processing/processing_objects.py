@@ -51,6 +51,9 @@ class StableDiffusionProcessing:
         #: ours: a ControlNetPatch (modules.engine.controlnet) every sampling of this job applies
         #: to the UNet, set by the ControlNet script's process hook; None: no ControlNet
         self.control_patch = None
+        #: ours: (chunk ids, features, text encoder config) → features, applied to every chunk a
+        #: text tower of this job encodes, after emphasis (aesthetic gradients); append to it
+        self.text_encoder_output_hooks: list = []
         self.scripts = None                     # the tab's ScriptRunner
         self.processing_context = None          # set when the job runs it
         self.user = None

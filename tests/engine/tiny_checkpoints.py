@@ -157,14 +157,16 @@ def _extra_keys(kind: str) -> dict[str, torch.Tensor]:
 
 def write_tiny_checkpoint(path: str | Path, kind: str, *, seed: int = 0,
                           dtype: torch.dtype = torch.float32, extra_keys: bool = True,
-                          metadata: dict[str, str] | None = None) -> Path:
+                          metadata: dict[str, str] | None = None,
+                          config: ModelConfig | None = None) -> Path:
     """Write a tiny random `.safetensors` checkpoint of `kind` (see KINDS) with real key names
     (and `metadata` added to the header).
 
     extra_keys adds the non-weight entries of real files (CLIP position_ids, DDPM schedule
-    buffers, EMA scalars, SDXL denoiser sigmas).
+    buffers, EMA scalars, SDXL denoiser sigmas). `config` replaces the kind's architecture (a
+    variant of it: `kind` still names the extra entries).
     """
-    config = tiny_model_config(kind)
+    config = config or tiny_model_config(kind)
     model = _build_seeded(lambda: StableDiffusionModel(config), seed)
     state = _randomised_state_dict(model, seed, dtype)
     if extra_keys:

@@ -28,8 +28,8 @@ def test_the_extension_installs_and_serves_in_api_only_mode(tmp_path):
         assert json.loads(answer.json()["info"])["all_prompts"][0] == "a red circle, seed 1234"
     finally:
         stop_app_server(server)
-    # the test extension and the built-in character-pose service
-    assert "loaded from 2 extension(s) (0 failed)" in server.log_text()
+    # the test extension and the built-in aesthetic-gradients and character-pose
+    assert "loaded from 3 extension(s) (0 failed)" in server.log_text()
 
 
 def test_skip_install_leaves_the_installer_alone(tmp_path):

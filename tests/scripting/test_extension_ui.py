@@ -83,16 +83,18 @@ def test_the_script_dropdown_runs_the_selected_script(ui):
 def test_the_extensions_tab_disables_it_for_the_next_start(ui, tmp_path):
     from modules.ui.extensions_tab import apply_extension_choices
     ctx, _, data = ui
-    message = apply_extension_choices(ctx, enabled=["character-pose"])     # the built-in one
+    message = apply_extension_choices(ctx, enabled=["aesthetic-gradients", "character-pose"])
     assert "sd-seed-tagger" in message and "restart" in message.lower()
     assert ctx.options.get("disabled_extensions") == ["sd-seed-tagger"]
     restarted = make_context(data)
     try:
-        # only the app's own scripts are left (the built-in ControlNet is its only always-on one)
+        # only the app's own scripts are left (the built-in ControlNet and aesthetic gradients
+        # are the always-on ones)
         assert "Mirror" not in [script.title() for script in restarted.scripts.txt2img.scripts]
-        assert [script.title() for script in restarted.scripts.txt2img.alwayson] == ["ControlNet"]
+        assert sorted(script.title() for script in restarted.scripts.txt2img.alwayson) == \
+            ["Aesthetic embeddings", "ControlNet"]
         assert [(e.name, e.enabled) for e in restarted.scripts.extensions] == \
-            [("character-pose", True), ("sd-seed-tagger", False)]
+            [("aesthetic-gradients", True), ("character-pose", True), ("sd-seed-tagger", False)]
     finally:
         restarted.close()
         apply_extension_choices(ctx, enabled=["character-pose", "sd-seed-tagger"])

@@ -25,10 +25,15 @@ def test_tabs_in_a1111_order(tmp_path):
         ctx.close()
     main_tabs = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "tabs")
     labels = [tab.label for tab in main_tabs.children if isinstance(tab, gr.Tab)]
-    # extensions' tabs (the built-in character-pose service's "Character") before Settings
+    # extensions' tabs (the built-in aesthetic-gradients' and character-pose service's) before
+    # Settings
     assert labels == ["txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train",
-                      "Image Browser", "Character", "Settings", "Extensions"]
+                      "Image Browser", "Create aesthetic embedding", "Character", "Settings",
+                      "Extensions"]
     by_elem = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+    for tab in ("txt2img", "img2img"):     # the aesthetic script's fields in both tabs
+        assert by_elem[f"{tab}_aesthetic_imgs"].value == "None"
+        assert by_elem[f"{tab}_aesthetic_weight"].value == 0.9
     assert by_elem["modelmerger_merge"].value == "Merge"
     assert by_elem["train_create_embedding_button"].value == "Create embedding"
     assert by_elem["train_train_embedding"].value == "Train Embedding"
