@@ -184,7 +184,14 @@ class LDSRModel(nn.Module):
                            lambda tile: unet(tile, timesteps, None))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.first_stage_model.decode(latents / self.config.scale_factor)
+        """Pixels in about [-1, 1], 4x the latent's size; a large latent is decoded in
+        overlapping tiles (as LDM's split-input mode does), so memory follows the tile size."""
+        latents = latents / self.config.scale_factor
+        vq = self.first_stage_model
+        if latents.shape[-2] <= TILE and latents.shape[-1] <= TILE:
+            return vq.decode(latents).float()
+        return blend_tiles(latents, TILE, TILE_OVERLAP, UPSCALE,
+                           self.config.first_stage.out_channels, vq.decode)
 
 
 def read_ldsr_config(yaml_path: Path) -> LDSRConfig:

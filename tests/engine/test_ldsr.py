@@ -117,3 +117,13 @@ def test_missing_or_wrong_files_are_clear_errors(tmp_path):
     bad.write_text("model:\n  params: {}\n")
     with pytest.raises(LDSRError, match="project.yaml"):
         load_ldsr(weights, bad)
+
+
+def test_a_large_latent_is_decoded_in_tiles_close_to_whole(ldsr):
+    latents = torch.randn(1, 3, 136, 136, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        whole = ldsr.first_stage_model.decode(latents).float()
+        tiled = ldsr.decode(latents)
+    assert tiled.shape == whole.shape == (1, 3, 544, 544)
+    difference = (tiled - whole).abs()
+    assert difference.mean() < 0.01 and difference.max() < 0.2

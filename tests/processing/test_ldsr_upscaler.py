@@ -129,3 +129,36 @@ def test_the_models_path_flag_and_no_files(tmp_path):
     finally:
         made.ctx.close()
         empty.ctx.close()
+
+
+def extras_tab_values(image: Image.Image) -> dict:
+    from modules.ui.extras_tab import EXTRAS_INPUT_NAMES, SINGLE_IMAGE
+    values = {name: None for name in EXTRAS_INPUT_NAMES}
+    values.update(mode=SINGLE_IMAGE, image=image, resize_mode=0, upscaling_resize=4.0,
+                  upscaling_resize_w=512, upscaling_resize_h=512, upscaling_crop=True,
+                  upscaler_1="LDSR", upscaler_2="None", extras_upscaler_2_visibility=0.0,
+                  gfpgan_visibility=0.0, codeformer_visibility=0.0, codeformer_weight=0.0,
+                  show_results=True)
+    return values
+
+
+def test_the_extras_tab_upscales_with_ldsr_like_the_api(api):
+    from modules.ui.extras_tab import run_extras_tab
+    source = photo((40, 32))
+    result = run_extras_tab(api.ctx, extras_tab_values(source))
+    assert result.error_html == ""
+    [image] = result.images
+    assert image.size == (160, 128)
+    assert np.array_equal(np.asarray(image.convert("RGB"), dtype=np.int16), extras(api, source, 4))
+    assert "Postprocess upscaler: LDSR" in result.html_info
+
+
+def test_the_extras_tab_shows_the_missing_yaml(tmp_path):
+    from modules.ui.extras_tab import run_extras_tab
+    write_tiny_ldsr(tmp_path / "models" / "LDSR", with_yaml=False)
+    made = make_api(tmp_path)
+    try:
+        result = run_extras_tab(made.ctx, extras_tab_values(photo((16, 16))))
+        assert "project.yaml" in result.error_html and not result.images
+    finally:
+        made.ctx.close()
