@@ -231,9 +231,10 @@ def models_router(ctx: "AppContext") -> APIRouter:
 
     @router.get("/scripts", response_model=ScriptsList, tags=["scripts"])
     def get_scripts_list() -> ScriptsList:
-        """The selectable scripts of each tab, by name (A1111: lower-case titles)."""
-        return ScriptsList(txt2img=[script.name for script in ctx.scripts.txt2img.selectable],
-                           img2img=[script.name for script in ctx.scripts.img2img.selectable])
+        """Every script of each tab, always-on ones too, by name (A1111: lower-case titles;
+        clients test for an extension this way, e.g. webuiapi for "adetailer")."""
+        return ScriptsList(txt2img=[script.name for script in ctx.scripts.txt2img.scripts],
+                           img2img=[script.name for script in ctx.scripts.img2img.scripts])
 
     @router.get("/script-info", response_model=list[ScriptInfo], tags=["scripts"])
     def get_script_info() -> list[ScriptInfo]:

@@ -108,6 +108,9 @@ def test_the_embedding_is_the_mean_clip_feature_of_the_readable_photos(api):
     listed = infos[("aesthetic embeddings", False)]
     assert listed["is_alwayson"] and len(listed["args"]) == 8
     assert ("aesthetic embeddings", True) in infos
+    listed_names = api.client.get("/sdapi/v1/scripts").json()
+    assert "aesthetic embeddings" in listed_names["txt2img"]     # always-on ones too, as A1111
+    assert "aesthetic embeddings" in listed_names["img2img"]
 
 
 def test_weight_zero_draws_exactly_the_plain_image(api):
