@@ -12,7 +12,8 @@ def wrap_gradio_gpu_call(func: Callable[..., Any], extra_outputs: Any = None) ->
     def queued(*args: Any, **kwargs: Any) -> Any:
         from modules import shared
         jobs = getattr(shared._context, "jobs", None)
-        if jobs is None:              # no application (a script run on its own): call directly
+        # no application (a script run on its own), or already inside a job: call directly
+        if jobs is None or jobs.on_worker_thread():
             return func(*args, **kwargs)
         return jobs.run("extension", lambda progress: func(*args, **kwargs))
     return queued

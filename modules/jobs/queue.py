@@ -188,6 +188,10 @@ class JobQueue:
         with self._condition:
             return self._current
 
+    def on_worker_thread(self) -> bool:
+        """Whether the caller is the job running now (a nested run would wait on itself)."""
+        return threading.current_thread() is self._worker
+
     def pending_ids(self) -> list[str]:
         """Ids of jobs waiting to start, in the order they will run."""
         with self._condition:

@@ -89,3 +89,23 @@ def test_ui_components_and_every_callback_name():
     assert enabled.value is True and isinstance(enabled.accordion, gr.Accordion)
     for kind in CALLBACK_KINDS:
         assert callable(getattr(script_callbacks, f"on_{kind}"))
+
+
+def test_call_queue_runs_a_handler_as_a_job_and_nested_ones_directly(app, tmp_path):
+    from modules import call_queue, paths, shared
+    seen = []
+
+    def inner(value):
+        seen.append(("inner", app.jobs.current().kind if app.jobs.current() else None))
+        return value * 2
+
+    def outer(value):
+        seen.append(("outer", app.jobs.current().kind))
+        return call_queue.wrap_gradio_gpu_call(inner)(value) + 1   # no wait on itself
+
+    assert call_queue.wrap_gradio_gpu_call(outer)(20) == 41
+    assert seen == [("outer", "extension"), ("inner", "extension")]
+    assert shared.interrogator is app.interrogators
+    assert paths.allowed_folder("outputs", "Folder") == (app.paths.data_dir / "outputs").resolve()
+    with pytest.raises(ValueError, match="outside the allowed folders"):
+        paths.allowed_folder(str(tmp_path), "Folder")
