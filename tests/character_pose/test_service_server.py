@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 import skimage
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tests.engine.tiny_checkpoints import write_tiny_checkpoint, write_tiny_controlnet
 from tests.server_process import start_app_server, stop_app_server
@@ -142,6 +142,9 @@ def test_bad_requests_are_clear_errors(service, knight):
     assert malformed.status_code == 422 and "malformed keypoints" in malformed.json()["detail"]
     builtin = service.call("DELETE", f"{API}/poses/standing")
     assert builtin.status_code == 403
+    # a seed the store cannot keep (found by the OpenAPI fuzz test: it was a 500)
+    huge = service.call("POST", f"{API}/characters", json={**CHARACTER, "seed": 2 ** 70})
+    assert huge.status_code == 422 and "seed" in huge.text
 
 
 def test_a_failed_generation_leaves_no_character(service):
@@ -231,6 +234,14 @@ def test_a_character_from_an_image_with_parameters_redraws_like_the_original(ser
     plain = service.call("POST", f"{API}/characters/from-image",
                          json={"image": base64.b64encode(buffer.getvalue()).decode()})
     assert plain.status_code == 422 and "no A1111 generation parameters" in plain.text
+    buffer = io.BytesIO()
+    huge_seed = PngImagePlugin.PngInfo()
+    huge_seed.add_text("parameters", "a knight\nSteps: 2, Sampler: Euler, Seed: "
+                                     "99999999999999999999999, Size: 64x64")
+    Image.new("RGB", (64, 64)).save(buffer, format="PNG", pnginfo=huge_seed)
+    refused = service.call("POST", f"{API}/characters/from-image",
+                           json={"image": base64.b64encode(buffer.getvalue()).decode()})
+    assert refused.status_code == 422 and "is outside -1" in refused.text
 
 
 def test_keypoints_and_both_controls_and_a_named_checkpoint(service, knight):

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lib_character_pose.client import ApiCallError, AppClient
-from lib_character_pose.service import CONTROLS, CharacterService, ServiceError
+from lib_character_pose.service import CONTROLS, MAX_SEED, CharacterService, ServiceError
 from lib_character_pose.store import Character, Render, UserPose
 
 PREFIX = "/character-pose/v1"
@@ -31,7 +31,8 @@ class CharacterCreate(BaseModel):
     name: str = Field("", description="a label (default: the prompt's start)")
     prompt: str = Field(..., min_length=1)
     negative_prompt: str = ""
-    seed: int = Field(-1, description="-1: a random seed, kept with the character")
+    seed: int = Field(-1, ge=-1, le=MAX_SEED,
+                      description="-1: a random seed, kept with the character")
     width: int = Field(512, ge=64, le=2048)
     height: int = Field(512, ge=64, le=2048)
     steps: int = Field(20, ge=1, le=150)

@@ -33,6 +33,10 @@ FOLLOW_SECONDS = 0.5                       # how often a remote batch's job is l
 log = logging.getLogger(__name__)
 
 
+#: the largest seed a character keeps (the store's SQLite INTEGER is a signed 64-bit number)
+MAX_SEED = 2 ** 63 - 1
+
+
 class ServiceError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -234,6 +238,9 @@ class CharacterService:
             raise ServiceError(422, "the image carries no A1111 generation parameters")
         if "Seed" not in params:
             raise ServiceError(422, "the image's parameters have no seed")
+        if not -1 <= int(params["Seed"]) <= MAX_SEED:
+            raise ServiceError(422, f"the image's seed {params['Seed']} is outside -1 .. "
+                                    f"{MAX_SEED}")
         fields = {"prompt": params["Prompt"],
                   "negative_prompt": params.get("Negative prompt", ""),
                   "seed": int(params["Seed"]), "width": int(params.get("Size-1", 512)),
