@@ -20,6 +20,7 @@ from PIL import Image
 from torch import nn
 
 from modules.engine.checkpoint_io import read_pickle
+from modules.engine.text_encoders import open_clip_layer_outputs, pool_at_eos
 
 EMBEDDING_SUFFIX = ".pt"
 
@@ -94,30 +95,14 @@ class ClipTextTower(nn.Module):
             self.register_buffer("attn_mask", clip_model.attn_mask.detach().clone(),
                                  persistent=False)
 
-    @property
-    def width(self) -> int:
-        return int(self.positional_embedding.shape[-1])
-
-    def layer_outputs(self, tokens: torch.Tensor) -> list[torch.Tensor]:
-        length = tokens.shape[1]
-        x = self.token_embedding(tokens) + self.positional_embedding[:length]
-        mask = self.attn_mask[:length, :length].to(x.dtype)
-        outputs = []
-        for block in self.transformer.resblocks:
-            x = block(x, attn_mask=mask)
-            outputs.append(x)
-        return outputs
-
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """CLIP's text features: the final-normed state at each row's EOS (its highest id),
-        projected."""
-        last = self.ln_final(self.layer_outputs(tokens)[-1])
-        pooled = last[torch.arange(last.shape[0], device=last.device), tokens.argmax(dim=-1)]
-        return pooled @ self.text_projection
+        """CLIP's text features: the final-normed state at each row's EOS, projected."""
+        last = self.ln_final(open_clip_layer_outputs(self, tokens)[-1])
+        return pool_at_eos(last, tokens) @ self.text_projection
 
     def conditioning(self, tokens: torch.Tensor, clip_skip: int) -> torch.Tensor:
         """The hidden states SD conditions on: layer -clip_skip, final LayerNorm applied."""
-        outputs = self.layer_outputs(tokens)
+        outputs = open_clip_layer_outputs(self, tokens)
         return self.ln_final(outputs[-min(max(1, clip_skip), len(outputs))])
 
 

@@ -198,11 +198,16 @@ def _detect_open_clip(state_dict: StateDict, prefix: str, default_layer: int) ->
     )
 
 
+def _xlmr_projection_key(state_dict: StateDict, prefix: str) -> str:
+    """The linear that conditions the UNet: m18's `transformation_pre`, else `transformation`."""
+    pre = f"{prefix}transformation_pre.weight"
+    return pre if pre in state_dict else f"{prefix}transformation.weight"
+
+
 def _detect_xlm_roberta(state_dict: StateDict, prefix: str) -> TextEncoderConfig:
     p = f"{prefix}{XLMR_BODY}"
     vocab_size, width = _shape(state_dict, f"{p}embeddings.word_embeddings.weight")
-    pre_transformation = f"{prefix}transformation_pre.weight" in state_dict
-    projection = "transformation_pre" if pre_transformation else "transformation"
+    projection_key = _xlmr_projection_key(state_dict, prefix)
     return TextEncoderConfig(
         kind="xlm_roberta",
         width=width,
@@ -211,11 +216,11 @@ def _detect_xlm_roberta(state_dict: StateDict, prefix: str) -> TextEncoderConfig
         intermediate=_shape(state_dict, f"{p}encoder.layer.0.intermediate.dense.weight")[0],
         vocab_size=vocab_size,
         max_positions=_shape(state_dict, f"{p}embeddings.position_embeddings.weight")[0],
-        projection_dim=_shape(state_dict, f"{prefix}{projection}.weight")[0],
+        projection_dim=_shape(state_dict, projection_key)[0],
         act="gelu",
         pad_token=XLMR_PAD_TOKEN,
         pooler=f"{p}pooler.dense.weight" in state_dict,
-        pre_transformation=pre_transformation,
+        pre_transformation=projection_key.endswith("transformation_pre.weight"),
     )
 
 
@@ -230,8 +235,8 @@ def _detect_family(state_dict: StateDict) -> str:
         return "sdxl_refiner"
     if _has_prefix(state_dict, f"{SD1_CLIP_PREFIX}{XLMR_BODY}"):
         # Alt-Diffusion: the UNet is SD1's, or SD2's for m18 (A1111 tells them by the width)
-        encoder = _detect_xlm_roberta(state_dict, SD1_CLIP_PREFIX)
-        return "sd2" if encoder.projection_dim == ALT_M18_PROJECTION else "sd1"
+        projection = _shape(state_dict, _xlmr_projection_key(state_dict, SD1_CLIP_PREFIX))[0]
+        return "sd2" if projection == ALT_M18_PROJECTION else "sd1"
     if _has_prefix(state_dict, f"{SD1_CLIP_PREFIX}{OPEN_CLIP_BODY}"):
         return "sd2"
     if _has_prefix(state_dict, f"{SD1_CLIP_PREFIX}{CLIP_L_BODY}"):

@@ -30,6 +30,7 @@ from torch import nn
 
 from modules.engine.checkpoint_io import CheckpointLoadError, read_state_dict
 from modules.engine.configs import UNetConfig, VAEConfig
+from modules.engine.sd_model import DiffusionWrapper, linear_alphas_cumprod, load_weights_strict
 from modules.engine.unet import UNetModel
 from modules.engine.vae import Decoder, Encoder
 from modules.engine.vae_tiling import blend_tiles
@@ -39,13 +40,6 @@ PAD_MULTIPLE = 64            # A1111 pads the input to multiples of 64 (edge val
 TILE = 128                   # latent cells per tile (LDM's split-input "ks")
 TILE_OVERLAP = 64            # LDM's stride 64: tiles overlap by half
 ETA = 1.0                    # A1111 runs LDSR's DDIM with eta 1
-IGNORED_PREFIXES = ("model_ema.", "cond_stage_model.")
-SCHEDULE_KEYS = frozenset({
-    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
-    "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
-    "posterior_mean_coef1", "posterior_mean_coef2", "logvar", "scale_factor",
-})
 
 StepCallback = Callable[[int, int], None]
 
@@ -148,21 +142,17 @@ class VQModel(nn.Module):
         return self.decoder(self.post_quant_conv(self.quantize(latents)))
 
 
-class _DiffusionWrapper(nn.Module):
-    def __init__(self, unet: UNetModel) -> None:
-        super().__init__()
-        self.diffusion_model = unet
-
-
 class LDSRModel(nn.Module):
     """The checkpoint as one module: `model.diffusion_model` and `first_stage_model`."""
 
     def __init__(self, config: LDSRConfig) -> None:
         super().__init__()
         self.config = config
-        self.model = _DiffusionWrapper(UNetModel(config.unet))
+        self.model = DiffusionWrapper(UNetModel(config.unet))
         self.first_stage_model = VQModel(config.first_stage, config.codebook_size)
-        self.alphas_cumprod = _alphas(config)      # float64 on the CPU, not a weight
+        # float64 on the CPU, not a weight
+        self.alphas_cumprod = linear_alphas_cumprod(config.linear_start, config.linear_end,
+                                                    config.timesteps)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -174,24 +164,18 @@ class LDSRModel(nn.Module):
 
     def predict_noise(self, latents: torch.Tensor, low_res: torch.Tensor,
                       timestep: int) -> torch.Tensor:
-        """eps of `latents` at `timestep`, the model run over overlapping tiles."""
+        """eps of `latents` at `timestep` (float32), the model run over overlapping tiles."""
         unet = self.model.diffusion_model
         joined = torch.cat([latents, low_res], dim=1)
         timesteps = torch.full((joined.shape[0],), timestep, device=joined.device)
-        if joined.shape[-2] <= TILE and joined.shape[-1] <= TILE:
-            return unet(joined, timesteps, None).float()
         return blend_tiles(joined, TILE, TILE_OVERLAP, 1, self.config.unet.out_channels,
                            lambda tile: unet(tile, timesteps, None))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Pixels in about [-1, 1], 4x the latent's size; a large latent is decoded in
+        """Pixels in about [-1, 1] (float32), 4x the latent's size; a large latent is decoded in
         overlapping tiles (as LDM's split-input mode does), so memory follows the tile size."""
-        latents = latents / self.config.scale_factor
-        vq = self.first_stage_model
-        if latents.shape[-2] <= TILE and latents.shape[-1] <= TILE:
-            return vq.decode(latents).float()
-        return blend_tiles(latents, TILE, TILE_OVERLAP, UPSCALE,
-                           self.config.first_stage.out_channels, vq.decode)
+        return blend_tiles(latents / self.config.scale_factor, TILE, TILE_OVERLAP, UPSCALE,
+                           self.config.first_stage.out_channels, self.first_stage_model.decode)
 
 
 def read_ldsr_config(yaml_path: Path) -> LDSRConfig:
@@ -202,36 +186,21 @@ def read_ldsr_config(yaml_path: Path) -> LDSRConfig:
 
 def load_ldsr(weights_path: Path, yaml_path: Path, *, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32, allow_unsafe_pickle: bool = False) -> LDSRModel:
-    """Build the networks from project.yaml and load the weights strictly."""
+    """Build the networks from project.yaml and load the weights strictly (the schedule
+    buffers and EMA copies of the training checkpoint are ignored, as for SD checkpoints)."""
     config = read_ldsr_config(yaml_path)
     try:
         state_dict = read_state_dict(weights_path, allow_unsafe_pickle=allow_unsafe_pickle)
     except CheckpointLoadError as error:
         raise LDSRError(str(error)) from error
-    weights = {key: value for key, value in state_dict.items()
-               if key not in SCHEDULE_KEYS and not key.startswith(IGNORED_PREFIXES)}
     with torch.device("meta"):
         model = LDSRModel(config)
     try:
-        model.load_state_dict(weights, strict=True, assign=True)
-    except RuntimeError as error:
-        raise LDSRError(f"{weights_path.name} does not fit project.yaml: "
-                        f"{str(error).splitlines()[0]} {_key_summary(model, weights)}") from error
-    return model.to(device=device, dtype=dtype).eval()
-
-
-def _alphas(config: LDSRConfig) -> torch.Tensor:
-    # LDM's "linear" schedule: linspace of the square roots, squared (also under a meta build)
-    betas = torch.linspace(config.linear_start ** 0.5, config.linear_end ** 0.5,
-                           config.timesteps, dtype=torch.float64, device="cpu") ** 2
-    return torch.cumprod(1.0 - betas, dim=0)
-
-
-def _key_summary(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> str:
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(weights))[:5]
-    unexpected = sorted(set(weights) - expected)[:5]
-    return f"(missing: {missing}, unexpected: {unexpected})"
+        load_weights_strict(model, state_dict, weights_path, device=device, dtype=dtype)
+    except CheckpointLoadError as error:
+        raise LDSRError(f"{weights_path.name} does not fit project.yaml: {error.reason}") \
+            from error
+    return model.eval()
 
 
 def ddim_timesteps(steps: int, timesteps: int) -> list[int]:
@@ -283,7 +252,7 @@ def upscale_4x(model: LDSRModel, image: Image.Image, steps: int, *, seed: int = 
     generator = torch.Generator().manual_seed(seed)
     latents = sample_latents(model, low_res, steps, generator=generator, on_step=on_step)
     with torch.inference_mode():
-        decoded = model.decode(latents.to(model.dtype)).float().clamp(-1, 1)
+        decoded = model.decode(latents.to(model.dtype)).clamp(-1, 1)
     pixels = ((decoded[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(pixels[: height * UPSCALE, : width * UPSCALE])
 

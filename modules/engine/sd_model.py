@@ -50,12 +50,18 @@ MAX_LISTED_KEYS = 10
 StrPath = str | os.PathLike[str]
 
 
+def linear_alphas_cumprod(start: float, end: float,
+                          timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
+    """alphas_cumprod of LDM's "linear" schedule (a linspace of the square roots of the betas,
+    squared), float64 on the CPU (also when called while building on the meta device)."""
+    betas = torch.linspace(start ** 0.5, end ** 0.5, timesteps, dtype=torch.float64,
+                           device="cpu") ** 2
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
 def ldm_alphas_cumprod() -> torch.Tensor:
-    """alphas_cumprod of the SD training schedule, float32 [1000] on the CPU (also when called
-    while building the model on the meta device)."""
-    betas = torch.linspace(LINEAR_START ** 0.5, LINEAR_END ** 0.5, NUM_TRAIN_TIMESTEPS,
-                           dtype=torch.float64, device="cpu") ** 2
-    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+    """alphas_cumprod of the SD training schedule, float32 [1000] on the CPU."""
+    return linear_alphas_cumprod(LINEAR_START, LINEAR_END).to(torch.float32)
 
 
 def build_text_encoder(config: TextEncoderConfig) -> nn.Module:
@@ -68,7 +74,7 @@ def build_text_encoder(config: TextEncoderConfig) -> nn.Module:
     raise ValueError(f"unknown text encoder kind {config.kind!r}")
 
 
-class _DiffusionWrapper(nn.Module):
+class DiffusionWrapper(nn.Module):
     """LDM's `model` attribute: holds the UNet as `diffusion_model`."""
 
     def __init__(self, unet: UNetModel):
@@ -90,7 +96,7 @@ class StableDiffusionModel(nn.Module):
         super().__init__()
         self.config = config
         self.prediction = config.prediction
-        self.model = _DiffusionWrapper(UNetModel(config.unet))
+        self.model = DiffusionWrapper(UNetModel(config.unet))
         self.first_stage_model = AutoencoderKL(config.vae)
         encoders = [build_text_encoder(encoder_config) for _, encoder_config in config.text_encoders]
         prefixes = [prefix for prefix, _ in config.text_encoders]
@@ -251,7 +257,7 @@ def _stream_weights(module: nn.Module, path: StrPath, *, device: torch.device | 
     module.load_state_dict(cast, strict=False, assign=True)
 
 
-def _load_weights_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: StrPath,
+def load_weights_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: StrPath,
                          *, device: torch.device | str, dtype: torch.dtype) -> None:
     """Check the file's tensors against a meta-built module, then assign them (cast to dtype,
     on device)."""
@@ -349,5 +355,5 @@ def load_vae_weights(model: StableDiffusionModel, path: StrPath, *,
         raise CheckpointLoadError(path, str(error)) from error
     vae = model.first_stage_model
     parameter = vae.post_quant_conv.weight
-    _load_weights_strict(vae, vae_weights, path, device=parameter.device, dtype=parameter.dtype)
+    load_weights_strict(vae, vae_weights, path, device=parameter.device, dtype=parameter.dtype)
     vae.requires_grad_(False)

@@ -29,7 +29,7 @@ class TextEncoderOutput(NamedTuple):
     pooled: torch.Tensor | None       # [B, projection_dim or width]
 
 
-def _pool_at_eos(normed_last: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def pool_at_eos(normed_last: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     # EOS has the highest id of the CLIP vocabulary, so argmax finds it (CLIP's own rule)
     eos_positions = tokens.argmax(dim=-1)
     return normed_last[torch.arange(normed_last.shape[0], device=normed_last.device), eos_positions]
@@ -99,7 +99,7 @@ class CLIPTextEncoder(nn.Module):
         hidden = output.hidden_states[layer]
         if final_norm:
             hidden = self.text_model.final_layer_norm(hidden)
-        pooled = _pool_at_eos(output.last_hidden_state, tokens)
+        pooled = pool_at_eos(output.last_hidden_state, tokens)
         return TextEncoderOutput(hidden, pooled)
 
 
@@ -108,6 +108,23 @@ def _drop_position_ids(module: nn.Module, state_dict: dict[str, Any], prefix: st
     # Files written with transformers < 4.31 store this non-weight buffer; some merges corrupt it.
     # load_state_dict works on its own copy of the dict, so popping leaves the caller's intact.
     state_dict.pop(f"{prefix}transformer.text_model.embeddings.position_ids", None)
+
+
+def open_clip_layer_outputs(tower: nn.Module, tokens: torch.Tensor,
+                            token_embeddings: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Each residual block's output for `tokens` [B, T] in an open_clip-layout text tower (its
+    `token_embedding`, `positional_embedding`, causal `attn_mask`, `transformer.resblocks`: an
+    open_clip TextTransformer or a whole CLIP model); `token_embeddings` replaces the looked-up
+    input vectors."""
+    if token_embeddings is None:
+        token_embeddings = tower.token_embedding(tokens)
+    x = token_embeddings + tower.positional_embedding[: tokens.shape[1]]
+    causal_mask = tower.attn_mask[: tokens.shape[1], : tokens.shape[1]].to(x.dtype)
+    outputs = []
+    for block in tower.transformer.resblocks:
+        x = block(x, attn_mask=causal_mask)
+        outputs.append(x)
+    return outputs
 
 
 class _SDTextTransformer(TextTransformer):
@@ -160,18 +177,11 @@ class OpenCLIPTextEncoder(nn.Module):
         `token_embeddings` replaces the looked-up input vectors (textual inversion)."""
         _check_layer(layer, self.config.layers)
         model = self.model
-        if token_embeddings is None:
-            token_embeddings = model.token_embedding(tokens)
-        x = token_embeddings + model.positional_embedding[: tokens.shape[1]]
-        causal_mask = model.attn_mask[: tokens.shape[1], : tokens.shape[1]].to(x.dtype)
-        layer_outputs = []
-        for block in model.transformer.resblocks:
-            x = block(x, attn_mask=causal_mask)
-            layer_outputs.append(x)
+        layer_outputs = open_clip_layer_outputs(model, tokens, token_embeddings)
         hidden = layer_outputs[layer]
         if final_norm:
             hidden = model.ln_final(hidden)
-        pooled = _pool_at_eos(model.ln_final(layer_outputs[-1]), tokens)
+        pooled = pool_at_eos(model.ln_final(layer_outputs[-1]), tokens)
         if model.text_projection is not None:
             pooled = pooled @ model.text_projection
         return TextEncoderOutput(hidden, pooled)

@@ -45,10 +45,13 @@ def _ramp(length: int, ramp: int, ramp_start: bool, ramp_end: bool) -> torch.Ten
 
 
 def blend_tiles(source: torch.Tensor, tile: int, overlap: int, scale: float,
-                 out_channels: int, run_tile) -> torch.Tensor:
+                out_channels: int, run_tile) -> torch.Tensor:
     """Run `run_tile` over overlapping tiles of `source` [B, C, H, W] and blend the results,
-    which are `scale` times the tile's size, into one [B, out_channels, H*scale, W*scale]."""
+    which are `scale` times the tile's size, into one [B, out_channels, H*scale, W*scale]
+    (float32). A source that fits in one tile is run whole."""
     batch, _, height, width = source.shape
+    if height <= tile and width <= tile:
+        return run_tile(source).float()
     out_h, out_w = round(height * scale), round(width * scale)
     output = None
     weight_sum = torch.zeros(1, 1, out_h, out_w, device=source.device)
@@ -74,10 +77,8 @@ def blend_tiles(source: torch.Tensor, tile: int, overlap: int, scale: float,
 def decode_tiled(vae: AutoencoderKL, latents: torch.Tensor, *, tile: int = DEFAULT_DECODE_TILE,
                  overlap: int = DEFAULT_DECODE_OVERLAP) -> torch.Tensor:
     """`vae.decode(latents)` in tiles of `tile` latent cells overlapping by `overlap`; float32."""
-    if latents.shape[-2] <= tile and latents.shape[-1] <= tile:
-        return vae.decode(latents).float()
     return blend_tiles(latents, tile, overlap, LATENT_FACTOR, vae.config.out_channels,
-                        vae.decode)
+                       vae.decode)
 
 
 @torch.inference_mode()
@@ -89,5 +90,5 @@ def encode_tiled(vae: AutoencoderKL, images: torch.Tensor,
     if images.shape[-2] <= tile and images.shape[-1] <= tile:
         return vae.encode(images, generator=generator).float()
     moments = blend_tiles(images, tile, overlap, 1 / LATENT_FACTOR, 2 * vae.config.embed_dim,
-                           vae.encode_moments)
+                          vae.encode_moments)
     return vae.sample_latents(moments, generator)

@@ -44,25 +44,15 @@ class LDSRUpscaler:
         self._lock = threading.Lock()
         self._cached: LDSRModel | None = None
 
-    def _model(self) -> LDSRModel:
-        if self._cached is not None:
-            return self._cached
-        try:
-            model = load_ldsr(self.weights, self.weights.with_name(YAML_NAME), device=self.device,
-                              dtype=self.dtype, allow_unsafe_pickle=self.allow_unsafe_pickle)
-        except LDSRError as error:
-            raise UnsupportedRequestError(f"LDSR cannot run: {error}") from error
-        if self.options.get("ldsr_cached"):
-            self._cached = model
-        return model
-
     def upscale(self, image: Image.Image, scale: float) -> Image.Image:
         steps = int(self.options.get("ldsr_steps"))
+        keep = bool(self.options.get("ldsr_cached"))
         with self._lock:
-            model = self._model()
-            if not self.options.get("ldsr_cached"):
-                self._cached = None
             try:
+                model = self._cached or load_ldsr(
+                    self.weights, self.weights.with_name(YAML_NAME), device=self.device,
+                    dtype=self.dtype, allow_unsafe_pickle=self.allow_unsafe_pickle)
+                self._cached = model if keep else None
                 return super_resolution(model, image, scale, steps)
             except LDSRError as error:
                 raise UnsupportedRequestError(f"LDSR cannot run: {error}") from error
